@@ -1,0 +1,228 @@
+//! Best-of-N orchestration: fan out N candidate requests concurrently, drop the ones that fail or time out, score
+//! the survivors in one reward-model batch, rank them. Knows nothing about HTTP handlers.
+//!
+//! Cancellation: the candidate futures live inside the caller's future (`join_all`, no spawned tasks), so when the
+//! client disconnects and axum drops the handler, every in-flight upstream request is dropped and its connection
+//! closed.
+
+pub mod strategy;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use futures::future::join_all;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    cache::Weigh,
+    error::ApiError,
+    metrics::Metrics,
+    openai::{ChatCompletion, Message, Usage},
+    reward::{Score, ScoreInput},
+    upstream::{Upstream, UpstreamError},
+};
+
+/// What to generate: the request body as every candidate gets it (except `seed`), and how many.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Forwarded body: the client's request with `stream: false`, no OpenAI `n`, no `bon`, sampling defaults set.
+    pub body: Map<String, Value>,
+    /// Number of candidates.
+    pub n: u32,
+    /// Candidate `i` is sent with `seed = base_seed + i`.
+    pub base_seed: i64,
+    /// The conversation being answered (for the reward model).
+    pub conversation: Arc<[Message]>,
+    /// Tools the client offered (rendered by chat templates that know tools).
+    pub tools: Option<Arc<Value>>,
+}
+
+/// One candidate's fate.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub result: Result<ChatCompletion, UpstreamError>,
+    pub latency: Duration,
+    pub score: Option<f32>,
+}
+
+/// Why the winner was not chosen by score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unscored {
+    /// Only one candidate survived: nothing to compare.
+    SingleSurvivor,
+    /// The reward model failed; the first successful candidate was returned.
+    ScorerFailed,
+}
+
+/// A finished Best-of-N call (what the cache holds).
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Our own completion id (upstream ids, e.g. Ollama's, are not unique).
+    pub id: String,
+    pub created: u64,
+    pub n: u32,
+    pub candidates: Vec<Candidate>,
+    /// Indices of successful candidates, best first.
+    pub ranked: Vec<usize>,
+    /// Everything the upstream reported spending, all candidates.
+    pub usage: Usage,
+    pub unscored: Option<Unscored>,
+    weight: u32,
+}
+
+impl Outcome {
+    /// The winning candidate's completion.
+    pub fn winner(&self) -> Option<(usize, &ChatCompletion)> {
+        let i = *self.ranked.first()?;
+        self.candidates[i].result.as_ref().ok().map(|c| (i, c))
+    }
+
+    /// Scores in candidate order (None: failed or not scored).
+    pub fn scores(&self) -> Vec<Option<f32>> {
+        self.candidates.iter().map(|c| c.score).collect()
+    }
+}
+
+impl Weigh for Arc<Outcome> {
+    fn weight(&self) -> u32 {
+        self.weight
+    }
+}
+
+/// Runs the fan-out and selection for `plan`.
+pub async fn run(
+    upstream: &dyn Upstream,
+    scorer: &dyn Score,
+    plan: &Plan,
+    candidate_timeout: Duration,
+    metrics: &Metrics,
+) -> Result<Outcome, ApiError> {
+    metrics.n_used.observe(f64::from(plan.n));
+    let calls = (0..plan.n).map(|i| {
+        let mut body = plan.body.clone();
+        body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
+        candidate(upstream, body, candidate_timeout, metrics)
+    });
+    let mut candidates = join_all(calls).await;
+
+    let mut usage = Usage::default();
+    for c in &candidates {
+        if let Ok(Some(u)) = c.result.as_ref().map(|r| r.usage) {
+            usage += u;
+        }
+    }
+    metrics.tokens.with_label_values(&["prompt"]).inc_by(usage.prompt_tokens);
+    metrics.tokens.with_label_values(&["completion"]).inc_by(usage.completion_tokens);
+
+    let ok: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i].result.is_ok()).collect();
+    if ok.is_empty() {
+        return Err(all_failed(candidates.into_iter().filter_map(|c| c.result.err()).collect()));
+    }
+
+    let (ranked, unscored) = if ok.len() == 1 {
+        (ok, Some(Unscored::SingleSurvivor))
+    } else {
+        let inputs = ok
+            .iter()
+            .filter_map(|&i| candidates[i].result.as_ref().ok())
+            .map(|c| ScoreInput {
+                conversation: plan.conversation.clone(),
+                tools: plan.tools.clone(),
+                response: response_message(c),
+            })
+            .collect();
+        match scorer.score(inputs).await {
+            Ok(scores) if scores.len() == ok.len() => {
+                for (&i, &s) in ok.iter().zip(&scores) {
+                    candidates[i].score = Some(s);
+                }
+                let order = strategy::rank(&scores);
+                if let Some(m) = strategy::margin(&scores, &order) {
+                    metrics.score_margin.observe(f64::from(m));
+                }
+                metrics.winner_score.observe(f64::from(scores[order[0]]));
+                (order.into_iter().map(|j| ok[j]).collect(), None)
+            }
+            other => {
+                let reason = match other {
+                    Ok(s) => format!("scorer returned {} scores for {} candidates", s.len(), ok.len()),
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(error = %reason, "scoring failed; returning the first successful candidate");
+                metrics.scorer_fallbacks.inc();
+                (ok, Some(Unscored::ScorerFailed))
+            }
+        }
+    };
+
+    let weight = candidates
+        .iter()
+        .map(|c| c.result.as_ref().map_or(256, |r| serde_json::to_vec(r).map_or(4096, |v| v.len() + 256)))
+        .sum::<usize>();
+    Ok(Outcome {
+        id: completion_id(),
+        created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        n: plan.n,
+        candidates,
+        ranked,
+        usage,
+        unscored,
+        weight: u32::try_from(weight).unwrap_or(u32::MAX),
+    })
+}
+
+async fn candidate(upstream: &dyn Upstream, body: Map<String, Value>, limit: Duration, metrics: &Metrics) -> Candidate {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(limit, upstream.chat(body)).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout(limit)),
+    };
+    let latency = started.elapsed();
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    metrics.candidates.with_label_values(&[outcome]).inc();
+    metrics.candidate_duration.with_label_values(&[outcome]).observe(latency.as_secs_f64());
+    if let Err(e) = &result {
+        tracing::debug!(error = %e, "candidate failed");
+    }
+    Candidate { result, latency, score: None }
+}
+
+/// The assistant message a candidate proposes (first choice; upstreams that ignore `n` return one).
+pub fn response_message(c: &ChatCompletion) -> Message {
+    let mut m = c.choices[0].message.clone();
+    if m.role.is_empty() {
+        m.role = "assistant".into();
+    }
+    m
+}
+
+/// Zero survivors: the upstream's own 4xx when every candidate got the same one (the request itself is wrong,
+/// e.g. an unknown model), else a 502 listing each cause.
+fn all_failed(errors: Vec<UpstreamError>) -> ApiError {
+    if let Some(UpstreamError::Status { status, message, kind, param, code }) = errors.first()
+        && errors.iter().all(|e| e.is_client_error() && matches!(e, UpstreamError::Status { status: s, .. } if s == status))
+    {
+        return ApiError::UpstreamRejected {
+            status: *status,
+            message: message.clone(),
+            kind: kind.clone(),
+            param: param.clone(),
+            code: code.clone(),
+        };
+    }
+    ApiError::AllCandidatesFailed { errors }
+}
+
+fn completion_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("chatcmpl-bon-{hex}")
+}
+
+#[cfg(test)]
+mod tests;

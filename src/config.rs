@@ -1,0 +1,259 @@
+//! Command-line and environment configuration.
+//!
+//! Every flag has an environment variable spelled out next to it (`BON_*`). `Config::validate` checks ranges and
+//! cross-field rules before anything binds a port, so a bad configuration is one clear message at start-up.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// Where the reward model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    /// Try the CUDA execution provider, fall back to the CPU (the log and `bon_execution_provider` say which).
+    Auto,
+    /// CPU only.
+    Cpu,
+    /// CUDA only; failing to get it is a start-up error.
+    Cuda,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// bon-proxy: an OpenAI-compatible Best-of-N proxy.
+#[derive(Clone, Parser)]
+#[command(name = "bon-proxy", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BON_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Base URL of the OpenAI-compatible upstream (Ollama, llama.cpp server, vLLM, SGLang), without `/v1`.
+    #[arg(long, env = "BON_UPSTREAM", default_value = "http://127.0.0.1:11434")]
+    pub upstream: String,
+
+    /// Bearer token sent to the upstream. Without it, no Authorization header is sent upstream.
+    #[arg(long, env = "BON_UPSTREAM_API_KEY", hide_env_values = true)]
+    pub upstream_api_key: Option<String>,
+
+    /// Reward model directory (Hugging Face layout: model.onnx or onnx/model.onnx, tokenizer.json,
+    /// tokenizer_config.json, config.json).
+    #[arg(long, env = "BON_REWARD_MODEL")]
+    pub reward_model: Option<PathBuf>,
+
+    /// Name the reward model is reported under (`x-bon-reward-model`, cache key). Defaults to the directory name.
+    #[arg(long, env = "BON_REWARD_MODEL_ID")]
+    pub reward_model_id: Option<String>,
+
+    /// Output tensor holding the reward (`[batch, k]`, column 0 is used). Defaults to `logits`, else the only output.
+    #[arg(long, env = "BON_REWARD_OUTPUT")]
+    pub reward_output: Option<String>,
+
+    /// Longest token sequence given to the reward model; longer inputs lose tokens from the left.
+    #[arg(long, env = "BON_REWARD_MAX_TOKENS", default_value_t = 4096)]
+    pub reward_max_tokens: usize,
+
+    /// Most sequences scored in one ONNX Runtime run (jobs from concurrent requests are merged up to this).
+    #[arg(long, env = "BON_REWARD_MAX_BATCH", default_value_t = 64)]
+    pub reward_max_batch: usize,
+
+    /// Execution provider for the reward model.
+    #[arg(long, env = "BON_DEVICE", value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
+
+    /// N when the request does not say (`x-bon-n` header or `bon.n` in the body).
+    #[arg(long, env = "BON_DEFAULT_N", default_value_t = 4)]
+    pub default_n: u32,
+
+    /// Largest N a request may ask for.
+    #[arg(long, env = "BON_MAX_N", default_value_t = 16)]
+    pub max_n: u32,
+
+    /// Temperature used for candidates when the client sent none and N > 1.
+    #[arg(long, env = "BON_TEMPERATURE", default_value_t = 0.8)]
+    pub bon_temperature: f64,
+
+    /// Most upstream requests in flight at once, across all clients.
+    #[arg(long, env = "BON_UPSTREAM_CONCURRENCY", default_value_t = 64)]
+    pub upstream_concurrency: usize,
+
+    /// Deadline for one candidate (queueing for an upstream slot included).
+    #[arg(long, env = "BON_CANDIDATE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "120s")]
+    pub candidate_timeout: Duration,
+
+    /// Deadline for a whole request: fan-out, scoring and response.
+    #[arg(long, env = "BON_REQUEST_TIMEOUT", value_parser = humantime::parse_duration, default_value = "180s")]
+    pub request_timeout: Duration,
+
+    /// How long a Best-of-N result stays cached. `0s` disables the cache.
+    #[arg(long, env = "BON_CACHE_TTL", value_parser = humantime::parse_duration, default_value = "10m")]
+    pub cache_ttl: Duration,
+
+    /// Size bound of the cache (approximate bytes of cached responses).
+    #[arg(long, env = "BON_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_max_bytes: u64,
+
+    /// Most client requests handled at once; more get 429 with `Retry-After`.
+    #[arg(long, env = "BON_MAX_INFLIGHT", default_value_t = 256)]
+    pub max_inflight: usize,
+
+    /// Largest request body accepted (bytes).
+    #[arg(long, env = "BON_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Time given to in-flight requests after SIGTERM/SIGINT before exiting.
+    #[arg(long, env = "BON_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub shutdown_grace: Duration,
+
+    /// Log format.
+    #[arg(long, env = "BON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so the upstream key can never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("upstream", &self.upstream)
+            .field("upstream_api_key", &self.upstream_api_key.as_ref().map(|_| "<redacted>"))
+            .field("reward_model", &self.reward_model)
+            .field("device", &self.device)
+            .field("default_n", &self.default_n)
+            .field("max_n", &self.max_n)
+            .field("upstream_concurrency", &self.upstream_concurrency)
+            .field("candidate_timeout", &self.candidate_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration that cannot run. Each variant says which flag to change.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("--reward-model is required (a directory with model.onnx, tokenizer.json, config.json); set it or BON_REWARD_MODEL")]
+    RewardModelMissing,
+    #[error("--max-n must be at least 1 (got {0})")]
+    MaxN(u32),
+    #[error("--default-n must be within 1..={max} (got {got})")]
+    DefaultN { got: u32, max: u32 },
+    #[error("--bon-temperature must be a finite number > 0 (got {0})")]
+    Temperature(f64),
+    #[error("--candidate-timeout ({candidate:?}) must be shorter than --request-timeout ({request:?})")]
+    Timeouts { candidate: Duration, request: Duration },
+    #[error("--{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("--upstream must be an http:// or https:// URL (got {0:?})")]
+    Upstream(String),
+}
+
+impl Config {
+    /// Checks ranges and cross-field rules. Run before binding.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.reward_model.is_none() {
+            return Err(ConfigError::RewardModelMissing);
+        }
+        if self.max_n < 1 {
+            return Err(ConfigError::MaxN(self.max_n));
+        }
+        if !(1..=self.max_n).contains(&self.default_n) {
+            return Err(ConfigError::DefaultN { got: self.default_n, max: self.max_n });
+        }
+        if !(self.bon_temperature.is_finite() && self.bon_temperature > 0.0) {
+            return Err(ConfigError::Temperature(self.bon_temperature));
+        }
+        if self.candidate_timeout >= self.request_timeout {
+            return Err(ConfigError::Timeouts { candidate: self.candidate_timeout, request: self.request_timeout });
+        }
+        for (name, value) in [
+            ("upstream-concurrency", self.upstream_concurrency),
+            ("max-inflight", self.max_inflight),
+            ("reward-max-tokens", self.reward_max_tokens),
+            ("reward-max-batch", self.reward_max_batch),
+            ("max-body-bytes", self.max_body_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        let lower = self.upstream.to_ascii_lowercase();
+        let scheme_ok = lower.starts_with("http://") || lower.starts_with("https://");
+        if !scheme_ok || reqwest::Url::parse(&self.upstream).is_err() {
+            return Err(ConfigError::Upstream(self.upstream.clone()));
+        }
+        Ok(())
+    }
+
+    /// The id under which the reward model is reported: `--reward-model-id`, else the directory's name.
+    pub fn reward_model_id(&self) -> String {
+        if let Some(id) = &self.reward_model_id {
+            return id.clone();
+        }
+        self.reward_model
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "reward-model".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Config {
+        let mut argv = vec!["bon-proxy", "--reward-model", "models/x"];
+        argv.extend_from_slice(args);
+        Config::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = parse(&[]);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.default_n, 4);
+        assert_eq!(c.max_n, 16);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.upstream, "http://127.0.0.1:11434");
+        assert_eq!(c.reward_model_id(), "x");
+    }
+
+    #[test]
+    fn missing_reward_model_is_reported() {
+        let c = Config::try_parse_from(["bon-proxy"]).unwrap();
+        assert_eq!(c.validate(), Err(ConfigError::RewardModelMissing));
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        assert_eq!(parse(&["--default-n", "20"]).validate(), Err(ConfigError::DefaultN { got: 20, max: 16 }));
+        assert_eq!(parse(&["--max-n", "0", "--default-n", "0"]).validate(), Err(ConfigError::MaxN(0)));
+        assert!(matches!(
+            parse(&["--candidate-timeout", "10s", "--request-timeout", "5s"]).validate(),
+            Err(ConfigError::Timeouts { .. })
+        ));
+        assert_eq!(parse(&["--bon-temperature", "0"]).validate(), Err(ConfigError::Temperature(0.0)));
+        assert_eq!(parse(&["--upstream-concurrency", "0"]).validate(), Err(ConfigError::Zero("upstream-concurrency")));
+        assert!(matches!(parse(&["--upstream", "localhost:11434"]).validate(), Err(ConfigError::Upstream(_))));
+    }
+
+    #[test]
+    fn debug_redacts_the_upstream_key() {
+        let c = parse(&["--upstream-api-key", "sk-secret-123"]);
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sk-secret-123"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn durations_parse_with_humantime() {
+        let c = parse(&["--candidate-timeout", "1m 30s", "--cache-ttl", "0s"]);
+        assert_eq!(c.candidate_timeout, Duration::from_secs(90));
+        assert_eq!(c.cache_ttl, Duration::ZERO);
+    }
+}

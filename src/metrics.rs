@@ -1,0 +1,169 @@
+//! Prometheus metrics: one typed struct owning its own `Registry` (two apps in one test process never collide).
+//!
+//! Labels come from closed sets (`ApiError::kind`, `UpstreamError::kind`, cache results), never from request text.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub const REQUESTS: &str = "bon_requests_total";
+pub const REQUEST_DURATION: &str = "bon_request_duration_seconds";
+pub const INFLIGHT: &str = "bon_inflight_requests";
+pub const CANDIDATES: &str = "bon_candidates_total";
+pub const CANDIDATE_DURATION: &str = "bon_candidate_duration_seconds";
+pub const N_USED: &str = "bon_n";
+pub const REWARD_DURATION: &str = "bon_reward_duration_seconds";
+pub const REWARD_BATCH: &str = "bon_reward_batch_size";
+pub const REWARD_ERRORS: &str = "bon_reward_errors_total";
+pub const SCORER_FALLBACKS: &str = "bon_scorer_fallbacks_total";
+pub const WINNER_SCORE: &str = "bon_winner_score";
+pub const SCORE_MARGIN: &str = "bon_score_margin";
+pub const CACHE_REQUESTS: &str = "bon_cache_requests_total";
+pub const CACHE_EVICTIONS: &str = "bon_cache_evictions_total";
+pub const CACHE_ENTRIES: &str = "bon_cache_entries";
+pub const TOKENS: &str = "bon_upstream_tokens_total";
+pub const EXECUTION_PROVIDER: &str = "bon_execution_provider";
+pub const MODEL_LOADED: &str = "bon_reward_model_loaded";
+
+const LATENCY_BUCKETS: [f64; 16] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0];
+const REWARD_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+const N_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0];
+const SCORE_BUCKETS: [f64; 17] =
+    [-20.0, -10.0, -5.0, -3.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
+const MARGIN_BUCKETS: [f64; 12] = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
+
+/// Every metric the proxy exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub inflight: IntGauge,
+    pub candidates: IntCounterVec,
+    pub candidate_duration: HistogramVec,
+    pub n_used: Histogram,
+    pub reward_duration: Histogram,
+    pub reward_batch: Histogram,
+    pub reward_errors: IntCounter,
+    pub scorer_fallbacks: IntCounter,
+    pub winner_score: Histogram,
+    pub score_margin: Histogram,
+    pub cache_requests: IntCounterVec,
+    pub cache_evictions: IntCounterVec,
+    pub cache_entries: IntGauge,
+    pub tokens: IntCounterVec,
+    pub execution_provider: IntGaugeVec,
+    pub model_loaded: IntGauge,
+}
+
+impl Metrics {
+    /// Builds and registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let hist = |name: &str, help: &str, buckets: &[f64]| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        };
+        let m = Self {
+            requests: IntCounterVec::new(
+                Opts::new(REQUESTS, "Chat completion requests by outcome (ok, or the error type)."),
+                &["outcome"],
+            )?,
+            request_duration: HistogramVec::new(
+                HistogramOpts::new(REQUEST_DURATION, "End-to-end latency of chat completion requests.")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["cache"],
+            )?,
+            inflight: IntGauge::new(INFLIGHT, "Chat completion requests being served.")?,
+            candidates: IntCounterVec::new(
+                Opts::new(CANDIDATES, "Upstream candidates by outcome (ok, timeout, http_5xx, transport, ...)."),
+                &["outcome"],
+            )?,
+            candidate_duration: HistogramVec::new(
+                HistogramOpts::new(CANDIDATE_DURATION, "Latency of one upstream candidate, slot wait included.")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["outcome"],
+            )?,
+            n_used: hist(N_USED, "N (candidates generated) per Best-of-N request.", &N_BUCKETS)?,
+            reward_duration: hist(REWARD_DURATION, "Reward model time per batch (encode + run).", &REWARD_BUCKETS)?,
+            reward_batch: hist(REWARD_BATCH, "Sequences per reward model run.", &BATCH_BUCKETS)?,
+            reward_errors: IntCounter::new(REWARD_ERRORS, "Reward model jobs that failed.")?,
+            scorer_fallbacks: IntCounter::new(
+                SCORER_FALLBACKS,
+                "Requests answered with the first successful candidate because scoring failed.",
+            )?,
+            winner_score: hist(WINNER_SCORE, "Reward of the returned candidate.", &SCORE_BUCKETS)?,
+            score_margin: hist(SCORE_MARGIN, "Winner's reward minus the runner-up's.", &MARGIN_BUCKETS)?,
+            cache_requests: IntCounterVec::new(
+                Opts::new(CACHE_REQUESTS, "Cache lookups by result (hit, miss, bypass)."),
+                &["result"],
+            )?,
+            cache_evictions: IntCounterVec::new(
+                Opts::new(CACHE_EVICTIONS, "Cache entries removed, by cause (expired, size, replaced, explicit)."),
+                &["cause"],
+            )?,
+            cache_entries: IntGauge::new(CACHE_ENTRIES, "Entries in the result cache.")?,
+            tokens: IntCounterVec::new(
+                Opts::new(TOKENS, "Tokens the upstream reported spending, all candidates (prompt, completion)."),
+                &["kind"],
+            )?,
+            execution_provider: IntGaugeVec::new(
+                Opts::new(EXECUTION_PROVIDER, "1 for the execution provider the reward model runs on."),
+                &["provider"],
+            )?,
+            model_loaded: IntGauge::new(MODEL_LOADED, "1 once the reward model is loaded and answered a warm-up run.")?,
+            registry,
+        };
+        m.register_all()?;
+        Ok(m)
+    }
+
+    fn register_all(&self) -> Result<(), prometheus::Error> {
+        let r = &self.registry;
+        r.register(Box::new(self.requests.clone()))?;
+        r.register(Box::new(self.request_duration.clone()))?;
+        r.register(Box::new(self.inflight.clone()))?;
+        r.register(Box::new(self.candidates.clone()))?;
+        r.register(Box::new(self.candidate_duration.clone()))?;
+        r.register(Box::new(self.n_used.clone()))?;
+        r.register(Box::new(self.reward_duration.clone()))?;
+        r.register(Box::new(self.reward_batch.clone()))?;
+        r.register(Box::new(self.reward_errors.clone()))?;
+        r.register(Box::new(self.scorer_fallbacks.clone()))?;
+        r.register(Box::new(self.winner_score.clone()))?;
+        r.register(Box::new(self.score_margin.clone()))?;
+        r.register(Box::new(self.cache_requests.clone()))?;
+        r.register(Box::new(self.cache_evictions.clone()))?;
+        r.register(Box::new(self.cache_entries.clone()))?;
+        r.register(Box::new(self.tokens.clone()))?;
+        r.register(Box::new(self.execution_provider.clone()))?;
+        r.register(Box::new(self.model_loaded.clone()))?;
+        Ok(())
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_instances_do_not_collide_and_render() {
+        let a = Metrics::new().unwrap();
+        let b = Metrics::new().unwrap();
+        a.requests.with_label_values(&["ok"]).inc();
+        a.execution_provider.with_label_values(&["cpu"]).set(1);
+        let text = a.render().unwrap();
+        assert!(text.contains("bon_requests_total{outcome=\"ok\"} 1"), "{text}");
+        assert!(text.contains("bon_execution_provider{provider=\"cpu\"} 1"));
+        assert!(!b.render().unwrap().contains("outcome=\"ok\""));
+    }
+}

@@ -1,0 +1,168 @@
+//! Reward model scoring through ONNX Runtime.
+//!
+//! `Scorer::load` reads a model directory, opens the ONNX session on the requested device, checks the graph and
+//! makes one warm-up run; then a dedicated OS thread owns tokenizer + session and serves `score` calls sent over a
+//! bounded channel. Dropping the `Scorer` closes the channel and joins the thread.
+
+mod model;
+pub mod runtime;
+pub mod template;
+pub mod tokenize;
+mod worker;
+
+use std::{path::PathBuf, sync::Arc, thread::JoinHandle};
+
+use futures::{FutureExt, future::BoxFuture};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+pub use model::ModelDir;
+pub use tokenize::{Encoded, Encoder};
+
+use crate::{config::Device, metrics::Metrics, openai::Message};
+
+/// What a scored conversation is made of: the client's messages, the tools it offered, and one candidate.
+#[derive(Clone, Debug)]
+pub struct ScoreInput {
+    pub conversation: Arc<[Message]>,
+    pub tools: Option<Arc<Value>>,
+    pub response: Message,
+}
+
+/// Something that scores candidates (the real `Scorer`, or a fake in `bon/` tests).
+pub trait Score: Send + Sync {
+    /// One score per input, in order; higher is better.
+    fn score(&self, inputs: Vec<ScoreInput>) -> BoxFuture<'_, Result<Vec<f32>, RewardError>>;
+}
+
+/// Reward model failures.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum RewardError {
+    /// The model directory or graph is unusable (start-up).
+    #[error("cannot load reward model: {0}")]
+    Load(String),
+    /// ONNX Runtime is missing or a run failed.
+    #[error("reward model runtime: {0}")]
+    Runtime(String),
+    /// This input cannot be scored (template error, nothing to encode).
+    #[error("cannot score input: {0}")]
+    Input(String),
+    /// The worker thread is gone.
+    #[error("reward worker stopped")]
+    WorkerGone,
+}
+
+/// How to load the reward model.
+#[derive(Clone, Debug)]
+pub struct RewardOptions {
+    pub dir: PathBuf,
+    pub id: String,
+    pub device: Device,
+    pub max_tokens: usize,
+    pub max_batch: usize,
+    pub output: Option<String>,
+}
+
+/// Handle to the scoring thread.
+pub struct Scorer {
+    tx: Option<mpsc::Sender<worker::Job>>,
+    thread: Option<JoinHandle<()>>,
+    id: String,
+    provider: &'static str,
+    max_tokens: usize,
+}
+
+impl Scorer {
+    /// Loads the model, checks it with a warm-up run and starts the worker thread.
+    pub fn load(opts: &RewardOptions, metrics: Arc<Metrics>) -> Result<Self, RewardError> {
+        let files = ModelDir::load(&opts.dir)?;
+        let max_tokens = files.max_positions.map_or(opts.max_tokens, |p| p.min(opts.max_tokens));
+        let encoder = Encoder::new(files.tokenizer, files.template, max_tokens)?;
+        let opened = runtime::open(&files.onnx, opts.device)?;
+        let mut graph = worker::Graph::new(opened.session, opts.output.as_deref(), files.pad_id)?;
+
+        // Fail at start-up, not on the first request, if the graph cannot run.
+        let probe = ScoreInput {
+            conversation: Arc::from(vec![user("ping")]),
+            tools: None,
+            response: assistant("pong"),
+        };
+        let warm = graph.run(&[encoder.encode(&probe)?, encoder.encode(&probe)?])?;
+        if warm.iter().any(|s| !s.is_finite()) {
+            return Err(RewardError::Load(format!("warm-up run gave non-finite scores {warm:?}")));
+        }
+        tracing::info!(
+            model = %opts.id, provider = opened.provider, chat_template = encoder.has_template(),
+            pad_id = ?files.pad_id, max_tokens, "reward model loaded"
+        );
+        metrics.execution_provider.with_label_values(&[opened.provider]).set(1);
+        metrics.model_loaded.set(1);
+
+        let (tx, rx) = mpsc::channel(1024);
+        let max_batch = opts.max_batch;
+        let thread = std::thread::Builder::new()
+            .name("bon-reward".into())
+            .spawn(move || worker::run(rx, encoder, graph, max_batch, metrics))
+            .map_err(|e| RewardError::Load(format!("cannot start reward thread: {e}")))?;
+        Ok(Self { tx: Some(tx), thread: Some(thread), id: opts.id.clone(), provider: opened.provider, max_tokens })
+    }
+
+    /// The model id (`x-bon-reward-model`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `"cuda"` or `"cpu"`.
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Longest sequence scored (after clamping to the model's positions).
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+}
+
+impl Score for Scorer {
+    fn score(&self, inputs: Vec<ScoreInput>) -> BoxFuture<'_, Result<Vec<f32>, RewardError>> {
+        let span = tracing::debug_span!("reward", n = inputs.len());
+        async move {
+            if inputs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let tx = self.tx.as_ref().ok_or(RewardError::WorkerGone)?;
+            let (reply, rx) = oneshot::channel();
+            tx.send(worker::Job { inputs, span: tracing::Span::current(), reply })
+                .await
+                .map_err(|_| RewardError::WorkerGone)?;
+            rx.await.map_err(|_| RewardError::WorkerGone)?
+        }
+        .instrument(span)
+        .boxed()
+    }
+}
+
+impl Drop for Scorer {
+    fn drop(&mut self) {
+        // Closing the channel ends the worker's loop; then wait for it.
+        self.tx.take();
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("reward worker panicked");
+        }
+    }
+}
+
+fn user(text: &str) -> Message {
+    Message { role: "user".into(), content: Some(crate::openai::Content::Text(text.into())), extra: Default::default() }
+}
+
+fn assistant(text: &str) -> Message {
+    Message {
+        role: "assistant".into(),
+        content: Some(crate::openai::Content::Text(text.into())),
+        extra: Default::default(),
+    }
+}

@@ -1,0 +1,120 @@
+//! Finding and loading ONNX Runtime, and opening a session on the requested execution provider.
+//!
+//! `ort` is built with `load-dynamic`: the program opens `libonnxruntime.so.1.31.1` itself, looking in order at
+//! `ORT_DYLIB_PATH`, the binary's own folder (and `../lib`), and the project's `.ort/` folder (where
+//! `scripts/setup` puts it), and otherwise fails with a message that says how to get it.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
+
+use ort::{
+    ep,
+    environment::Environment,
+    session::{Session, builder::GraphOptimizationLevel},
+};
+
+use super::RewardError;
+use crate::config::Device;
+
+/// The ONNX Runtime shared library this build is made for (ort rc.15, API 31).
+pub const ORT_LIB: &str = "libonnxruntime.so.1.31.1";
+
+/// How to get the library, for error messages.
+const HOW_TO_GET: &str = "run `scripts/setup` (it downloads the PyPI wheel onnxruntime==1.31.1 and unpacks \
+onnxruntime/capi/libonnxruntime.so.1.31.1 into .ort/), put the file next to the bon-proxy binary, or set \
+ORT_DYLIB_PATH to its path";
+
+/// Every place looked at, in order.
+pub fn candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        out.push(PathBuf::from(p));
+    }
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        out.push(dir.join(ORT_LIB));
+        out.push(dir.join("../lib").join(ORT_LIB));
+        // Test and bench binaries live in target/<profile>/deps.
+        out.push(dir.join("..").join(ORT_LIB));
+    }
+    out.push(PathBuf::from(".ort").join(ORT_LIB));
+    out.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ort").join(ORT_LIB));
+    out
+}
+
+/// The first existing candidate, or an error listing where it looked.
+pub fn find_dylib() -> Result<PathBuf, RewardError> {
+    let looked = candidates();
+    if let Some(explicit) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        let explicit = PathBuf::from(explicit);
+        if !explicit.is_file() {
+            return Err(RewardError::Runtime(format!(
+                "ORT_DYLIB_PATH={} does not exist; {HOW_TO_GET}",
+                explicit.display()
+            )));
+        }
+        return Ok(explicit);
+    }
+    looked.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        let list = looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        RewardError::Runtime(format!("ONNX Runtime ({ORT_LIB}) not found (looked at: {list}); {HOW_TO_GET}"))
+    })
+}
+
+static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// The process-wide ONNX Runtime environment (the library is loaded once per process).
+fn environment() -> Result<&'static Environment, RewardError> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            let path = find_dylib().map_err(|e| e.to_string())?;
+            let builder = ort::init_from(&path)
+                .map_err(|e| format!("could not load ONNX Runtime from {}: {e}; {HOW_TO_GET}", path.display()))?;
+            let env = builder.with_name("bon-proxy").build().map_err(|e| e.to_string())?;
+            tracing::info!(path = %path.display(), "loaded ONNX Runtime");
+            Ok(env)
+        })
+        .as_ref()
+        .map_err(|e| RewardError::Runtime(e.clone()))
+}
+
+/// An open session and the execution provider it runs on (`"cuda"` or `"cpu"`).
+pub struct Opened {
+    pub session: Session,
+    pub provider: &'static str,
+}
+
+/// Opens `model` on `device`. `Auto` tries CUDA and falls back to the CPU; `Cuda` fails if CUDA cannot be had.
+pub fn open(model: &Path, device: Device) -> Result<Opened, RewardError> {
+    let env = environment()?;
+    let cuda_error = match device {
+        Device::Cpu => None,
+        Device::Cuda | Device::Auto => match open_with(env, model, true) {
+            Ok(session) => return Ok(Opened { session, provider: "cuda" }),
+            Err(e) if device == Device::Cuda => {
+                return Err(RewardError::Load(format!("--device cuda: the CUDA execution provider is unavailable: {e}")));
+            }
+            Err(e) => Some(e),
+        },
+    };
+    let session = open_with(env, model, false)?;
+    if let Some(e) = cuda_error {
+        tracing::info!(reason = %e, "CUDA execution provider unavailable; scoring on the CPU");
+    }
+    Ok(Opened { session, provider: "cpu" })
+}
+
+fn open_with(env: &Environment, model: &Path, cuda: bool) -> Result<Session, RewardError> {
+    let load = |e: ort::Error| RewardError::Load(format!("{}: {e}", model.display()));
+    let mut builder = Session::builder(env)
+        .map_err(load)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| load(e.into()))?;
+    if cuda {
+        builder = builder
+            .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+            .map_err(|e| load(e.into()))?;
+    }
+    builder.commit_from_file(model).map_err(load)
+}

@@ -1,0 +1,243 @@
+//! Turning a client's chat request into a Best-of-N plan: validation, N, sampling defaults, the forwarded body.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use serde_json::{Map, Value, json};
+
+use crate::{
+    bon::Plan,
+    config::Config,
+    error::ApiError,
+    openai::{ChatRequest, ROLES},
+};
+
+/// Request header that sets N.
+pub const HEADER_N: &str = "x-bon-n";
+
+/// A validated request, ready to run.
+#[derive(Debug)]
+pub struct Prepared {
+    pub plan: Plan,
+    /// What identifies the result in the cache: the forwarded body plus the client's own seed, if any.
+    pub key_body: Map<String, Value>,
+    /// OpenAI `n`: how many ranked candidates go back as `choices`.
+    pub choices: u32,
+    pub stream: bool,
+    pub include_usage: bool,
+    /// The client's `model`, used when an upstream answer does not name one.
+    pub model: String,
+}
+
+/// Validates `req` and works out N, seeds and the body every candidate is sent.
+pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Prepared, ApiError> {
+    if req.model.trim().is_empty() {
+        return Err(ApiError::invalid("`model` must be a non-empty string", "model".to_owned()));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("`messages` must contain at least one message", "messages".to_owned()));
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].role {:?} is not one of {}", m.role, ROLES.join(", ")),
+                format!("messages[{i}].role"),
+            ));
+        }
+    }
+    if let Some(t) = req.temperature
+        && !(t.is_finite() && t >= 0.0)
+    {
+        return Err(ApiError::invalid(format!("`temperature` must be a number >= 0 (got {t})"), "temperature".to_owned()));
+    }
+    let choices = match req.n {
+        Some(0) => return Err(ApiError::invalid("`n` must be at least 1", "n".to_owned())),
+        Some(n) if n > cfg.max_n => {
+            return Err(ApiError::invalid(
+                format!("`n` = {n} is more than this proxy's --max-n ({})", cfg.max_n),
+                "n".to_owned(),
+            ));
+        }
+        Some(n) => n,
+        None => 1,
+    };
+
+    let mut n = requested_n(headers, &req, cfg)?;
+    // Returning the top `n` needs at least `n` candidates.
+    n = n.max(choices);
+    // Greedy decoding makes every candidate identical: generate only what is returned.
+    if req.temperature == Some(0.0) {
+        n = choices;
+    }
+
+    let include_usage = req
+        .extra
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let stream = req.stream.unwrap_or(false);
+    let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
+
+    let mut body = req.extra;
+    // Per-candidate requests are never streamed upstream, and never ask for several choices.
+    body.remove("stream_options");
+    body.remove("n");
+    body.insert("model".into(), json!(req.model));
+    body.insert("messages".into(), serde_json::to_value(&req.messages).map_err(|e| ApiError::Internal(e.to_string()))?);
+    body.insert("stream".into(), json!(false));
+    match req.temperature {
+        Some(t) => {
+            body.insert("temperature".into(), json!(t));
+        }
+        // Upstreams differ in their default (Ollama: 1.0); candidates must differ, so set one.
+        None if n > 1 => {
+            body.insert("temperature".into(), json!(cfg.bon_temperature));
+        }
+        None => {}
+    }
+
+    let mut key_body = body.clone();
+    if let Some(seed) = req.seed {
+        key_body.insert("seed".into(), json!(seed));
+    }
+    // Without a client seed, candidates still get distinct seeds; 31 bits suit every upstream's seed type.
+    let base_seed = req.seed.unwrap_or_else(|| i64::from(rand::random::<u32>() >> 1));
+
+    Ok(Prepared {
+        plan: Plan { body, n, base_seed, conversation: Arc::from(req.messages), tools },
+        key_body,
+        choices,
+        stream,
+        include_usage,
+        model: req.model,
+    })
+}
+
+/// N from the `x-bon-n` header, else the body's `bon.n`, else `--default-n`; must be an integer in 1..=max_n.
+fn requested_n(headers: &HeaderMap, req: &ChatRequest, cfg: &Config) -> Result<u32, ApiError> {
+    let range = 1..=u64::from(cfg.max_n);
+    let bad = |shown: String, param: &str| ApiError::InvalidRequest {
+        message: format!("{param} must be an integer from 1 to {} (got {shown})", cfg.max_n),
+        param: Some(param.to_owned()),
+        code: Some("invalid_bon_n"),
+    };
+    if let Some(value) = headers.get(HEADER_N) {
+        let text = value.to_str().map_err(|_| bad("a non-ASCII value".into(), HEADER_N))?;
+        return match text.trim().parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n as u32),
+            _ => Err(bad(format!("{text:?}"), HEADER_N)),
+        };
+    }
+    if let Some(v) = req.bon.as_ref().and_then(|b| b.n.as_ref()) {
+        return match v.as_u64() {
+            Some(n) if range.contains(&n) => Ok(n as u32),
+            _ => Err(bad(v.to_string(), "bon.n")),
+        };
+    }
+    Ok(cfg.default_n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cfg() -> Config {
+        Config::try_parse_from(["bon-proxy", "--reward-model", "m"]).unwrap()
+    }
+
+    fn req(v: Value) -> ChatRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn base() -> Value {
+        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    }
+
+    fn with(extra: Value) -> ChatRequest {
+        let mut b = base();
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        req(b)
+    }
+
+    fn headers(n: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(HEADER_N, n.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn n_comes_from_header_then_body_then_default() {
+        let c = cfg();
+        assert_eq!(prepare(req(base()), &HeaderMap::new(), &c).unwrap().plan.n, 4);
+        assert_eq!(prepare(with(json!({"bon": {"n": 6}})), &HeaderMap::new(), &c).unwrap().plan.n, 6);
+        assert_eq!(prepare(with(json!({"bon": {"n": 6}})), &headers("3"), &c).unwrap().plan.n, 3);
+    }
+
+    #[test]
+    fn bad_n_names_the_value() {
+        let c = cfg();
+        for bad in ["0", "17", "abc", "2.5", "-1", ""] {
+            let e = prepare(req(base()), &headers(bad), &c).unwrap_err();
+            assert_eq!(e.status_code(), 400, "{bad}");
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+        let e = prepare(with(json!({"bon": {"n": 2.5}})), &HeaderMap::new(), &c).unwrap_err();
+        assert!(matches!(e, ApiError::InvalidRequest { ref param, .. } if param.as_deref() == Some("bon.n")));
+        assert!(e.to_string().contains("2.5"));
+    }
+
+    #[test]
+    fn forwarded_body_drops_stream_and_n_and_sets_temperature() {
+        let p = prepare(
+            with(json!({"stream": true, "stream_options": {"include_usage": true}, "n": 2, "top_p": 0.5})),
+            &HeaderMap::new(),
+            &cfg(),
+        )
+        .unwrap();
+        assert!(p.stream && p.include_usage);
+        assert_eq!(p.choices, 2);
+        assert_eq!(p.plan.body["stream"], json!(false));
+        assert!(!p.plan.body.contains_key("n") && !p.plan.body.contains_key("stream_options"));
+        assert_eq!(p.plan.body["temperature"], json!(0.8));
+        assert_eq!(p.plan.body["top_p"], json!(0.5));
+        assert!(!p.plan.body.contains_key("bon"));
+    }
+
+    #[test]
+    fn temperature_zero_runs_one_candidate() {
+        let p = prepare(with(json!({"temperature": 0.0})), &headers("8"), &cfg()).unwrap();
+        assert_eq!(p.plan.n, 1);
+        assert_eq!(p.plan.body["temperature"], json!(0.0));
+    }
+
+    #[test]
+    fn n_choices_raise_n() {
+        let p = prepare(with(json!({"n": 5})), &headers("2"), &cfg()).unwrap();
+        assert_eq!((p.plan.n, p.choices), (5, 5));
+        assert!(prepare(with(json!({"n": 17})), &HeaderMap::new(), &cfg()).is_err());
+    }
+
+    #[test]
+    fn client_seed_is_the_base_and_part_of_the_key() {
+        let p = prepare(with(json!({"seed": 42})), &HeaderMap::new(), &cfg()).unwrap();
+        assert_eq!(p.plan.base_seed, 42);
+        assert_eq!(p.key_body["seed"], json!(42));
+        assert!(!p.plan.body.contains_key("seed"));
+    }
+
+    #[test]
+    fn invalid_requests() {
+        let c = cfg();
+        let h = HeaderMap::new();
+        assert!(prepare(req(json!({"model": "m", "messages": []})), &h, &c).is_err());
+        assert!(prepare(req(json!({"model": "", "messages": [{"role": "user", "content": "x"}]})), &h, &c).is_err());
+        let e = prepare(req(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]})), &h, &c).unwrap_err();
+        assert!(matches!(e, ApiError::InvalidRequest { ref param, .. } if param.as_deref() == Some("messages[0].role")));
+        assert!(prepare(with(json!({"temperature": -1.0})), &h, &c).is_err());
+        assert!(prepare(with(json!({"n": 0})), &h, &c).is_err());
+    }
+}

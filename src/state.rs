@@ -1,0 +1,95 @@
+//! Shared application state: configuration, upstream client, scorer, cache, metrics, admission, shutdown.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    bon::Outcome,
+    cache::ResultCache,
+    config::Config,
+    metrics::Metrics,
+    reward::{RewardError, RewardOptions, Score, Scorer},
+    upstream::{Client, Upstream, UpstreamError},
+};
+
+/// Cheap to clone; everything lives behind one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Arc<Config>,
+    pub upstream: Arc<dyn Upstream>,
+    pub scorer: Arc<dyn Score>,
+    pub reward_model_id: String,
+    pub cache: ResultCache<Arc<Outcome>>,
+    pub metrics: Arc<Metrics>,
+    /// `--max-inflight` permits; a request that gets none is answered 429 at once.
+    pub admission: Arc<Semaphore>,
+    /// Cancelled on SIGTERM/SIGINT: `/ready` turns false and the server drains.
+    pub shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Why the application could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Reward(#[from] RewardError),
+    #[error("upstream client: {0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl AppState {
+    /// Validates `config`, loads the reward model and builds the upstream client.
+    pub fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new()?);
+        let opts = RewardOptions {
+            dir: config.reward_model.clone().ok_or(crate::config::ConfigError::RewardModelMissing)?,
+            id: config.reward_model_id(),
+            device: config.device,
+            max_tokens: config.reward_max_tokens,
+            max_batch: config.reward_max_batch,
+            output: config.reward_output.clone(),
+        };
+        let scorer = Arc::new(Scorer::load(&opts, metrics.clone())?);
+        let upstream =
+            Arc::new(Client::new(&config.upstream, config.upstream_api_key.clone(), config.upstream_concurrency)?);
+        Ok(Self::from_parts(config, upstream, scorer, opts.id, metrics, shutdown))
+    }
+
+    /// Assembles a state from ready parts (tests use it with fakes).
+    pub fn from_parts(
+        config: Config,
+        upstream: Arc<dyn Upstream>,
+        scorer: Arc<dyn Score>,
+        reward_model_id: String,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let cache = ResultCache::new(config.cache_ttl, config.cache_max_bytes, metrics.clone());
+        let admission = Arc::new(Semaphore::new(config.max_inflight));
+        Self(Arc::new(Inner {
+            config: Arc::new(config),
+            upstream,
+            scorer,
+            reward_model_id,
+            cache,
+            metrics,
+            admission,
+            shutdown,
+        }))
+    }
+}

@@ -1,0 +1,172 @@
+//! HTTP client for an OpenAI-compatible upstream, with a concurrency bound shared by every client request.
+
+use std::sync::Arc;
+
+use futures::{FutureExt, future::BoxFuture};
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+use super::{Upstream, UpstreamError};
+use crate::openai::ChatCompletion;
+
+/// Largest upstream response body read (a chat completion is far smaller; this stops a broken upstream).
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// How much of an error body is kept for the message.
+const MAX_ERROR_MESSAGE: usize = 2048;
+
+/// `reqwest` client for `{base}/v1/chat/completions`.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    api_key: Option<String>,
+    slots: Arc<Semaphore>,
+}
+
+impl Client {
+    /// `base` is the upstream's root URL (`http://host:port`, with or without a trailing `/v1`).
+    pub fn new(base: &str, api_key: Option<String>, concurrency: usize) -> Result<Self, UpstreamError> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| UpstreamError::Transport(e.to_string()))?;
+        let trimmed = base.trim_end_matches('/');
+        let base = trimmed.strip_suffix("/v1").unwrap_or(trimmed).to_owned();
+        Ok(Self { http, base, api_key, slots: Arc::new(Semaphore::new(concurrency)) })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.api_key {
+            Some(key) => req.bearer_auth(key),
+            None => req,
+        }
+    }
+
+    /// Sends `req` while holding one of the upstream's slots and returns the body of a 2xx answer.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, UpstreamError> {
+        // The permit is held until the body is read; dropping this future (client gone) frees it.
+        let _permit = self.slots.acquire().await.map_err(|_| UpstreamError::Transport("client closed".into()))?;
+        let mut resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(UpstreamError::Decode(format!("response larger than {MAX_RESPONSE_BYTES} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(status_error(status.as_u16(), &body));
+        }
+        Ok(body)
+    }
+}
+
+impl Upstream for Client {
+    fn chat(&self, body: Map<String, Value>) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
+        async move {
+            let bytes = self.send(self.request(reqwest::Method::POST, "/v1/chat/completions").json(&body)).await?;
+            let completion: ChatCompletion =
+                serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode(e.to_string()))?;
+            if completion.choices.is_empty() {
+                return Err(UpstreamError::EmptyChoices);
+            }
+            Ok(completion)
+        }
+        .boxed()
+    }
+
+    fn models(&self) -> BoxFuture<'_, Result<Value, UpstreamError>> {
+        async move {
+            let bytes = self.send(self.request(reqwest::Method::GET, "/v1/models")).await?;
+            serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode(e.to_string()))
+        }
+        .boxed()
+    }
+}
+
+fn transport(e: reqwest::Error) -> UpstreamError {
+    // reqwest's Display hides the cause ("error sending request"); the chain says "connection refused" etc.
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    UpstreamError::Transport(text)
+}
+
+/// Reads an error body in any of the shapes upstreams use: OpenAI's `{"error": {...}}` (vLLM, llama.cpp, Ollama's
+/// `/v1`), `{"error": "text"}` (Ollama's native API), or plain text.
+fn status_error(status: u16, body: &[u8]) -> UpstreamError {
+    let (mut kind, mut param, mut code) = (String::new(), None, None);
+    let mut message = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(obj)) => match obj.get("error") {
+            Some(Value::Object(err)) => {
+                kind = err.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
+                param = err.get("param").and_then(Value::as_str).map(str::to_owned);
+                code = err.get("code").and_then(value_text);
+                err.get("message").and_then(Value::as_str).unwrap_or_default().to_owned()
+            }
+            Some(Value::String(text)) => text.clone(),
+            _ => obj.get("message").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        },
+        _ => String::from_utf8_lossy(body).trim().to_owned(),
+    };
+    if message.is_empty() {
+        message = format!("HTTP {status}");
+    }
+    if message.len() > MAX_ERROR_MESSAGE {
+        let mut cut = MAX_ERROR_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    UpstreamError::Status { status, message, kind, param, code }
+}
+
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_in_every_shape() {
+        let e = status_error(404, br#"{"error":{"message":"model \"x\" not found","type":"api_error","param":null,"code":null}}"#);
+        assert_eq!(
+            e,
+            UpstreamError::Status {
+                status: 404,
+                message: "model \"x\" not found".into(),
+                kind: "api_error".into(),
+                param: None,
+                code: None
+            }
+        );
+        let e = status_error(400, br#"{"error":{"code":400,"message":"bad","type":"invalid_request_error"}}"#);
+        assert!(matches!(e, UpstreamError::Status { ref code, .. } if code.as_deref() == Some("400")));
+        let e = status_error(500, br#"{"error":"ollama broke"}"#);
+        assert!(matches!(e, UpstreamError::Status { ref message, .. } if message == "ollama broke"));
+        let e = status_error(502, b"Bad Gateway\n");
+        assert!(matches!(e, UpstreamError::Status { ref message, .. } if message == "Bad Gateway"));
+        let e = status_error(503, b"");
+        assert!(matches!(e, UpstreamError::Status { ref message, .. } if message == "HTTP 503"));
+    }
+
+    #[test]
+    fn base_url_accepts_a_trailing_v1() {
+        let c = Client::new("http://h:1/v1/", None, 1).unwrap();
+        assert_eq!(c.base, "http://h:1");
+    }
+}

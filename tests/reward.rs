@@ -1,0 +1,164 @@
+//! The real reward-model fixtures through ONNX Runtime against what `transformers` computed (models/make_fixtures.py):
+//! same rendered text, same input ids, scores within 1e-4, alone and right-padded in one batch.
+
+mod common;
+
+use std::{path::Path, sync::Arc};
+
+use bon_proxy::{
+    config::Device,
+    metrics::Metrics,
+    openai::Message,
+    reward::{Encoder, ModelDir, RewardError, RewardOptions, Score, ScoreInput, Scorer},
+};
+use common::{fixture, reference};
+use serde_json::{Value, json};
+
+const TOLERANCE: f32 = 1e-4;
+const MODELS: [&str; 2] = ["tiny-qwen3-chatml", "tiny-bert-pair"];
+
+fn input(case: &Value) -> ScoreInput {
+    let messages: Vec<Message> = serde_json::from_value(case["messages"].clone()).unwrap();
+    let response: Message =
+        serde_json::from_value(json!({"role": "assistant", "content": case["response"].clone()})).unwrap();
+    ScoreInput { conversation: Arc::from(messages), tools: None, response }
+}
+
+fn max_tokens(case: &Value) -> usize {
+    case["max_tokens"].as_u64().map_or(4096, |n| n as usize)
+}
+
+fn scorer(dir: &Path, max_tokens: usize) -> Scorer {
+    let opts = RewardOptions {
+        dir: dir.to_path_buf(),
+        id: "test".into(),
+        device: Device::Cpu,
+        max_tokens,
+        max_batch: 64,
+        output: None,
+    };
+    Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap()
+}
+
+#[test]
+fn rendered_text_and_input_ids_match_transformers() {
+    for model in MODELS {
+        for case in reference(model) {
+            let files = ModelDir::load(&fixture(model)).unwrap();
+            let encoder = Encoder::new(files.tokenizer, files.template, max_tokens(&case)).unwrap();
+            let name = case["name"].as_str().unwrap();
+            if let Some(text) = case["text"].as_str() {
+                assert_eq!(encoder.render(&input(&case)).unwrap().as_deref(), Some(text), "{model}/{name}");
+            }
+            let ids: Vec<i64> = serde_json::from_value(case["input_ids"].clone()).unwrap();
+            assert_eq!(encoder.encode(&input(&case)).unwrap().ids, ids, "{model}/{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn scores_match_transformers_one_by_one() {
+    for model in MODELS {
+        for case in reference(model) {
+            let s = scorer(&fixture(model), max_tokens(&case));
+            let got = s.score(vec![input(&case)]).await.unwrap();
+            let want = case["score"].as_f64().unwrap() as f32;
+            assert!((got[0] - want).abs() < TOLERANCE, "{model}/{}: {} vs {want}", case["name"], got[0]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn scores_match_transformers_in_one_padded_batch() {
+    for model in MODELS {
+        let cases: Vec<Value> = reference(model).into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
+        let s = scorer(&fixture(model), 4096);
+        let got = s.score(cases.iter().map(input).collect()).await.unwrap();
+        for (case, g) in cases.iter().zip(got) {
+            let want = case["score"].as_f64().unwrap() as f32;
+            assert!((g - want).abs() < TOLERANCE, "{model}/{}: {g} vs {want}", case["name"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_jobs_are_each_answered_correctly() {
+    let s = Arc::new(scorer(&fixture("tiny-qwen3-chatml"), 4096));
+    let cases: Vec<Value> = reference("tiny-qwen3-chatml").into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
+    let jobs = cases.iter().map(|c| {
+        let s = s.clone();
+        let inputs = vec![input(c), input(c)];
+        async move { s.score(inputs).await }
+    });
+    for (case, got) in cases.iter().zip(futures::future::join_all(jobs).await) {
+        let got = got.unwrap();
+        let want = case["score"].as_f64().unwrap() as f32;
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|g| (g - want).abs() < TOLERANCE), "{}: {got:?} vs {want}", case["name"]);
+    }
+}
+
+/// The decoder classifier reads the score at the last token that is not the pad id. Padding with another id than
+/// config.json's makes a short sequence in a batch read a pad position: the same test as above then fails.
+#[tokio::test]
+async fn a_wrong_pad_id_changes_batched_scores() {
+    let tmp = std::env::temp_dir().join(format!("bon-wrong-pad-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    for f in ["model.onnx", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture("tiny-qwen3-chatml").join(f), tmp.join(f)).unwrap();
+    }
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("tiny-qwen3-chatml").join("config.json")).unwrap()).unwrap();
+    config["pad_token_id"] = json!(7);
+    std::fs::write(tmp.join("config.json"), config.to_string()).unwrap();
+
+    let cases: Vec<Value> =
+        reference("tiny-qwen3-chatml").into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
+    let s = scorer(&tmp, 4096);
+    let got = s.score(cases.iter().map(input).collect()).await.unwrap();
+    let off = cases
+        .iter()
+        .zip(&got)
+        .filter(|(c, g)| (*g - c["score"].as_f64().unwrap() as f32).abs() > 1e-3)
+        .count();
+    drop(s);
+    std::fs::remove_dir_all(&tmp).unwrap();
+    assert!(off > 0, "padding with the wrong id went unnoticed");
+}
+
+#[test]
+fn a_bad_model_directory_is_a_clear_load_error() {
+    let opts = RewardOptions {
+        dir: fixture("does-not-exist"),
+        id: "x".into(),
+        device: Device::Cpu,
+        max_tokens: 16,
+        max_batch: 4,
+        output: None,
+    };
+    let err = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).err().unwrap();
+    assert!(matches!(err, RewardError::Load(ref m) if m.contains("does-not-exist")), "{err}");
+
+    let opts = RewardOptions { dir: fixture("tiny-qwen3-chatml"), output: Some("nope".into()), ..opts };
+    let err = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).err().unwrap();
+    assert!(err.to_string().contains("--reward-output `nope`"), "{err}");
+}
+
+/// `--device cuda` never falls back silently: on a machine without CUDA it is a load error naming CUDA.
+#[test]
+fn device_cuda_is_cuda_or_an_error() {
+    let opts = RewardOptions {
+        dir: fixture("tiny-qwen3-chatml"),
+        id: "x".into(),
+        device: Device::Cuda,
+        max_tokens: 64,
+        max_batch: 4,
+        output: None,
+    };
+    match Scorer::load(&opts, Arc::new(Metrics::new().unwrap())) {
+        Ok(s) => assert_eq!(s.provider(), "cuda"),
+        Err(e) => assert!(e.to_string().contains("CUDA"), "{e}"),
+    }
+    let auto = Scorer::load(&RewardOptions { device: Device::Auto, ..opts }, Arc::new(Metrics::new().unwrap())).unwrap();
+    assert!(["cuda", "cpu"].contains(&auto.provider()));
+}
