@@ -136,7 +136,9 @@ impl std::fmt::Debug for Config {
 /// A configuration that cannot run. Each variant says which flag to change.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
-    #[error("--reward-model is required (a directory with model.onnx, tokenizer.json, config.json); set it or BON_REWARD_MODEL")]
+    #[error(
+        "--reward-model is required (a directory with model.onnx, tokenizer.json, config.json); set it or BON_REWARD_MODEL"
+    )]
     RewardModelMissing,
     #[error("--max-n must be at least 1 (got {0})")]
     MaxN(u32),

@@ -1,7 +1,11 @@
 //! The `bon-proxy` binary: parse configuration, load the reward model, bind, serve until SIGTERM.
 
 use anyhow::Context;
-use bon_proxy::{AppState, config::{Config, LogFormat}, serve, shutdown_signal};
+use bon_proxy::{
+    AppState,
+    config::{Config, LogFormat},
+    serve, shutdown_signal,
+};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -10,9 +14,11 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter = EnvFilter::try_from_env("BON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     match config.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Text => logs.with_ansi(ansi).init(),
+        LogFormat::Json => logs.json().init(),
     }
     let listen = config.listen;
     let shutdown = CancellationToken::new();

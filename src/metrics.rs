@@ -3,8 +3,8 @@
 //! Labels come from closed sets (`ApiError::kind`, `UpstreamError::kind`, cache results), never from request text.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub const REQUESTS: &str = "bon_requests_total";

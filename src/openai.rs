@@ -59,11 +59,9 @@ impl Content {
     pub fn text(&self) -> String {
         match self {
             Content::Text(s) => s.clone(),
-            Content::Parts(parts) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Content::Parts(parts) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n")
+            }
         }
     }
 }
@@ -168,7 +166,8 @@ mod tests {
         ]}))
         .unwrap();
         assert_eq!(m.text(), "a\nb");
-        let tool: Message = serde_json::from_value(json!({"role": "assistant", "content": null, "tool_calls": []})).unwrap();
+        let tool: Message =
+            serde_json::from_value(json!({"role": "assistant", "content": null, "tool_calls": []})).unwrap();
         assert_eq!(tool.text(), "");
     }
 

@@ -1,6 +1,8 @@
 //! The real reward-model fixtures through ONNX Runtime against what `transformers` computed (models/make_fixtures.py):
 //! same rendered text, same input ids, scores within 1e-4, alone and right-padded in one batch.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
 mod common;
 
 use std::{path::Path, sync::Arc};
@@ -84,7 +86,8 @@ async fn scores_match_transformers_in_one_padded_batch() {
 #[tokio::test]
 async fn concurrent_jobs_are_each_answered_correctly() {
     let s = Arc::new(scorer(&fixture("tiny-qwen3-chatml"), 4096));
-    let cases: Vec<Value> = reference("tiny-qwen3-chatml").into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
+    let cases: Vec<Value> =
+        reference("tiny-qwen3-chatml").into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
     let jobs = cases.iter().map(|c| {
         let s = s.clone();
         let inputs = vec![input(c), input(c)];
@@ -108,7 +111,8 @@ async fn a_wrong_pad_id_changes_batched_scores() {
         std::fs::copy(fixture("tiny-qwen3-chatml").join(f), tmp.join(f)).unwrap();
     }
     let mut config: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("tiny-qwen3-chatml").join("config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture("tiny-qwen3-chatml").join("config.json")).unwrap())
+            .unwrap();
     config["pad_token_id"] = json!(7);
     std::fs::write(tmp.join("config.json"), config.to_string()).unwrap();
 
@@ -116,11 +120,7 @@ async fn a_wrong_pad_id_changes_batched_scores() {
         reference("tiny-qwen3-chatml").into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
     let s = scorer(&tmp, 4096);
     let got = s.score(cases.iter().map(input).collect()).await.unwrap();
-    let off = cases
-        .iter()
-        .zip(&got)
-        .filter(|(c, g)| (*g - c["score"].as_f64().unwrap() as f32).abs() > 1e-3)
-        .count();
+    let off = cases.iter().zip(&got).filter(|(c, g)| (*g - c["score"].as_f64().unwrap() as f32).abs() > 1e-3).count();
     drop(s);
     std::fs::remove_dir_all(&tmp).unwrap();
     assert!(off > 0, "padding with the wrong id went unnoticed");
@@ -159,6 +159,7 @@ fn device_cuda_is_cuda_or_an_error() {
         Ok(s) => assert_eq!(s.provider(), "cuda"),
         Err(e) => assert!(e.to_string().contains("CUDA"), "{e}"),
     }
-    let auto = Scorer::load(&RewardOptions { device: Device::Auto, ..opts }, Arc::new(Metrics::new().unwrap())).unwrap();
+    let auto =
+        Scorer::load(&RewardOptions { device: Device::Auto, ..opts }, Arc::new(Metrics::new().unwrap())).unwrap();
     assert!(["cuda", "cpu"].contains(&auto.provider()));
 }

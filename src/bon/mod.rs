@@ -205,7 +205,9 @@ pub fn response_message(c: &ChatCompletion) -> Message {
 /// e.g. an unknown model), else a 502 listing each cause.
 fn all_failed(errors: Vec<UpstreamError>) -> ApiError {
     if let Some(UpstreamError::Status { status, message, kind, param, code }) = errors.first()
-        && errors.iter().all(|e| e.is_client_error() && matches!(e, UpstreamError::Status { status: s, .. } if s == status))
+        && errors
+            .iter()
+            .all(|e| e.is_client_error() && matches!(e, UpstreamError::Status { status: s, .. } if s == status))
     {
         return ApiError::UpstreamRejected {
             status: *status,

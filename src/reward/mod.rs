@@ -83,11 +83,8 @@ impl Scorer {
         let mut graph = worker::Graph::new(opened.session, opts.output.as_deref(), files.pad_id)?;
 
         // Fail at start-up, not on the first request, if the graph cannot run.
-        let probe = ScoreInput {
-            conversation: Arc::from(vec![user("ping")]),
-            tools: None,
-            response: assistant("pong"),
-        };
+        let probe =
+            ScoreInput { conversation: Arc::from(vec![user("ping")]), tools: None, response: assistant("pong") };
         let warm = graph.run(&[encoder.encode(&probe)?, encoder.encode(&probe)?])?;
         if warm.iter().any(|s| !s.is_finite()) {
             return Err(RewardError::Load(format!("warm-up run gave non-finite scores {warm:?}")));

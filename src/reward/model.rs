@@ -42,8 +42,8 @@ impl ModelDir {
             .map(|p| dir.join(p))
             .find(|p| p.is_file())
             .ok_or_else(|| err("no model.onnx or onnx/model.onnx".into()))?;
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
-            .map_err(|e| err(format!("tokenizer.json: {e}")))?;
+        let tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| err(format!("tokenizer.json: {e}")))?;
         let config = read_json(&dir.join("config.json"))?.ok_or_else(|| err("no config.json".into()))?;
         let tok_config = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or_default();
 
@@ -59,15 +59,15 @@ impl ModelDir {
         // config.json's pad_token_id is what the exported graph was traced with (decoder classifiers look for the
         // last token that is not this id); the tokenizer's pad token is only a fallback.
         let pad_id = match config.get("pad_token_id") {
-            Some(Value::Number(n)) => Some(n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| {
-                err(format!("config.json pad_token_id {n} is not a token id"))
-            })?),
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| err(format!("config.json pad_token_id {n} is not a token id")))?,
+            ),
             _ => token_text(tok_config.get("pad_token")).and_then(|t| tokenizer.token_to_id(&t)),
         };
-        let max_positions = config
-            .get("max_position_embeddings")
-            .and_then(Value::as_u64)
-            .and_then(|n| usize::try_from(n).ok());
+        let max_positions =
+            config.get("max_position_embeddings").and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok());
         Ok(Self { onnx, tokenizer, template, pad_id, max_positions })
     }
 }
@@ -126,7 +126,8 @@ mod tests {
 
     #[test]
     fn named_templates_pick_default() {
-        let cfg = json!({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]});
+        let cfg =
+            json!({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]});
         assert_eq!(chat_template(cfg.as_object().unwrap()).as_deref(), Some("D"));
     }
 

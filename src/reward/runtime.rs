@@ -10,8 +10,8 @@ use std::{
 };
 
 use ort::{
-    ep,
     environment::Environment,
+    ep,
     session::{Session, builder::GraphOptimizationLevel},
 };
 
@@ -93,7 +93,9 @@ pub fn open(model: &Path, device: Device) -> Result<Opened, RewardError> {
         Device::Cuda | Device::Auto => match open_with(env, model, true) {
             Ok(session) => return Ok(Opened { session, provider: "cuda" }),
             Err(e) if device == Device::Cuda => {
-                return Err(RewardError::Load(format!("--device cuda: the CUDA execution provider is unavailable: {e}")));
+                return Err(RewardError::Load(format!(
+                    "--device cuda: the CUDA execution provider is unavailable: {e}"
+                )));
             }
             Err(e) => Some(e),
         },

@@ -24,7 +24,11 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn new(mut tokenizer: Tokenizer, template: Option<ChatTemplate>, max_tokens: usize) -> Result<Self, RewardError> {
+    pub fn new(
+        mut tokenizer: Tokenizer,
+        template: Option<ChatTemplate>,
+        max_tokens: usize,
+    ) -> Result<Self, RewardError> {
         // Padding is ours (right, with the model's pad id); truncation keeps the end of the sequence.
         tokenizer.with_padding(None);
         tokenizer
@@ -62,13 +66,8 @@ impl Encoder {
         let encoding = match self.render(input)? {
             Some(text) => self.tokenizer.encode(text, false).map_err(tok_err)?,
             None => {
-                let prompt = input
-                    .conversation
-                    .iter()
-                    .rev()
-                    .find(|m| m.role == "user")
-                    .map(|m| m.text())
-                    .unwrap_or_default();
+                let prompt =
+                    input.conversation.iter().rev().find(|m| m.role == "user").map(|m| m.text()).unwrap_or_default();
                 self.tokenizer.encode((prompt, input.response.text()), true).map_err(tok_err)?
             }
         };
@@ -121,10 +120,8 @@ mod tests {
 
     #[test]
     fn pads_right_with_the_pad_id() {
-        let seqs = [
-            Encoded { ids: vec![5, 6, 7], type_ids: vec![0, 0, 1] },
-            Encoded { ids: vec![8], type_ids: vec![0] },
-        ];
+        let seqs =
+            [Encoded { ids: vec![5, 6, 7], type_ids: vec![0, 0, 1] }, Encoded { ids: vec![8], type_ids: vec![0] }];
         let b = pad(&seqs, 99);
         assert_eq!((b.rows, b.width), (2, 3));
         assert_eq!(b.input_ids, vec![5, 6, 7, 8, 99, 99]);

@@ -58,7 +58,9 @@ impl Graph {
         let output = match output {
             Some(name) if outputs.contains(&name) => name.to_owned(),
             Some(name) => {
-                return Err(RewardError::Load(format!("--reward-output `{name}` is not an output (outputs: {outputs:?})")));
+                return Err(RewardError::Load(format!(
+                    "--reward-output `{name}` is not an output (outputs: {outputs:?})"
+                )));
             }
             None if outputs.contains(&"logits") => "logits".to_owned(),
             None if outputs.len() == 1 => outputs[0].to_owned(),
@@ -102,10 +104,8 @@ impl Graph {
         let tensor = |data: Vec<i64>| -> Result<SessionInputValue<'static>, RewardError> {
             Ok(Tensor::from_array((shape, data)).map_err(run_err)?.into())
         };
-        let mut inputs: Vec<(Cow<'static, str>, SessionInputValue<'static>)> = vec![
-            ("input_ids".into(), tensor(b.input_ids)?),
-            ("attention_mask".into(), tensor(b.attention_mask)?),
-        ];
+        let mut inputs: Vec<(Cow<'static, str>, SessionInputValue<'static>)> =
+            vec![("input_ids".into(), tensor(b.input_ids)?), ("attention_mask".into(), tensor(b.attention_mask)?)];
         if self.token_type_ids {
             inputs.push(("token_type_ids".into(), tensor(b.token_type_ids)?));
         }
@@ -204,7 +204,12 @@ fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, max_batch: u
     }
 }
 
-fn run_chunks(graph: &mut Graph, seqs: &[Encoded], max_batch: usize, metrics: &Metrics) -> Result<Vec<f32>, RewardError> {
+fn run_chunks(
+    graph: &mut Graph,
+    seqs: &[Encoded],
+    max_batch: usize,
+    metrics: &Metrics,
+) -> Result<Vec<f32>, RewardError> {
     let mut scores = Vec::with_capacity(seqs.len());
     for chunk in seqs.chunks(max_batch.max(1)) {
         metrics.reward_batch.observe(chunk.len() as f64);

@@ -3,10 +3,10 @@
 use std::time::Instant;
 
 use axum::{
+    Json,
     extract::State,
     http::{HeaderMap, HeaderName, HeaderValue, header},
     response::{IntoResponse, Response},
-    Json,
 };
 use serde_json::{Value, json};
 

@@ -48,7 +48,10 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     if let Some(t) = req.temperature
         && !(t.is_finite() && t >= 0.0)
     {
-        return Err(ApiError::invalid(format!("`temperature` must be a number >= 0 (got {t})"), "temperature".to_owned()));
+        return Err(ApiError::invalid(
+            format!("`temperature` must be a number >= 0 (got {t})"),
+            "temperature".to_owned(),
+        ));
     }
     let choices = match req.n {
         Some(0) => return Err(ApiError::invalid("`n` must be at least 1", "n".to_owned())),
@@ -70,12 +73,8 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         n = choices;
     }
 
-    let include_usage = req
-        .extra
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage =
+        req.extra.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     let stream = req.stream.unwrap_or(false);
     let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
 
@@ -235,8 +234,11 @@ mod tests {
         let h = HeaderMap::new();
         assert!(prepare(req(json!({"model": "m", "messages": []})), &h, &c).is_err());
         assert!(prepare(req(json!({"model": "", "messages": [{"role": "user", "content": "x"}]})), &h, &c).is_err());
-        let e = prepare(req(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]})), &h, &c).unwrap_err();
-        assert!(matches!(e, ApiError::InvalidRequest { ref param, .. } if param.as_deref() == Some("messages[0].role")));
+        let e =
+            prepare(req(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]})), &h, &c).unwrap_err();
+        assert!(
+            matches!(e, ApiError::InvalidRequest { ref param, .. } if param.as_deref() == Some("messages[0].role"))
+        );
         assert!(prepare(with(json!({"temperature": -1.0})), &h, &c).is_err());
         assert!(prepare(with(json!({"n": 0})), &h, &c).is_err());
     }

@@ -21,19 +21,17 @@ const CHUNK_CHARS: usize = 16;
 
 /// The SSE response for `outcome`.
 pub fn response(outcome: &Outcome, choices: u32, requested_model: &str, include_usage: bool) -> Response {
-    let events: Vec<Result<Event, Infallible>> =
-        chunks(outcome, choices, requested_model, include_usage).into_iter().map(|data| Ok(Event::default().data(data))).collect();
+    let events: Vec<Result<Event, Infallible>> = chunks(outcome, choices, requested_model, include_usage)
+        .into_iter()
+        .map(|data| Ok(Event::default().data(data)))
+        .collect();
     Sse::new(stream::iter(events)).into_response()
 }
 
 /// The `data:` payloads, in order, `[DONE]` last.
 pub fn chunks(outcome: &Outcome, choices: u32, requested_model: &str, include_usage: bool) -> Vec<String> {
-    let model = outcome
-        .winner()
-        .map(|(_, c)| c.model.as_str())
-        .filter(|m| !m.is_empty())
-        .unwrap_or(requested_model)
-        .to_owned();
+    let model =
+        outcome.winner().map(|(_, c)| c.model.as_str()).filter(|m| !m.is_empty()).unwrap_or(requested_model).to_owned();
     let chunk = |choices: Value| {
         let mut c = json!({
             "id": outcome.id,
@@ -113,7 +111,12 @@ mod tests {
 
     #[test]
     fn split_is_lossless_and_chunky() {
-        for text in ["", "short", "The capital of France is Paris, and its river is the Seine. こんにちは世界、元気ですか？", &"x".repeat(100)] {
+        for text in [
+            "",
+            "short",
+            "The capital of France is Paris, and its river is the Seine. こんにちは世界、元気ですか？",
+            &"x".repeat(100),
+        ] {
             let pieces = split_text(text);
             assert_eq!(pieces.concat(), text);
             assert!(pieces.iter().all(|p| !p.is_empty()));

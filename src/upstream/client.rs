@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn error_bodies_in_every_shape() {
-        let e = status_error(404, br#"{"error":{"message":"model \"x\" not found","type":"api_error","param":null,"code":null}}"#);
+        let e = status_error(
+            404,
+            br#"{"error":{"message":"model \"x\" not found","type":"api_error","param":null,"code":null}}"#,
+        );
         assert_eq!(
             e,
             UpstreamError::Status {

@@ -2,6 +2,7 @@
 //! fake upstream that answers per seed.
 
 #![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
 use std::{
     collections::HashMap,
@@ -45,7 +46,8 @@ pub const CAPITAL_QUESTION: &str = "What is the capital of France?";
 /// A config for tests: the tiny decoder reward model, `upstream` as the upstream, then `extra` flags.
 pub fn config(upstream: &str, extra: &[&str]) -> Config {
     let model = fixture("tiny-qwen3-chatml");
-    let mut args = vec!["bon-proxy", "--upstream", upstream, "--reward-model", model.to_str().unwrap(), "--device", "cpu"];
+    let mut args =
+        vec!["bon-proxy", "--upstream", upstream, "--reward-model", model.to_str().unwrap(), "--device", "cpu"];
     args.extend_from_slice(extra);
     Config::try_parse_from(args).unwrap()
 }
@@ -206,13 +208,15 @@ pub async fn counting_upstream(delay: Duration) -> CountingUpstream {
     let app = Router::new()
         .route(
             "/v1/chat/completions",
-            post(|State((started, dropped, delay)): State<(Arc<AtomicUsize>, Arc<AtomicUsize>, Duration)>| async move {
-                started.fetch_add(1, Ordering::SeqCst);
-                let mut guard = DropCounter(dropped, false);
-                tokio::time::sleep(delay).await;
-                guard.1 = true;
-                Json(completion("late answer", 3))
-            }),
+            post(
+                |State((started, dropped, delay)): State<(Arc<AtomicUsize>, Arc<AtomicUsize>, Duration)>| async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    let mut guard = DropCounter(dropped, false);
+                    tokio::time::sleep(delay).await;
+                    guard.1 = true;
+                    Json(completion("late answer", 3))
+                },
+            ),
         )
         .with_state((started.clone(), dropped.clone(), delay));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,91 @@
+//! The real binary: CLI and environment wiring, start-up errors before binding, SIGTERM exits cleanly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::fixture;
+
+const BIN: &str = env!("CARGO_BIN_EXE_bon-proxy");
+
+/// Starts the binary and returns it with the address from its "listening on" log line.
+fn start(cmd: &mut Command) -> (Child, String, Vec<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            seen.push(line);
+            // Keep draining stderr so the child never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, addr, seen);
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("no 'listening on' line; the binary said:\n{}", seen.join("\n"));
+}
+
+#[test]
+fn serves_from_env_configuration_and_exits_cleanly_on_sigterm() {
+    let (mut child, addr, log) = start(
+        Command::new(BIN)
+            .env("BON_LISTEN", "127.0.0.1:0")
+            .env("BON_REWARD_MODEL", fixture("tiny-qwen3-chatml"))
+            .env("BON_UPSTREAM", "http://127.0.0.1:9")
+            .env("BON_DEVICE", "cpu")
+            .env("BON_LOG", "info"),
+    );
+    assert!(log.iter().any(|l| l.contains("reward model loaded") && l.contains("provider=\"cpu\"")), "{log:?}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+        assert_eq!(health.status(), 200);
+        let ready = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
+        assert_eq!(ready.status(), 200);
+    });
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = Command::new(BIN).args(args).env_remove("BON_REWARD_MODEL").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(needle), "expected {needle:?} in:\n{stderr}");
+    assert!(!stderr.contains("listening on"), "must fail before binding:\n{stderr}");
+}
+
+#[test]
+fn bad_configuration_is_one_clear_message_before_binding() {
+    fails_with(&["--listen", "127.0.0.1:0"], "--reward-model is required");
+    let model = fixture("tiny-qwen3-chatml");
+    let model = model.to_str().unwrap();
+    fails_with(
+        &["--listen", "127.0.0.1:0", "--reward-model", model, "--default-n", "40"],
+        "--default-n must be within 1..=16",
+    );
+    fails_with(&["--listen", "127.0.0.1:0", "--reward-model", "/no/such/model"], "/no/such/model");
+    fails_with(
+        &["--listen", "127.0.0.1:0", "--reward-model", model, "--candidate-timeout", "5m", "--request-timeout", "1m"],
+        "--candidate-timeout",
+    );
+}

@@ -1,0 +1,223 @@
+//! Failure paths: partial failures, all-fail 502, upstream 4xx pass-through, bad N and bad requests as
+//! OpenAI-shaped 4xx, timeouts, an upstream that is down.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn error_body(resp: reqwest::Response) -> Value {
+    let body: Value = resp.json().await.unwrap();
+    let e = &body["error"];
+    assert!(e["message"].is_string() && e["type"].is_string(), "OpenAI-shaped: {body}");
+    assert!(e.get("param").is_some() && e.get("code").is_some(), "OpenAI-shaped: {body}");
+    body
+}
+
+fn seeded(seed: i64) -> Value {
+    let mut b = capital_request();
+    b["seed"] = json!(seed);
+    b
+}
+
+#[tokio::test]
+async fn failed_candidates_are_dropped_and_survivors_compete() {
+    let answers = capital_answers();
+    let behaviours = vec![
+        Behaviour::Status(500, json!({"error": "model runner crashed"})),
+        Behaviour::Answer(answers[0].0.clone()),
+        Behaviour::Garbage,
+        Behaviour::Answer(answers[3].0.clone()),
+        Behaviour::NoChoices,
+    ];
+    let upstream = mock_upstream(BySeed::new(0, behaviours), 5).await;
+    let app = spawn_app(config(&upstream.uri(), &[])).await;
+    let resp = app.chat(seeded(0), &[("x-bon-n", "5")]).await;
+    assert_eq!(resp.status(), 200);
+    let best = if answers[3].1 > answers[0].1 { 3 } else { 1 };
+    assert_eq!(header(&resp, "x-bon-winner"), best.to_string());
+    let scores = header_scores(&resp);
+    assert_eq!(scores.iter().map(Option::is_some).collect::<Vec<_>>(), [false, true, false, true, false]);
+    let page = app.metrics().await;
+    assert_eq!(metric(&page, "bon_candidates_total{outcome=\"http_5xx\"}"), 1.0);
+    assert_eq!(metric(&page, "bon_candidates_total{outcome=\"decode\"}"), 1.0);
+    assert_eq!(metric(&page, "bon_candidates_total{outcome=\"empty\"}"), 1.0);
+    assert_eq!(metric(&page, "bon_candidates_total{outcome=\"ok\"}"), 2.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_survivor_is_returned_unscored() {
+    let behaviours = vec![Behaviour::Status(503, json!({})), Behaviour::Answer("lonely".into())];
+    let upstream = mock_upstream(BySeed::new(0, behaviours), 2).await;
+    let app = spawn_app(config(&upstream.uri(), &[])).await;
+    let resp = app.chat(seeded(0), &[("x-bon-n", "2")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-bon-selection"), "single");
+    assert_eq!(header(&resp, "x-bon-winner"), "1");
+    assert_eq!(header(&resp, "x-bon-scores"), "-,-");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn all_candidates_failing_is_a_502_listing_each_cause() {
+    let behaviours = vec![
+        Behaviour::Status(500, json!({"error": {"message": "out of memory", "type": "server_error"}})),
+        Behaviour::Garbage,
+        Behaviour::NoChoices,
+    ];
+    let upstream = mock_upstream(BySeed::new(0, behaviours), 3).await;
+    let app = spawn_app(config(&upstream.uri(), &[])).await;
+    let resp = app.chat(seeded(0), &[("x-bon-n", "3")]).await;
+    assert_eq!(resp.status(), 502);
+    let body = error_body(resp).await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("all 3 candidates failed"), "{message}");
+    assert!(message.contains("[0] upstream returned HTTP 500: out of memory"), "{message}");
+    assert!(message.contains("[1] upstream sent an invalid response"), "{message}");
+    assert!(message.contains("[2] upstream returned no choices"), "{message}");
+    assert_eq!(body["error"]["type"], "all_candidates_failed");
+    let page = app.metrics().await;
+    assert_eq!(metric(&page, "bon_requests_total{outcome=\"all_candidates_failed\"}"), 1.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_4xx_that_fails_every_candidate_is_returned_as_is() {
+    let not_found = json!({"error": {"message": "model \"nope\" not found, try pulling it first", "type": "api_error", "param": null, "code": null}});
+    let upstream = mock_upstream(BySeed::new(0, vec![Behaviour::Status(404, not_found)]), 4).await;
+    let app = spawn_app(config(&upstream.uri(), &[])).await;
+    let resp = app.chat(seeded(0), &[]).await;
+    assert_eq!(resp.status(), 404);
+    let body = error_body(resp).await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("model \"nope\" not found"), "{body}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_n_is_a_400_naming_the_value_and_calls_nothing() {
+    let upstream = mock_upstream(BySeed::answers(0, &["x".into()]), 0).await;
+    let app = spawn_app(config(&upstream.uri(), &["--max-n", "8", "--default-n", "2"])).await;
+    for bad in ["0", "9", "four", "1.5", "-2"] {
+        let resp = app.chat(seeded(0), &[("x-bon-n", bad)]).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body = error_body(resp).await;
+        assert_eq!(body["error"]["param"], "x-bon-n");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert!(body["error"]["message"].as_str().unwrap().contains(&format!("\"{bad}\"")), "{body}");
+    }
+    let mut body = seeded(0);
+    body["bon"] = json!({"n": "3"});
+    let resp = app.chat(body, &[]).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(error_body(resp).await["error"]["param"], "bon.n");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_openai_shaped_4xx() {
+    let upstream = mock_upstream(BySeed::answers(0, &["x".into()]), 0).await;
+    let app = spawn_app(config(&upstream.uri(), &["--max-body-bytes", "4096"])).await;
+    let url = format!("{}/v1/chat/completions", app.base);
+    let post =
+        |body: &'static str, ct: &'static str| app.client.post(&url).header("content-type", ct).body(body).send();
+
+    let cases: Vec<(reqwest::Response, u16, &str)> = vec![
+        (post("{not json", "application/json").await.unwrap(), 400, "invalid JSON"),
+        (post(r#"{"model": "m"}"#, "application/json").await.unwrap(), 400, "messages"),
+        (post(r#"{"model": "m", "messages": []}"#, "application/json").await.unwrap(), 400, "at least one message"),
+        (post(r#"{"model": "m", "messages": "hi"}"#, "application/json").await.unwrap(), 400, "invalid request"),
+        (
+            post(r#"{"model": "m", "messages": [{"role": "pirate", "content": "arr"}]}"#, "application/json")
+                .await
+                .unwrap(),
+            400,
+            "pirate",
+        ),
+        (
+            post(r#"{"model": "m", "messages": [{"role": "user", "content": 5}]}"#, "application/json").await.unwrap(),
+            400,
+            "invalid request",
+        ),
+        (
+            post(
+                r#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": -1}"#,
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            400,
+            "temperature",
+        ),
+        (
+            post(
+                r#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "bon": {"nn": 2}}"#,
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            400,
+            "nn",
+        ),
+        (
+            post(r#"{"model": "m", "messages": [{"role": "user", "content": "x"}]}"#, "text/plain").await.unwrap(),
+            400,
+            "Content-Type",
+        ),
+    ];
+    for (resp, status, needle) in cases {
+        assert_eq!(resp.status(), status, "{needle}");
+        let body = error_body(resp).await;
+        assert!(body["error"]["message"].as_str().unwrap().contains(needle), "{needle}: {body}");
+    }
+
+    let huge = json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(10_000)}]});
+    let resp = app.client.post(&url).json(&huge).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    error_body(resp).await;
+
+    let resp = app.client.get(format!("{}/v1/nothing-here", app.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    error_body(resp).await;
+    let resp = app.client.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    error_body(resp).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_candidate_times_out_and_is_dropped() {
+    let answers = capital_answers();
+    let behaviours = vec![
+        Behaviour::Delay(Duration::from_secs(20), answers[0].0.clone()),
+        Behaviour::Answer(answers[1].0.clone()),
+        Behaviour::Answer(answers[2].0.clone()),
+    ];
+    let upstream = mock_upstream(BySeed::new(0, behaviours), 3).await;
+    let app = spawn_app(config(&upstream.uri(), &["--candidate-timeout", "300ms", "--request-timeout", "5s"])).await;
+    let resp = app.chat(seeded(0), &[("x-bon-n", "3")]).await;
+    assert_eq!(resp.status(), 200);
+    let scores = header_scores(&resp);
+    assert!(scores[0].is_none() && scores[1].is_some() && scores[2].is_some(), "{scores:?}");
+    assert_eq!(metric(&app.metrics().await, "bon_candidates_total{outcome=\"timeout\"}"), 1.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_is_a_502_with_the_cause() {
+    // Bind and drop a listener: nothing listens on that port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = spawn_app(config(&format!("http://127.0.0.1:{port}"), &[])).await;
+    let resp = app.chat(seeded(0), &[("x-bon-n", "2")]).await;
+    assert_eq!(resp.status(), 502);
+    let body = error_body(resp).await;
+    assert!(body["error"]["message"].as_str().unwrap().contains("upstream connection failed"), "{body}");
+    let resp = app.client.get(format!("{}/v1/models", app.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    error_body(resp).await;
+    app.stop().await;
+}
