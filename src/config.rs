@@ -18,6 +18,17 @@ pub enum Device {
     Cuda,
 }
 
+/// How N candidates are requested from the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamN {
+    /// N concurrent requests with seeds base+i (works everywhere; Ollama needs OLLAMA_NUM_PARALLEL >= N).
+    Fanout,
+    /// One request with `n = N` (llama.cpp's server, vLLM, SGLang: one prompt, N samples).
+    Native,
+    /// Native `n`, falling back to fan-out (for good) when the upstream returns fewer choices.
+    Auto,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -78,6 +89,10 @@ pub struct Config {
     #[arg(long, env = "BON_TEMPERATURE", default_value_t = 0.8)]
     pub bon_temperature: f64,
 
+    /// How candidates are requested: N requests, or one request with `n = N`.
+    #[arg(long, env = "BON_UPSTREAM_N", value_enum, default_value_t = UpstreamN::Fanout)]
+    pub upstream_n: UpstreamN,
+
     /// Most upstream requests in flight at once, across all clients.
     #[arg(long, env = "BON_UPSTREAM_CONCURRENCY", default_value_t = 64)]
     pub upstream_concurrency: usize,
@@ -105,6 +120,11 @@ pub struct Config {
     /// Largest request body accepted (bytes).
     #[arg(long, env = "BON_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Interval of SSE keep-alive comments while a streamed Best-of-N call is generating; a result ready within
+    /// the first interval is sent with every `x-bon-*` header.
+    #[arg(long, env = "BON_SSE_KEEPALIVE", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub sse_keepalive: Duration,
 
     /// Time given to in-flight requests after SIGTERM/SIGINT before exiting.
     #[arg(long, env = "BON_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "30s")]
@@ -168,6 +188,9 @@ impl Config {
         }
         if !(self.bon_temperature.is_finite() && self.bon_temperature > 0.0) {
             return Err(ConfigError::Temperature(self.bon_temperature));
+        }
+        if self.sse_keepalive.is_zero() {
+            return Err(ConfigError::Zero("sse-keepalive"));
         }
         if self.candidate_timeout >= self.request_timeout {
             return Err(ConfigError::Timeouts { candidate: self.candidate_timeout, request: self.request_timeout });

@@ -34,6 +34,9 @@ pub struct BonOptions {
     /// Number of candidates (the header `x-bon-n` wins over this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<Value>,
+    /// Add every candidate (text, score, finish reason, latency) to the response's `bon` object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_candidates: Option<bool>,
 }
 
 /// One chat message. `content` may be a string, an array of parts, or null (assistant tool calls).

@@ -1,6 +1,6 @@
 //! Shared application state: configuration, upstream client, scorer, cache, metrics, admission, shutdown.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// `--max-inflight` permits; a request that gets none is answered 429 at once.
     pub admission: Arc<Semaphore>,
+    /// Whether the upstream honours native `n` (`--upstream-n auto` clears it on the first short answer).
+    pub native_n_works: AtomicBool,
     /// Cancelled on SIGTERM/SIGINT: `/ready` turns false and the server drains.
     pub shutdown: CancellationToken,
 }
@@ -89,6 +91,7 @@ impl AppState {
             cache,
             metrics,
             admission,
+            native_n_works: AtomicBool::new(true),
             shutdown,
         }))
     }

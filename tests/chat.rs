@@ -174,3 +174,103 @@ async fn streaming_sends_the_same_winner_as_sse() {
     assert_eq!(usage["usage"]["prompt_tokens"], 40);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_stream_is_kept_alive_and_ends_with_the_bon_object() {
+    let (texts, scores, best) = expected();
+    let slow: Vec<Behaviour> =
+        texts.iter().map(|t| Behaviour::Delay(std::time::Duration::from_millis(700), t.clone())).collect();
+    let upstream = mock_upstream(BySeed::new(11, slow), 4).await;
+    let app = spawn_app(config(&upstream.uri(), &["--sse-keepalive", "200ms"])).await;
+    let mut body = capital_request();
+    body["seed"] = json!(11);
+    body["stream"] = json!(true);
+    let resp = app.chat(body, &[("x-bon-n", "4")]).await;
+    assert_eq!(resp.status(), 200);
+    // Committed before the winner was known: N and the model are in the headers, the winner is not.
+    assert_eq!(header(&resp, "x-bon-n"), "4");
+    assert_eq!(header(&resp, "x-bon-winner"), "");
+    let text = resp.text().await.unwrap();
+    let first_data = text.find("data: ").unwrap();
+    assert!(text[..first_data].contains(": bon: generating"), "keep-alive comments first:\n{text}");
+    let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(*data.last().unwrap(), "[DONE]");
+    let last: Value = serde_json::from_str(data[data.len() - 2]).unwrap();
+    assert_eq!(last["bon"]["winner"], best);
+    assert_eq!(last["bon"]["n"], 4);
+    for (got, want) in last["bon"]["scores"].as_array().unwrap().iter().zip(&scores) {
+        assert!((got.as_f64().unwrap() as f32 - want).abs() < 1e-4);
+    }
+    let content: String = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str::<Value>(d).unwrap())
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(content, texts[best]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_after_it_started_ends_with_an_error_event() {
+    let failing = vec![Behaviour::Status(500, json!({"error": "boom"})); 2];
+    let upstream = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/v1/chat/completions"))
+        .respond_with(SlowStatus(BySeed::new(0, failing)))
+        .expect(2)
+        .mount(&upstream)
+        .await;
+    let app = spawn_app(config(&upstream.uri(), &["--sse-keepalive", "200ms"])).await;
+    let mut body = capital_request();
+    body["seed"] = json!(0);
+    body["stream"] = json!(true);
+    let resp = app.chat(body, &[("x-bon-n", "2")]).await;
+    assert_eq!(resp.status(), 200, "the stream had started");
+    let text = resp.text().await.unwrap();
+    let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(data.len(), 1, "{text}");
+    let event: Value = serde_json::from_str(data[0]).unwrap();
+    assert_eq!(event["error"]["type"], "all_candidates_failed");
+    assert_eq!(event["error"]["code"], "502");
+    app.stop().await;
+}
+
+/// Delays whatever `BySeed` answers by 600 ms (longer than the keep-alive interval).
+struct SlowStatus(BySeed);
+
+impl wiremock::Respond for SlowStatus {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        self.0.respond(request).set_delay(std::time::Duration::from_millis(600))
+    }
+}
+
+#[tokio::test]
+async fn return_candidates_lists_every_candidate() {
+    let (mut texts, scores, _) = expected();
+    texts.truncate(3);
+    let mut behaviours: Vec<Behaviour> = texts.iter().cloned().map(Behaviour::Answer).collect();
+    behaviours.push(Behaviour::Status(500, json!({"error": "crashed"})));
+    let upstream = mock_upstream(BySeed::new(20, behaviours), 8).await;
+    let app = spawn_app(config(&upstream.uri(), &["--cache-ttl", "0s"])).await;
+    let mut body = capital_request();
+    body["seed"] = json!(20);
+    body["bon"] = json!({"return_candidates": true});
+    let via_body: Value = app.chat(body.clone(), &[("x-bon-n", "4")]).await.json().await.unwrap();
+    body.as_object_mut().unwrap().remove("bon");
+    let via_header: Value =
+        app.chat(body, &[("x-bon-n", "4"), ("x-bon-return-candidates", "true")]).await.json().await.unwrap();
+    for resp in [via_body, via_header] {
+        let bon = &resp["bon"];
+        let candidates = bon["candidates"].as_array().unwrap();
+        assert_eq!(candidates.len(), 4);
+        for (i, c) in candidates.iter().enumerate().take(3) {
+            assert_eq!(c["message"]["content"], texts[i].as_str());
+            assert!((c["score"].as_f64().unwrap() as f32 - scores[i]).abs() < 1e-4);
+            assert_eq!(c["finish_reason"], "stop");
+            assert!(c["latency_ms"].as_f64().unwrap() >= 0.0);
+        }
+        assert!(candidates[3]["error"].as_str().unwrap().contains("crashed"));
+        let winner = bon["winner"].as_u64().unwrap() as usize;
+        assert_eq!(resp["choices"][0]["message"]["content"], candidates[winner]["message"]["content"]);
+    }
+    app.stop().await;
+}

@@ -1,27 +1,28 @@
-//! Best-of-N orchestration: fan out N candidate requests concurrently, drop the ones that fail or time out, score
+//! Best-of-N orchestration: generate N candidates concurrently (`generate`), drop the ones that fail or time out, score
 //! the survivors in one reward-model batch, rank them. Knows nothing about HTTP handlers.
 //!
 //! Cancellation: the candidate futures live inside the caller's future (`join_all`, no spawned tasks), so when the
 //! client disconnects and axum drops the handler, every in-flight upstream request is dropped and its connection
 //! closed.
 
+mod generate;
 pub mod strategy;
+
+pub use generate::Generation;
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use futures::future::join_all;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::{
     cache::Weigh,
     error::ApiError,
-    metrics::Metrics,
     openai::{ChatCompletion, Message, Usage},
     reward::{Score, ScoreInput},
-    upstream::{Upstream, UpstreamError},
+    upstream::UpstreamError,
 };
 
 /// What to generate: the request body as every candidate gets it (except `seed`), and how many.
@@ -91,21 +92,11 @@ impl Weigh for Arc<Outcome> {
     }
 }
 
-/// Runs the fan-out and selection for `plan`.
-pub async fn run(
-    upstream: &dyn Upstream,
-    scorer: &dyn Score,
-    plan: &Plan,
-    candidate_timeout: Duration,
-    metrics: &Metrics,
-) -> Result<Outcome, ApiError> {
+/// Runs generation and selection for `plan`.
+pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -> Result<Outcome, ApiError> {
+    let metrics = generation.metrics;
     metrics.n_used.observe(f64::from(plan.n));
-    let calls = (0..plan.n).map(|i| {
-        let mut body = plan.body.clone();
-        body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
-        candidate(upstream, body, candidate_timeout, metrics)
-    });
-    let mut candidates = join_all(calls).await;
+    let mut candidates = generation.candidates(plan).await;
 
     let mut usage = Usage::default();
     for c in &candidates {
@@ -171,25 +162,6 @@ pub async fn run(
         unscored,
         weight: u32::try_from(weight).unwrap_or(u32::MAX),
     })
-}
-
-async fn candidate(upstream: &dyn Upstream, body: Map<String, Value>, limit: Duration, metrics: &Metrics) -> Candidate {
-    let started = Instant::now();
-    let result = match tokio::time::timeout(limit, upstream.chat(body)).await {
-        Ok(r) => r,
-        Err(_) => Err(UpstreamError::Timeout(limit)),
-    };
-    let latency = started.elapsed();
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.kind(),
-    };
-    metrics.candidates.with_label_values(&[outcome]).inc();
-    metrics.candidate_duration.with_label_values(&[outcome]).observe(latency.as_secs_f64());
-    if let Err(e) = &result {
-        tracing::debug!(error = %e, "candidate failed");
-    }
-    Candidate { result, latency, score: None }
 }
 
 /// The assistant message a candidate proposes (first choice; upstreams that ignore `n` return one).

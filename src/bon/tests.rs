@@ -1,7 +1,7 @@
 //! `bon::run` against a fake upstream and a fake scorer (no I/O; paused time makes the timeouts deterministic).
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicBool},
     time::Duration,
 };
 
@@ -10,8 +10,11 @@ use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::{
+    config::UpstreamN,
+    metrics::Metrics,
     openai::{Choice, Content},
     reward::RewardError,
+    upstream::Upstream,
 };
 
 /// What the fake upstream does for the candidate with seed offset `i`.
@@ -26,12 +29,25 @@ struct FakeUpstream {
     base: i64,
     acts: Vec<Act>,
     seen: Mutex<Vec<Map<String, Value>>>,
+    /// Answer `n = k` with k choices (llama.cpp, vLLM), rather than ignore it (Ollama).
+    honours_n: bool,
 }
 
 impl Upstream for FakeUpstream {
     fn chat(&self, body: Map<String, Value>) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
         let i = (body["seed"].as_i64().unwrap() - self.base) as usize;
+        let n = body.get("n").and_then(Value::as_u64).unwrap_or(1) as usize;
         self.seen.lock().unwrap().push(body);
+        if self.honours_n && n > 1 {
+            let mut c = completion("");
+            c.choices = (0..n)
+                .map(|k| match &self.acts[k] {
+                    Act::Say(t) => completion(t).choices.remove(0),
+                    _ => unreachable!("native fakes only say things"),
+                })
+                .collect();
+            return async move { Ok(c) }.boxed();
+        }
         let act = self.acts[i].clone();
         async move {
             match act {
@@ -98,7 +114,30 @@ fn plan(n: u32, base_seed: i64) -> Plan {
 }
 
 fn upstream(base: i64, acts: Vec<Act>) -> FakeUpstream {
-    FakeUpstream { base, acts, seen: Mutex::new(Vec::new()) }
+    FakeUpstream { base, acts, seen: Mutex::new(Vec::new()), honours_n: false }
+}
+
+async fn go(
+    up: &FakeUpstream,
+    sc: &FakeScorer,
+    plan: &Plan,
+    limit: Duration,
+    m: &Metrics,
+) -> Result<Outcome, ApiError> {
+    generate(up, sc, plan, limit, m, UpstreamN::Fanout, &AtomicBool::new(true)).await
+}
+
+async fn generate(
+    up: &FakeUpstream,
+    sc: &FakeScorer,
+    plan: &Plan,
+    limit: Duration,
+    m: &Metrics,
+    mode: UpstreamN,
+    native_works: &AtomicBool,
+) -> Result<Outcome, ApiError> {
+    let generation = Generation { upstream: up, mode, candidate_timeout: limit, native_works, metrics: m };
+    run(&generation, sc, plan).await
 }
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -108,7 +147,7 @@ async fn highest_score_wins_and_seeds_are_distinct() {
     let up = upstream(100, vec![Act::Say("a!"), Act::Say("b!!!"), Act::Say("c"), Act::Say("d!!")]);
     let sc = scorer(false);
     let m = Metrics::new().unwrap();
-    let out = run(&up, &sc, &plan(4, 100), LIMIT, &m).await.unwrap();
+    let out = go(&up, &sc, &plan(4, 100), LIMIT, &m).await.unwrap();
     assert_eq!(out.ranked, vec![1, 3, 0, 2]);
     assert_eq!(out.winner().unwrap().0, 1);
     assert_eq!(out.scores(), vec![Some(1.0), Some(3.0), Some(0.0), Some(2.0)]);
@@ -133,7 +172,7 @@ async fn failed_candidates_are_dropped() {
         ],
     );
     let m = Metrics::new().unwrap();
-    let out = run(&up, &scorer(false), &plan(4, 0), LIMIT, &m).await.unwrap();
+    let out = go(&up, &scorer(false), &plan(4, 0), LIMIT, &m).await.unwrap();
     assert_eq!(out.ranked, vec![3, 1]);
     assert_eq!(out.scores(), vec![None, Some(1.0), None, Some(2.0)]);
     assert_eq!(m.candidates.with_label_values(&["transport"]).get(), 1);
@@ -146,7 +185,7 @@ async fn a_hanging_candidate_times_out_and_one_survivor_is_not_scored() {
     let up = upstream(0, vec![Act::Hang, Act::Say("only")]);
     let sc = scorer(false);
     let m = Metrics::new().unwrap();
-    let out = run(&up, &sc, &plan(2, 0), Duration::from_secs(30), &m).await.unwrap();
+    let out = go(&up, &sc, &plan(2, 0), Duration::from_secs(30), &m).await.unwrap();
     assert_eq!(out.ranked, vec![1]);
     assert_eq!(out.unscored, Some(Unscored::SingleSurvivor));
     assert!(matches!(out.candidates[0].result, Err(UpstreamError::Timeout(_))));
@@ -158,7 +197,7 @@ async fn a_hanging_candidate_times_out_and_one_survivor_is_not_scored() {
 async fn scorer_failure_falls_back_to_the_first_success() {
     let up = upstream(0, vec![Act::Fail(UpstreamError::EmptyChoices), Act::Say("x"), Act::Say("y!!")]);
     let m = Metrics::new().unwrap();
-    let out = run(&up, &scorer(true), &plan(3, 0), LIMIT, &m).await.unwrap();
+    let out = go(&up, &scorer(true), &plan(3, 0), LIMIT, &m).await.unwrap();
     assert_eq!(out.winner().unwrap().0, 1);
     assert_eq!(out.unscored, Some(Unscored::ScorerFailed));
     assert_eq!(m.scorer_fallbacks.get(), 1);
@@ -173,7 +212,7 @@ async fn all_failed_lists_every_cause() {
             Act::Fail(UpstreamError::Decode("bad json".into())),
         ],
     );
-    let err = run(&up, &scorer(false), &plan(2, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap_err();
+    let err = go(&up, &scorer(false), &plan(2, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap_err();
     assert_eq!(err.status_code(), 502);
     let text = err.to_string();
     assert!(
@@ -196,22 +235,67 @@ fn status(code: u16, message: &str) -> UpstreamError {
 #[tokio::test]
 async fn the_same_client_error_everywhere_is_passed_through() {
     let up = upstream(0, vec![Act::Fail(status(404, "model 'x' not found")); 3]);
-    let err = run(&up, &scorer(false), &plan(3, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap_err();
+    let err = go(&up, &scorer(false), &plan(3, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap_err();
     assert_eq!(err.status_code(), 404);
     assert!(err.to_string().contains("model 'x' not found"));
 
     // Mixed causes, or a 429, are not the client's fault as such: 502.
     let up = upstream(0, vec![Act::Fail(status(404, "gone")), Act::Fail(status(500, "boom"))]);
-    let err = run(&up, &scorer(false), &plan(2, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap_err();
+    let err = go(&up, &scorer(false), &plan(2, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap_err();
     assert_eq!(err.status_code(), 502);
     let up = upstream(0, vec![Act::Fail(status(429, "slow down")); 2]);
-    let err = run(&up, &scorer(false), &plan(2, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap_err();
+    let err = go(&up, &scorer(false), &plan(2, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap_err();
     assert_eq!(err.status_code(), 502);
 }
 
 #[tokio::test]
 async fn ties_go_to_the_lowest_index() {
     let up = upstream(0, vec![Act::Say("a"), Act::Say("b!"), Act::Say("c!")]);
-    let out = run(&up, &scorer(false), &plan(3, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap();
+    let out = go(&up, &scorer(false), &plan(3, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap();
     assert_eq!(out.ranked, vec![1, 2, 0]);
+}
+
+#[tokio::test]
+async fn native_n_sends_one_request_and_splits_the_choices() {
+    let mut up = upstream(5, vec![Act::Say("a"), Act::Say("b!!"), Act::Say("c!")]);
+    up.honours_n = true;
+    let m = Metrics::new().unwrap();
+    let works = AtomicBool::new(true);
+    let out = generate(&up, &scorer(false), &plan(3, 5), LIMIT, &m, UpstreamN::Native, &works).await.unwrap();
+    assert_eq!(up.seen.lock().unwrap().len(), 1, "one upstream request");
+    assert_eq!(up.seen.lock().unwrap()[0]["n"], json!(3));
+    assert_eq!(out.ranked, vec![1, 2, 0]);
+    // Usage is counted once, not once per choice.
+    assert_eq!(out.usage.prompt_tokens, 7);
+    assert_eq!(m.candidates.with_label_values(&["ok"]).get(), 3);
+}
+
+#[tokio::test]
+async fn auto_falls_back_to_fan_out_when_n_is_ignored_and_remembers() {
+    // Like Ollama: `n` is ignored, one choice comes back.
+    let up = upstream(0, vec![Act::Say("a"), Act::Say("b!!"), Act::Say("c!")]);
+    let m = Metrics::new().unwrap();
+    let works = AtomicBool::new(true);
+    let out = generate(&up, &scorer(false), &plan(3, 0), LIMIT, &m, UpstreamN::Auto, &works).await.unwrap();
+    assert_eq!(out.candidates.len(), 3, "never fewer candidates than N");
+    assert_eq!(out.ranked, vec![1, 2, 0]);
+    let seeds: Vec<i64> = up.seen.lock().unwrap().iter().map(|b| b["seed"].as_i64().unwrap()).collect();
+    assert_eq!(seeds.len(), 3, "the native request plus two fan-out requests: {seeds:?}");
+    assert!(!works.load(std::sync::atomic::Ordering::Relaxed));
+
+    // Next time: straight to fan-out, no `n` sent.
+    up.seen.lock().unwrap().clear();
+    generate(&up, &scorer(false), &plan(3, 0), LIMIT, &m, UpstreamN::Auto, &works).await.unwrap();
+    assert!(up.seen.lock().unwrap().iter().all(|b| !b.contains_key("n")));
+}
+
+#[tokio::test]
+async fn native_mode_never_claims_more_candidates_than_came_back() {
+    let up = upstream(0, vec![Act::Say("a"), Act::Say("b")]);
+    let m = Metrics::new().unwrap();
+    let out =
+        generate(&up, &scorer(false), &plan(2, 0), LIMIT, &m, UpstreamN::Native, &AtomicBool::new(true)).await.unwrap();
+    assert_eq!(out.candidates.len(), 2);
+    assert!(out.candidates[1].result.is_err());
+    assert_eq!(out.unscored, Some(Unscored::SingleSurvivor));
 }

@@ -14,6 +14,8 @@ use crate::{
 
 /// Request header that sets N.
 pub const HEADER_N: &str = "x-bon-n";
+/// Request header that asks for every candidate in the response (`true`/`1`).
+pub const HEADER_RETURN_CANDIDATES: &str = "x-bon-return-candidates";
 
 /// A validated request, ready to run.
 #[derive(Debug)]
@@ -25,6 +27,8 @@ pub struct Prepared {
     pub choices: u32,
     pub stream: bool,
     pub include_usage: bool,
+    /// Whether the response lists every candidate (`bon.return_candidates` or `x-bon-return-candidates`).
+    pub return_candidates: bool,
     /// The client's `model`, used when an upstream answer does not name one.
     pub model: String,
 }
@@ -76,6 +80,10 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     let include_usage =
         req.extra.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     let stream = req.stream.unwrap_or(false);
+    let return_candidates = match headers.get(HEADER_RETURN_CANDIDATES) {
+        Some(v) => matches!(v.to_str().map(str::trim), Ok("true" | "1")),
+        None => req.bon.as_ref().and_then(|b| b.return_candidates).unwrap_or(false),
+    };
     let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
 
     let mut body = req.extra;
@@ -109,6 +117,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         choices,
         stream,
         include_usage,
+        return_candidates,
         model: req.model,
     })
 }

@@ -1,53 +1,125 @@
-//! The winner as an OpenAI server-sent-event stream (`stream: true`).
+//! `stream: true`: the winner as an OpenAI server-sent-event stream.
 //!
-//! Best-of-N must see every candidate whole before it can pick one, so the stream starts once the winner is known:
-//! a role chunk, the content split the way a token stream arrives, tool calls as `delta.tool_calls`, a
-//! `finish_reason` chunk, a usage chunk when `stream_options.include_usage` is set, then `data: [DONE]`.
+//! Best-of-N must see every candidate whole before it can pick one. If the result is ready within the first
+//! keep-alive interval (a cache hit, a fast upstream), the response is sent with all `x-bon-*` headers, and errors
+//! are plain HTTP errors. Otherwise the stream starts at once with `x-bon-n` and `x-bon-reward-model` and sends SSE
+//! comment lines every `--sse-keepalive` so idle timeouts do not cut it; an error then arrives as an OpenAI error
+//! event. Either way the winner is sent as a token stream would send it: a role chunk, content in small pieces,
+//! tool calls as `delta.tool_calls`, a `finish_reason` chunk, a usage chunk when `stream_options.include_usage` is
+//! set, then `data: [DONE]`. The last chunk before `[DONE]` carries the `bon` object (winner, scores, ...).
 
-use std::convert::Infallible;
+use std::{convert::Infallible, future::Future};
 
-use axum::response::{
-    IntoResponse, Response,
-    sse::{Event, Sse},
+use axum::{
+    http::{HeaderName, HeaderValue},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
 };
-use futures::stream;
+use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
-use super::chat::{ranked_choices, usage_json};
-use crate::bon::Outcome;
+use super::{
+    chat::{Finished, Held, bon_headers, bon_object, model_name, ranked_choices, usage_json},
+    prepare::{HEADER_N, Prepared},
+};
+use crate::{bon::Outcome, cache::CacheResult, error::ApiError, state::AppState};
 
 /// Roughly how many characters go in one content chunk (a few tokens).
 const CHUNK_CHARS: usize = 16;
 
-/// The SSE response for `outcome`.
-pub fn response(outcome: &Outcome, choices: u32, requested_model: &str, include_usage: bool) -> Response {
-    let events: Vec<Result<Event, Infallible>> = chunks(outcome, choices, requested_model, include_usage)
-        .into_iter()
-        .map(|data| Ok(Event::default().data(data)))
-        .collect();
-    Sse::new(stream::iter(events)).into_response()
+/// What shapes the chunks of one response.
+struct Shape {
+    choices: u32,
+    model: String,
+    include_usage: bool,
+    return_candidates: bool,
+    reward_model: String,
+}
+
+/// The streaming response for `work`.
+pub async fn respond(
+    work: impl Future<Output = Finished> + Send + 'static,
+    mut held: Held,
+    prepared: Prepared,
+    state: AppState,
+) -> Response {
+    let shape = Shape {
+        choices: prepared.choices,
+        model: prepared.model,
+        include_usage: prepared.include_usage,
+        return_candidates: prepared.return_candidates,
+        reward_model: state.reward_model_id.clone(),
+    };
+    let keepalive = state.config.sse_keepalive;
+    let mut work = Box::pin(work);
+    // Wait one keep-alive interval: a result by then goes out with every header, an error as a proper status.
+    if let Ok(result) = tokio::time::timeout(keepalive, &mut work).await {
+        held.inflight.finish(result.as_ref().map(|(_, cache)| *cache));
+        return match result {
+            Ok((outcome, cache)) => {
+                let events: Vec<Result<Event, Infallible>> =
+                    chunks(&outcome, cache, &shape).into_iter().map(|d| Ok(Event::default().data(d))).collect();
+                let mut response = Sse::new(stream::iter(events)).into_response();
+                bon_headers(response.headers_mut(), &outcome, cache, &shape.reward_model);
+                response
+            }
+            Err(e) => e.into_response(),
+        };
+    }
+    // Commit to a 200 stream; the work, the admission permit and the in-flight record travel inside it, so a
+    // client that disconnects drops them all (cancelling the upstream calls).
+    let n = prepared.plan.n;
+    let body = stream::once(async move {
+        let result = work.await;
+        held.inflight.finish(result.as_ref().map(|(_, cache)| *cache));
+        drop(held);
+        let data = match result {
+            Ok((outcome, cache)) => chunks(&outcome, cache, &shape),
+            Err(e) => vec![error_event(&e)],
+        };
+        stream::iter(data.into_iter().map(|d| Ok::<_, Infallible>(Event::default().data(d))))
+    })
+    .flatten();
+    let mut response =
+        Sse::new(body).keep_alive(KeepAlive::new().interval(keepalive).text("bon: generating")).into_response();
+    let headers = response.headers_mut();
+    headers.insert(HeaderName::from_static(HEADER_N), HeaderValue::from(n));
+    if let Ok(v) = HeaderValue::from_str(&state.reward_model_id) {
+        headers.insert(HeaderName::from_static(super::chat::HEADER_REWARD_MODEL), v);
+    }
+    response
+}
+
+/// An error after the stream started, as OpenAI sends one (the SDKs raise it as an `APIError`).
+fn error_event(e: &ApiError) -> String {
+    let status = e.status_code();
+    if status.is_server_error() {
+        tracing::error!(error = %e, kind = e.kind(), "streamed request failed");
+    }
+    json!({"error": {"message": e.to_string(), "type": e.kind(), "param": null, "code": status.as_u16().to_string()}})
+        .to_string()
 }
 
 /// The `data:` payloads, in order, `[DONE]` last.
-pub fn chunks(outcome: &Outcome, choices: u32, requested_model: &str, include_usage: bool) -> Vec<String> {
-    let model =
-        outcome.winner().map(|(_, c)| c.model.as_str()).filter(|m| !m.is_empty()).unwrap_or(requested_model).to_owned();
+fn chunks(outcome: &Outcome, cache: CacheResult, shape: &Shape) -> Vec<String> {
     let chunk = |choices: Value| {
         let mut c = json!({
             "id": outcome.id,
             "object": "chat.completion.chunk",
             "created": outcome.created,
-            "model": model,
+            "model": model_name(outcome, &shape.model),
             "choices": choices,
         });
-        if include_usage {
+        if shape.include_usage {
             // OpenAI sends `usage: null` on every chunk but the last when usage is requested.
             c["usage"] = Value::Null;
         }
-        c.to_string()
+        c
     };
     let mut out = Vec::new();
-    for (index, choice) in ranked_choices(outcome, choices).enumerate() {
+    for (index, choice) in ranked_choices(outcome, shape.choices).enumerate() {
         let delta = |d: Value| json!([{"index": index, "delta": d, "logprobs": null, "finish_reason": null}]);
         out.push(chunk(delta(json!({"role": "assistant", "content": ""}))));
         for piece in split_text(&choice.message.text()) {
@@ -69,13 +141,17 @@ pub fn chunks(outcome: &Outcome, choices: u32, requested_model: &str, include_us
         let finish = choice.finish_reason.clone().unwrap_or_else(|| "stop".to_owned());
         out.push(chunk(json!([{"index": index, "delta": {}, "logprobs": null, "finish_reason": finish}])));
     }
-    if include_usage {
-        let mut last: Value = serde_json::from_str(&chunk(json!([]))).unwrap_or(Value::Null);
+    if shape.include_usage {
+        let mut last = chunk(json!([]));
         last["usage"] = usage_json(outcome);
-        out.push(last.to_string());
+        out.push(last);
     }
-    out.push("[DONE]".to_owned());
-    out
+    if let Some(last) = out.last_mut() {
+        last["bon"] = bon_object(outcome, cache, &shape.reward_model, shape.return_candidates);
+    }
+    let mut data: Vec<String> = out.iter().map(Value::to_string).collect();
+    data.push("[DONE]".to_owned());
+    data
 }
 
 /// Splits text into pieces of about `CHUNK_CHARS` characters, cutting after whitespace where it can, so that the

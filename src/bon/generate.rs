@@ -1,0 +1,151 @@
+//! Generating the N candidates: N concurrent requests with seeds `base + i` (fan-out), or one request with `n = N`
+//! for upstreams that sample several choices from one prompt (llama.cpp's server, vLLM, SGLang share the prompt's
+//! KV cache across them). `auto` tries native `n` and fans out whatever did not come back; an upstream seen to
+//! ignore `n` (Ollama returns one choice) is remembered and gets fan-out from then on.
+
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+use futures::future::join_all;
+use serde_json::{Map, Value, json};
+
+use super::{Candidate, Plan};
+use crate::{
+    config::UpstreamN,
+    metrics::Metrics,
+    openai::ChatCompletion,
+    upstream::{Upstream, UpstreamError},
+};
+
+/// How candidates are requested, and what was learnt about the upstream.
+pub struct Generation<'a> {
+    pub upstream: &'a dyn Upstream,
+    pub mode: UpstreamN,
+    pub candidate_timeout: Duration,
+    /// Cleared once the upstream answered a native `n` request with fewer choices than asked.
+    pub native_works: &'a AtomicBool,
+    pub metrics: &'a Metrics,
+}
+
+impl Generation<'_> {
+    /// Exactly `plan.n` candidates, in index order.
+    pub async fn candidates(&self, plan: &Plan) -> Vec<Candidate> {
+        let native = match self.mode {
+            UpstreamN::Fanout => false,
+            UpstreamN::Native => true,
+            UpstreamN::Auto => self.native_works.load(Ordering::Relaxed),
+        };
+        if !native || plan.n == 1 {
+            return self.fan_out(plan, 0).await;
+        }
+        let mut got = self.native(plan).await;
+        if self.mode == UpstreamN::Auto && got.len() < plan.n as usize {
+            if got.iter().all(|c| c.result.is_ok()) {
+                // A well-formed answer with fewer choices: this upstream ignores `n`.
+                tracing::info!(asked = plan.n, got = got.len(), "upstream ignores `n`; using fan-out from now on");
+                self.native_works.store(false, Ordering::Relaxed);
+            } else {
+                // The native request failed as a whole: fan out all N instead.
+                got.clear();
+            }
+            let missing = u32::try_from(got.len()).unwrap_or(u32::MAX);
+            got.extend(self.fan_out(plan, missing).await);
+        }
+        got.truncate(plan.n as usize);
+        got
+    }
+
+    /// Candidates `from..n`, one request each, concurrently.
+    async fn fan_out(&self, plan: &Plan, from: u32) -> Vec<Candidate> {
+        let calls = (from..plan.n).map(|i| {
+            let mut body = plan.body.clone();
+            body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
+            self.call(body)
+        });
+        join_all(calls)
+            .await
+            .into_iter()
+            .map(|(result, latency)| {
+                let result = result.and_then(first_choice_only);
+                self.count(&result, latency);
+                Candidate { result, latency, score: None }
+            })
+            .collect()
+    }
+
+    /// One request with `n = N`; its choices become the candidates. `Native` mode pads a short answer with
+    /// failed candidates so that `x-bon-n` never claims more than was generated.
+    async fn native(&self, plan: &Plan) -> Vec<Candidate> {
+        let mut body = plan.body.clone();
+        body.insert("seed".into(), json!(plan.base_seed));
+        body.insert("n".into(), json!(plan.n));
+        let (result, latency) = self.call(body).await;
+        let mut out = match result {
+            Ok(completion) => split_choices(completion)
+                .into_iter()
+                .map(|c| Candidate { result: Ok(c), latency, score: None })
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                let n = if self.mode == UpstreamN::Native { plan.n as usize } else { 0 };
+                (0..n).map(|_| Candidate { result: Err(e.clone()), latency, score: None }).collect()
+            }
+        };
+        if self.mode == UpstreamN::Native {
+            let short = UpstreamError::Decode(format!("asked for n={}, the upstream returned fewer choices", plan.n));
+            while out.len() < plan.n as usize {
+                out.push(Candidate { result: Err(short.clone()), latency, score: None });
+            }
+        }
+        for c in &out {
+            self.count(&c.result, latency);
+        }
+        out
+    }
+
+    async fn call(&self, body: Map<String, Value>) -> (Result<ChatCompletion, UpstreamError>, Duration) {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.candidate_timeout, self.upstream.chat(body)).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout(self.candidate_timeout)),
+        };
+        if let Err(e) = &result {
+            tracing::debug!(error = %e, "candidate failed");
+        }
+        (result, started.elapsed())
+    }
+
+    fn count(&self, result: &Result<ChatCompletion, UpstreamError>, latency: Duration) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        self.metrics.candidates.with_label_values(&[outcome]).inc();
+        self.metrics.candidate_duration.with_label_values(&[outcome]).observe(latency.as_secs_f64());
+    }
+}
+
+/// A fan-out candidate is its first choice (an upstream that honours `n` was not asked for more).
+fn first_choice_only(mut c: ChatCompletion) -> Result<ChatCompletion, UpstreamError> {
+    c.choices.truncate(1);
+    Ok(c)
+}
+
+/// One completion per choice. Usage stays on the first so that sums count it once.
+fn split_choices(c: ChatCompletion) -> Vec<ChatCompletion> {
+    let mut base = c.clone();
+    base.choices.clear();
+    c.choices
+        .into_iter()
+        .enumerate()
+        .map(|(i, choice)| {
+            let mut one = base.clone();
+            if i > 0 {
+                one.usage = None;
+            }
+            one.choices = vec![choice];
+            one
+        })
+        .collect()
+}
