@@ -1,0 +1,46 @@
+// bon-proxy with the official OpenAI JavaScript SDK (its SSE parser differs from Python's).
+// Started by scripts/e2e with BON_E2E_PROXY pointing at a proxy in front of llama.cpp's server.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+
+const client = new OpenAI({ baseURL: `${process.env.BON_E2E_PROXY}/v1`, apiKey: "unused", maxRetries: 0, timeout: 300_000 });
+const messages = [{ role: "user", content: "Name a colour and say why you like it, in one sentence." }];
+const headers = { "x-bon-n": "3", "cache-control": "no-store" };
+
+test("non-streaming and streaming calls return the same winner", async () => {
+  const { data, response } = await client.chat.completions
+    .create({ model: "smollm2", messages, max_tokens: 32, seed: 7 }, { headers })
+    .withResponse();
+  assert.equal(response.headers.get("x-bon-n"), "3");
+  assert.equal(response.headers.get("x-bon-scores").split(",").length, 3);
+  const text = data.choices[0].message.content;
+  assert.ok(text.length > 0);
+
+  const stream = await client.chat.completions.create(
+    { model: "smollm2", messages, max_tokens: 32, seed: 7, stream: true, stream_options: { include_usage: true } },
+    { headers },
+  );
+  let streamed = "";
+  let pieces = 0;
+  let last;
+  for await (const chunk of stream) {
+    const delta = chunk.choices[0]?.delta?.content;
+    if (delta) {
+      streamed += delta;
+      pieces += 1;
+    }
+    last = chunk;
+  }
+  assert.equal(streamed, text);
+  assert.ok(pieces > 1);
+  assert.equal(last.usage.completion_tokens, data.usage.completion_tokens);
+  assert.equal(last.bon.winner, Number(response.headers.get("x-bon-winner")));
+});
+
+test("a bad N is a 400 BadRequestError", async () => {
+  await assert.rejects(
+    client.chat.completions.create({ model: "smollm2", messages }, { headers: { "x-bon-n": "99" } }),
+    (err) => err instanceof OpenAI.BadRequestError && err.status === 400,
+  );
+});
