@@ -32,3 +32,21 @@ async fn client_disconnect_cancels_all_upstream_calls() {
     assert_eq!(metric(&page, "bon_inflight_requests"), 0.0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_streaming_client_that_leaves_cancels_all_upstream_calls() {
+    let upstream = counting_upstream(Duration::from_secs(60)).await;
+    let app = spawn_app(config(&format!("http://{}", upstream.addr), &["--sse-keepalive", "100ms"])).await;
+    let mut body = capital_request();
+    body["stream"] = serde_json::json!(true);
+    let mut resp = app.chat(body, &[("x-bon-n", "3")]).await;
+    assert_eq!(resp.status(), 200);
+    // Read a keep-alive comment, proof the stream is live, then hang up.
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("bon: generating"));
+    assert_eq!(upstream.started.load(Ordering::SeqCst), 3);
+    drop(resp);
+    eventually(Duration::from_secs(10), || upstream.dropped.load(Ordering::SeqCst) == 3).await;
+    eventually(Duration::from_secs(5), || app.state.metrics.inflight.get() == 0).await;
+    app.stop().await;
+}

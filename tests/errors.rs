@@ -221,3 +221,25 @@ async fn an_upstream_that_is_down_is_a_502_with_the_cause() {
     error_body(resp).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn beyond_max_inflight_is_an_immediate_429_with_retry_after() {
+    let slow = vec![Behaviour::Delay(Duration::from_secs(3), "slow".into())];
+    let upstream = mock_upstream(BySeed::new(0, slow), 1).await;
+    let app = spawn_app(config(&upstream.uri(), &["--max-inflight", "1", "--cache-ttl", "0s"])).await;
+    let mut first = Box::pin(app.chat(seeded(0), &[("x-bon-n", "1")]));
+    // Drive the first request until it holds the only slot.
+    tokio::select! {
+        _ = &mut first => panic!("the first request finished too early"),
+        () = eventually(Duration::from_secs(10), || app.state.metrics.inflight.get() == 1) => {}
+    }
+    let second = app.chat(seeded(0), &[("x-bon-n", "1")]).await;
+    assert_eq!(second.status(), 429);
+    assert_eq!(header(&second, "retry-after"), "1");
+    assert_eq!(error_body(second).await["error"]["type"], "rate_limit_error");
+    // Rejected at once, not queued behind the first: that one is still running.
+    assert!(futures::FutureExt::now_or_never(&mut first).is_none());
+    assert_eq!(first.await.status(), 200);
+    assert_eq!(metric(&app.metrics().await, "bon_requests_total{outcome=\"rate_limit_error\"}"), 1.0);
+    app.stop().await;
+}
