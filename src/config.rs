@@ -52,6 +52,19 @@ pub struct Config {
     #[arg(long, env = "BON_UPSTREAM_API_KEY", hide_env_values = true)]
     pub upstream_api_key: Option<String>,
 
+    /// Forward the client's own `Authorization: Bearer` token to the upstream (instead of --upstream-api-key).
+    #[arg(long, env = "BON_FORWARD_CLIENT_AUTH")]
+    pub forward_client_auth: bool,
+
+    /// API keys clients must present as `Authorization: Bearer KEY` (repeat the flag, or comma-separate).
+    /// Without any key (here or in --api-keys-file) the proxy is open.
+    #[arg(long = "api-key", env = "BON_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+
+    /// File with one API key per line (blank lines and lines starting with `#` are ignored).
+    #[arg(long, env = "BON_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
     /// Reward model directory (Hugging Face layout: model.onnx or onnx/model.onnx, tokenizer.json,
     /// tokenizer_config.json, config.json).
     #[arg(long, env = "BON_REWARD_MODEL")]
@@ -142,6 +155,9 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("upstream", &self.upstream)
             .field("upstream_api_key", &self.upstream_api_key.as_ref().map(|_| "<redacted>"))
+            .field("api_keys", &format_args!("<{} redacted>", self.api_keys.len()))
+            .field("api_keys_file", &self.api_keys_file)
+            .field("forward_client_auth", &self.forward_client_auth)
             .field("reward_model", &self.reward_model)
             .field("device", &self.device)
             .field("default_n", &self.default_n)
@@ -172,6 +188,12 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--upstream must be an http:// or https:// URL (got {0:?})")]
     Upstream(String),
+    #[error("--forward-client-auth and --upstream-api-key both say which key goes upstream; keep one")]
+    UpstreamAuth,
+    #[error("--api-keys-file {path}: {reason}")]
+    KeysFile { path: String, reason: String },
+    #[error("--api-key values must not be empty")]
+    EmptyKey,
 }
 
 impl Config {
@@ -206,12 +228,39 @@ impl Config {
                 return Err(ConfigError::Zero(name));
             }
         }
+        if self.forward_client_auth && self.upstream_api_key.is_some() {
+            return Err(ConfigError::UpstreamAuth);
+        }
+        if self.api_keys.iter().any(|k| k.trim().is_empty()) {
+            return Err(ConfigError::EmptyKey);
+        }
+        self.client_keys()?;
         let lower = self.upstream.to_ascii_lowercase();
         let scheme_ok = lower.starts_with("http://") || lower.starts_with("https://");
         if !scheme_ok || reqwest::Url::parse(&self.upstream).is_err() {
             return Err(ConfigError::Upstream(self.upstream.clone()));
         }
         Ok(())
+    }
+
+    /// Every accepted client key: --api-key values plus the lines of --api-keys-file.
+    pub fn client_keys(&self) -> Result<Vec<String>, ConfigError> {
+        let mut keys: Vec<String> = self.api_keys.iter().map(|k| k.trim().to_owned()).collect();
+        if let Some(path) = &self.api_keys_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::KeysFile { path: path.display().to_string(), reason: e.to_string() })?;
+            let from_file: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect();
+            if from_file.is_empty() {
+                return Err(ConfigError::KeysFile { path: path.display().to_string(), reason: "no keys in it".into() });
+            }
+            keys.extend(from_file);
+        }
+        Ok(keys)
     }
 
     /// The id under which the reward model is reported: `--reward-model-id`, else the directory's name.

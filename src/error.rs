@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The body is over `--max-body-bytes` (413).
     #[error("request body too large")]
     PayloadTooLarge,
+    /// Missing or wrong proxy API key (401). Never echoes the key.
+    #[error("{0}")]
+    Unauthorized(&'static str),
     /// Too many requests in flight (429).
     #[error("too many requests in flight; retry shortly")]
     Overloaded,
@@ -72,6 +75,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -90,6 +94,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { .. } => "invalid_request_error",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::Unauthorized(_) => "authentication_error",
             ApiError::Overloaded => "rate_limit_error",
             ApiError::NotFound { .. } => "not_found_error",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -110,6 +115,7 @@ impl ApiError {
             ApiError::UpstreamRejected { message, param, code, .. } => {
                 (format!("upstream rejected the request: {message}"), param.clone(), code.clone())
             }
+            ApiError::Unauthorized(m) => ((*m).to_owned(), None, Some("invalid_api_key".to_owned())),
             // Internal detail goes to the log, not to the client.
             ApiError::Internal(_) => ("internal error".to_owned(), None, None),
             other => (other.to_string(), None, None),

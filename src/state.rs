@@ -11,6 +11,7 @@ use crate::{
     config::Config,
     metrics::Metrics,
     reward::{RewardError, RewardOptions, Score, Scorer},
+    server::auth::Keys,
     upstream::{Client, Upstream, UpstreamError},
 };
 
@@ -23,6 +24,8 @@ pub struct Inner {
     pub upstream: Arc<dyn Upstream>,
     pub scorer: Arc<dyn Score>,
     pub reward_model_id: String,
+    /// Accepted client API keys (empty: open).
+    pub keys: Keys,
     pub cache: ResultCache<Arc<Outcome>>,
     pub metrics: Arc<Metrics>,
     /// `--max-inflight` permits; a request that gets none is answered 429 at once.
@@ -69,7 +72,7 @@ impl AppState {
         let scorer = Arc::new(Scorer::load(&opts, metrics.clone())?);
         let upstream =
             Arc::new(Client::new(&config.upstream, config.upstream_api_key.clone(), config.upstream_concurrency)?);
-        Ok(Self::from_parts(config, upstream, scorer, opts.id, metrics, shutdown))
+        Self::from_parts(config, upstream, scorer, opts.id, metrics, shutdown)
     }
 
     /// Assembles a state from ready parts (tests use it with fakes).
@@ -80,19 +83,21 @@ impl AppState {
         reward_model_id: String,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
-    ) -> Self {
+    ) -> Result<Self, StartError> {
         let cache = ResultCache::new(config.cache_ttl, config.cache_max_bytes, metrics.clone());
         let admission = Arc::new(Semaphore::new(config.max_inflight));
-        Self(Arc::new(Inner {
+        let keys = Keys::new(&config.client_keys()?);
+        Ok(Self(Arc::new(Inner {
             config: Arc::new(config),
             upstream,
             scorer,
             reward_model_id,
+            keys,
             cache,
             metrics,
             admission,
             native_n_works: AtomicBool::new(true),
             shutdown,
-        }))
+        })))
     }
 }

@@ -4,7 +4,10 @@
 //! ignore `n` (Ollama returns one choice) is remembered and gets fan-out from then on.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -62,7 +65,7 @@ impl Generation<'_> {
         let calls = (from..plan.n).map(|i| {
             let mut body = plan.body.clone();
             body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
-            self.call(body)
+            self.call(body, &plan.upstream_auth)
         });
         join_all(calls)
             .await
@@ -81,7 +84,7 @@ impl Generation<'_> {
         let mut body = plan.body.clone();
         body.insert("seed".into(), json!(plan.base_seed));
         body.insert("n".into(), json!(plan.n));
-        let (result, latency) = self.call(body).await;
+        let (result, latency) = self.call(body, &plan.upstream_auth).await;
         let mut out = match result {
             Ok(completion) => split_choices(completion)
                 .into_iter()
@@ -104,9 +107,14 @@ impl Generation<'_> {
         out
     }
 
-    async fn call(&self, body: Map<String, Value>) -> (Result<ChatCompletion, UpstreamError>, Duration) {
+    async fn call(
+        &self,
+        body: Map<String, Value>,
+        auth: &Option<Arc<str>>,
+    ) -> (Result<ChatCompletion, UpstreamError>, Duration) {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.candidate_timeout, self.upstream.chat(body)).await {
+        let call = self.upstream.chat(body, auth.clone());
+        let result = match tokio::time::timeout(self.candidate_timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout(self.candidate_timeout)),
         };

@@ -38,6 +38,8 @@ pub struct Plan {
     pub conversation: Arc<[Message]>,
     /// Tools the client offered (rendered by chat templates that know tools).
     pub tools: Option<Arc<Value>>,
+    /// The client's bearer token, forwarded upstream (`--forward-client-auth`).
+    pub upstream_auth: Option<Arc<str>>,
 }
 
 /// One candidate's fate.

@@ -34,7 +34,11 @@ struct FakeUpstream {
 }
 
 impl Upstream for FakeUpstream {
-    fn chat(&self, body: Map<String, Value>) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
+    fn chat(
+        &self,
+        body: Map<String, Value>,
+        _auth: Option<Arc<str>>,
+    ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
         let i = (body["seed"].as_i64().unwrap() - self.base) as usize;
         let n = body.get("n").and_then(Value::as_u64).unwrap_or(1) as usize;
         self.seen.lock().unwrap().push(body);
@@ -59,7 +63,7 @@ impl Upstream for FakeUpstream {
         .boxed()
     }
 
-    fn models(&self) -> BoxFuture<'_, Result<Value, UpstreamError>> {
+    fn models(&self, _auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
         async { Ok(json!({"data": []})) }.boxed()
     }
 }
@@ -110,7 +114,7 @@ fn scorer(fail: bool) -> FakeScorer {
 fn plan(n: u32, base_seed: i64) -> Plan {
     let mut body = Map::new();
     body.insert("model".into(), json!("m"));
-    Plan { body, n, base_seed, conversation: Arc::from(Vec::new()), tools: None }
+    Plan { body, n, base_seed, conversation: Arc::from(Vec::new()), tools: None, upstream_auth: None }
 }
 
 fn upstream(base: i64, acts: Vec<Act>) -> FakeUpstream {

@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
@@ -33,6 +33,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
 }
 
 /// `GET /v1/models`: the upstream's list, passed through.
-pub async fn models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.upstream.models().await?))
+pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let auth = super::prepare::forwarded_auth(&headers, &state.config);
+    Ok(Json(state.upstream.models(auth).await?))
 }

@@ -1,5 +1,6 @@
 //! HTTP layer: the route table and `serve`.
 
+pub mod auth;
 pub mod chat;
 mod health;
 pub mod prepare;
@@ -20,9 +21,12 @@ use crate::{error::ApiError, state::AppState};
 
 /// The route table and layer stack.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let openai = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(health::models))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .merge(openai)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -112,7 +112,14 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     let base_seed = req.seed.unwrap_or_else(|| i64::from(rand::random::<u32>() >> 1));
 
     Ok(Prepared {
-        plan: Plan { body, n, base_seed, conversation: Arc::from(req.messages), tools },
+        plan: Plan {
+            body,
+            n,
+            base_seed,
+            conversation: Arc::from(req.messages),
+            tools,
+            upstream_auth: forwarded_auth(headers, cfg),
+        },
         key_body,
         choices,
         stream,
@@ -120,6 +127,15 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         return_candidates,
         model: req.model,
     })
+}
+
+/// The client's bearer token, when `--forward-client-auth` says to pass it upstream.
+pub fn forwarded_auth(headers: &HeaderMap, cfg: &Config) -> Option<Arc<str>> {
+    if !cfg.forward_client_auth {
+        return None;
+    }
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(|t| Arc::from(t.trim()))
 }
 
 /// N from the `x-bon-n` header, else the body's `bon.n`, else `--default-n`; must be an integer in 1..=max_n.

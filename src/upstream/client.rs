@@ -35,9 +35,9 @@ impl Client {
         Ok(Self { http, base, api_key, slots: Arc::new(Semaphore::new(concurrency)) })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn request(&self, method: reqwest::Method, path: &str, auth: Option<&str>) -> reqwest::RequestBuilder {
         let req = self.http.request(method, format!("{}{path}", self.base));
-        match &self.api_key {
+        match auth.or(self.api_key.as_deref()) {
             Some(key) => req.bearer_auth(key),
             None => req,
         }
@@ -64,9 +64,14 @@ impl Client {
 }
 
 impl Upstream for Client {
-    fn chat(&self, body: Map<String, Value>) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
+    fn chat(
+        &self,
+        body: Map<String, Value>,
+        auth: Option<Arc<str>>,
+    ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
         async move {
-            let bytes = self.send(self.request(reqwest::Method::POST, "/v1/chat/completions").json(&body)).await?;
+            let req = self.request(reqwest::Method::POST, "/v1/chat/completions", auth.as_deref()).json(&body);
+            let bytes = self.send(req).await?;
             let completion: ChatCompletion =
                 serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode(e.to_string()))?;
             if completion.choices.is_empty() {
@@ -77,9 +82,9 @@ impl Upstream for Client {
         .boxed()
     }
 
-    fn models(&self) -> BoxFuture<'_, Result<Value, UpstreamError>> {
+    fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
         async move {
-            let bytes = self.send(self.request(reqwest::Method::GET, "/v1/models")).await?;
+            let bytes = self.send(self.request(reqwest::Method::GET, "/v1/models", auth.as_deref())).await?;
             serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode(e.to_string()))
         }
         .boxed()

@@ -5,6 +5,8 @@ mod client;
 
 pub use client::Client;
 
+use std::sync::Arc;
+
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 
@@ -12,11 +14,16 @@ use crate::openai::ChatCompletion;
 
 /// An OpenAI-compatible chat completion backend.
 pub trait Upstream: Send + Sync + 'static {
-    /// Sends one non-streaming chat completion request (the body is forwarded as is).
-    fn chat(&self, body: Map<String, Value>) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>>;
+    /// Sends one non-streaming chat completion request (the body is forwarded as is). `auth` is the client's own
+    /// bearer token when `--forward-client-auth` is on; otherwise the client's configured key (if any) is used.
+    fn chat(
+        &self,
+        body: Map<String, Value>,
+        auth: Option<Arc<str>>,
+    ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>>;
 
     /// `GET /v1/models`, passed through.
-    fn models(&self) -> BoxFuture<'_, Result<Value, UpstreamError>>;
+    fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>>;
 }
 
 /// Why one upstream call failed.
