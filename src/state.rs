@@ -10,7 +10,7 @@ use crate::{
     cache::ResultCache,
     config::Config,
     metrics::Metrics,
-    reward::{RewardError, RewardOptions, Score, Scorer},
+    reward::{RewardError, RewardOptions, Score, Scorer, hub::HubOptions, source},
     server::auth::Keys,
     upstream::{Client, Upstream, UpstreamError},
 };
@@ -57,22 +57,33 @@ pub enum StartError {
 }
 
 impl AppState {
-    /// Validates `config`, loads the reward model and builds the upstream client.
-    pub fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+    /// Validates `config`, finds (or downloads) and loads the reward model, builds the upstream client.
+    pub async fn build(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+        Self::build_with_hub(config, &HubOptions::from_env(), shutdown).await
+    }
+
+    /// `build` with explicit Hugging Face hub settings (tests point them at a local cache).
+    pub async fn build_with_hub(
+        config: Config,
+        hub: &HubOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         let metrics = Arc::new(Metrics::new()?);
+        let resolved = source::resolve(&config.reward_model_spec()?, hub).await?;
         let opts = RewardOptions {
-            dir: config.reward_model.clone().ok_or(crate::config::ConfigError::RewardModelMissing)?,
-            id: config.reward_model_id(),
+            dir: resolved.dir,
+            id: config.reward_model_id.clone().or(resolved.id),
             device: config.device,
             max_tokens: config.reward_max_tokens,
             max_batch: config.reward_max_batch,
             output: config.reward_output.clone(),
         };
         let scorer = Arc::new(Scorer::load(&opts, metrics.clone())?);
+        let id = scorer.id().to_owned();
         let upstream =
             Arc::new(Client::new(&config.upstream, config.upstream_api_key.clone(), config.upstream_concurrency)?);
-        Self::from_parts(config, upstream, scorer, opts.id, metrics, shutdown)
+        Self::from_parts(config, upstream, scorer, id, metrics, shutdown)
     }
 
     /// Assembles a state from ready parts (tests use it with fakes).

@@ -33,7 +33,7 @@ fn max_tokens(case: &Value) -> usize {
 fn scorer(dir: &Path, max_tokens: usize) -> Scorer {
     let opts = RewardOptions {
         dir: dir.to_path_buf(),
-        id: "test".into(),
+        id: Some("test".into()),
         device: Device::Cpu,
         max_tokens,
         max_batch: 64,
@@ -130,7 +130,7 @@ async fn a_wrong_pad_id_changes_batched_scores() {
 fn a_bad_model_directory_is_a_clear_load_error() {
     let opts = RewardOptions {
         dir: fixture("does-not-exist"),
-        id: "x".into(),
+        id: None,
         device: Device::Cpu,
         max_tokens: 16,
         max_batch: 4,
@@ -149,7 +149,7 @@ fn a_bad_model_directory_is_a_clear_load_error() {
 fn device_cuda_is_cuda_or_an_error() {
     let opts = RewardOptions {
         dir: fixture("tiny-qwen3-chatml"),
-        id: "x".into(),
+        id: None,
         device: Device::Cuda,
         max_tokens: 64,
         max_batch: 4,

@@ -4,8 +4,10 @@
 //! makes one warm-up run; then a dedicated OS thread owns tokenizer + session and serves `score` calls sent over a
 //! bounded channel. Dropping the `Scorer` closes the channel and joins the thread.
 
+pub mod hub;
 mod model;
 pub mod runtime;
+pub mod source;
 pub mod template;
 pub mod tokenize;
 mod worker;
@@ -57,7 +59,8 @@ pub enum RewardError {
 #[derive(Clone, Debug)]
 pub struct RewardOptions {
     pub dir: PathBuf,
-    pub id: String,
+    /// Reported id; default: config.json's `bon_model_id`, else the directory name.
+    pub id: Option<String>,
     pub device: Device,
     pub max_tokens: usize,
     pub max_batch: usize,
@@ -77,7 +80,11 @@ impl Scorer {
     /// Loads the model, checks it with a warm-up run and starts the worker thread.
     pub fn load(opts: &RewardOptions, metrics: Arc<Metrics>) -> Result<Self, RewardError> {
         let files = ModelDir::load(&opts.dir)?;
-        let max_tokens = files.max_positions.map_or(opts.max_tokens, |p| p.min(opts.max_tokens));
+        let max_tokens =
+            [files.max_positions, files.model_max_length].into_iter().flatten().fold(opts.max_tokens, usize::min);
+        let id = opts.id.clone().or(files.model_id).unwrap_or_else(|| {
+            opts.dir.file_name().map_or_else(|| "reward-model".to_owned(), |n| n.to_string_lossy().into_owned())
+        });
         let encoder = Encoder::new(files.tokenizer, files.template, max_tokens)?;
         let opened = runtime::open(&files.onnx, opts.device)?;
         let mut graph = worker::Graph::new(opened.session, opts.output.as_deref(), files.pad_id)?;
@@ -90,7 +97,7 @@ impl Scorer {
             return Err(RewardError::Load(format!("warm-up run gave non-finite scores {warm:?}")));
         }
         tracing::info!(
-            model = %opts.id, provider = opened.provider, chat_template = encoder.has_template(),
+            model = %id, provider = opened.provider, chat_template = encoder.has_template(),
             pad_id = ?files.pad_id, max_tokens, "reward model loaded"
         );
         metrics.execution_provider.with_label_values(&[opened.provider]).set(1);
@@ -102,7 +109,7 @@ impl Scorer {
             .name("bon-reward".into())
             .spawn(move || worker::run(rx, encoder, graph, max_batch, metrics))
             .map_err(|e| RewardError::Load(format!("cannot start reward thread: {e}")))?;
-        Ok(Self { tx: Some(tx), thread: Some(thread), id: opts.id.clone(), provider: opened.provider, max_tokens })
+        Ok(Self { tx: Some(tx), thread: Some(thread), id, provider: opened.provider, max_tokens })
     }
 
     /// The model id (`x-bon-reward-model`).

@@ -25,6 +25,10 @@ pub struct ModelDir {
     pub pad_id: Option<u32>,
     /// `max_position_embeddings`, when config.json gives it.
     pub max_positions: Option<usize>,
+    /// tokenizer_config.json's `model_max_length` (ignored when it is transformers' "unset" huge value).
+    pub model_max_length: Option<usize>,
+    /// config.json's `bon_model_id`, the name a model built for bon-proxy reports.
+    pub model_id: Option<String>,
 }
 
 const SPECIAL_TOKENS: [&str; 7] =
@@ -68,7 +72,13 @@ impl ModelDir {
         };
         let max_positions =
             config.get("max_position_embeddings").and_then(Value::as_u64).and_then(|n| usize::try_from(n).ok());
-        Ok(Self { onnx, tokenizer, template, pad_id, max_positions })
+        let model_max_length = tok_config
+            .get("model_max_length")
+            .and_then(Value::as_u64)
+            .filter(|&n| n < 1 << 32)
+            .and_then(|n| usize::try_from(n).ok());
+        let model_id = config.get("bon_model_id").and_then(Value::as_str).map(str::to_owned);
+        Ok(Self { onnx, tokenizer, template, pad_id, max_positions, model_max_length, model_id })
     }
 }
 

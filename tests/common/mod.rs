@@ -64,7 +64,7 @@ pub struct TestApp {
 /// Builds the real state (real scorer, real upstream client) and serves it on 127.0.0.1:0.
 pub async fn spawn_app(cfg: Config) -> TestApp {
     let shutdown = CancellationToken::new();
-    let state = AppState::build(cfg, shutdown.clone()).unwrap();
+    let state = AppState::build(cfg, shutdown.clone()).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     #[expect(clippy::disallowed_methods, reason = "the server under test runs beside the test")]
