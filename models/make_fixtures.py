@@ -97,13 +97,13 @@ def conversations():
     ]
 
 
-def train_bpe(texts, vocab_size):
+def train_bpe(texts, vocab_size, specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>")):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        special_tokens=list(specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )

@@ -17,7 +17,7 @@ use common::{fixture, reference};
 use serde_json::{Value, json};
 
 const TOLERANCE: f32 = 1e-4;
-const MODELS: [&str; 2] = ["tiny-qwen3-chatml", "tiny-bert-pair"];
+const MODELS: [&str; 4] = ["tiny-qwen3-chatml", "tiny-bert-pair", "tiny-qwen3-export", "tiny-llama-3.1-export"];
 
 fn input(case: &Value) -> ScoreInput {
     let messages: Vec<Message> = serde_json::from_value(case["messages"].clone()).unwrap();
