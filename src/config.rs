@@ -141,7 +141,12 @@ pub struct Config {
     #[arg(long, env = "BON_SSE_KEEPALIVE", value_parser = humantime::parse_duration, default_value = "5s")]
     pub sse_keepalive: Duration,
 
-    /// Time given to in-flight requests after SIGTERM/SIGINT before exiting.
+    /// After SIGTERM/SIGINT, how long /ready answers 503 while requests are still served (so that load balancers
+    /// stop routing here) before the listener closes.
+    #[arg(long, env = "BON_SHUTDOWN_DELAY", value_parser = humantime::parse_duration, default_value = "0s")]
+    pub shutdown_delay: Duration,
+
+    /// Time given to in-flight requests after the listener closes before exiting.
     #[arg(long, env = "BON_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "30s")]
     pub shutdown_grace: Duration,
 

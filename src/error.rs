@@ -38,9 +38,6 @@ pub enum ApiError {
     /// Method not allowed on a known route (405).
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// The reward model is not loaded or the server is shutting down (503).
-    #[error("not ready: {0}")]
-    NotReady(&'static str),
     /// Every candidate failed (502); lists each candidate's cause.
     #[error("all {} candidates failed: {}", .errors.len(), .errors.iter().enumerate().map(|(i, e)| format!("[{i}] {e}")).collect::<Vec<_>>().join("; "))]
     AllCandidatesFailed { errors: Vec<UpstreamError> },
@@ -79,7 +76,6 @@ impl ApiError {
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::AllCandidatesFailed { .. } | ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::UpstreamRejected { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -98,7 +94,6 @@ impl ApiError {
             ApiError::Overloaded => "rate_limit_error",
             ApiError::NotFound { .. } => "not_found_error",
             ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::NotReady(_) => "service_unavailable",
             ApiError::AllCandidatesFailed { .. } => "all_candidates_failed",
             ApiError::UpstreamRejected { .. } => "upstream_rejected",
             ApiError::Timeout => "timeout",

@@ -20,18 +20,24 @@ async fn main() -> anyhow::Result<()> {
         LogFormat::Text => logs.with_ansi(ansi).init(),
         LogFormat::Json => logs.json().init(),
     }
-    let listen = config.listen;
-    let shutdown = CancellationToken::new();
+    let (listen, delay) = (config.listen, config.shutdown_delay);
+    // `draining` turns /ready to 503; `stop` then closes the listener and drains in-flight requests.
+    let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
     // Configuration and the reward model are checked before binding: a bad start is one clear message.
-    let state = AppState::build(config, shutdown.clone()).await.context("cannot start bon-proxy")?;
+    let state = AppState::build(config, draining.clone()).await.context("cannot start bon-proxy")?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening on {}", listener.local_addr()?);
-    let signal = shutdown.clone();
-    let server = serve(listener, state, shutdown);
+    let server = serve(listener, state, stop.clone());
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result.context("server failed"),
-        () = shutdown_signal() => signal.cancel(),
+        () = shutdown_signal() => draining.cancel(),
+    }
+    // Keep serving while load balancers notice /ready is 503 and stop sending new requests.
+    tracing::info!(?delay, "shutdown signal: /ready is 503; still serving during --shutdown-delay");
+    tokio::select! {
+        result = &mut server => return result.context("server failed"),
+        () = tokio::time::sleep(delay) => stop.cancel(),
     }
     server.await.context("server failed")?;
     tracing::info!("stopped");

@@ -32,7 +32,7 @@ pub struct Inner {
     pub admission: Arc<Semaphore>,
     /// Whether the upstream honours native `n` (`--upstream-n auto` clears it on the first short answer).
     pub native_n_works: AtomicBool,
-    /// Cancelled on SIGTERM/SIGINT: `/ready` turns false and the server drains.
+    /// Cancelled on SIGTERM/SIGINT: `/ready` turns 503 (the server itself stops after `--shutdown-delay`).
     pub shutdown: CancellationToken,
 }
 

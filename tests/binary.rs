@@ -88,3 +88,56 @@ fn bad_configuration_is_one_clear_message_before_binding() {
         "--candidate-timeout",
     );
 }
+
+#[test]
+fn sigterm_turns_ready_off_then_drains_in_flight_requests_and_exits_0() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt.block_on(common::counting_upstream(Duration::from_millis(1500)));
+    let (mut child, addr, _) = start(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--device", "cpu", "--shutdown-delay", "1s", "--shutdown-grace", "20s"])
+            .arg("--reward-model")
+            .arg(fixture("tiny-qwen3-chatml"))
+            .arg("--upstream")
+            .arg(format!("http://{}", upstream.addr)),
+    );
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let in_flight = client
+            .post(format!("http://{addr}/v1/chat/completions"))
+            .header("x-bon-n", "2")
+            .json(&common::capital_request())
+            .send();
+        let watcher = async {
+            common::eventually(Duration::from_secs(10), || {
+                upstream.started.load(std::sync::atomic::Ordering::SeqCst) == 2
+            })
+            .await;
+            let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+            assert!(status.success());
+            // Within --shutdown-delay: still serving, but not ready.
+            let mut ready = 200;
+            for _ in 0..50 {
+                ready = client.get(format!("http://{addr}/ready")).send().await.unwrap().status().as_u16();
+                if ready == 503 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(ready, 503, "/ready turns 503 on SIGTERM");
+        };
+        let (resp, ()) = tokio::join!(in_flight, watcher);
+        // The request that was in flight when the signal came still gets its answer.
+        assert_eq!(resp.unwrap().status(), 200);
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(code) = child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not exit after draining");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(upstream.dropped.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing was cut off");
+}

@@ -25,7 +25,11 @@ async fn hostile_requests_get_openai_shaped_4xx_and_never_a_5xx() {
         ("not an object", b"[1, 2, 3]".to_vec(), "application/json"),
         ("empty body", Vec::new(), "application/json"),
         ("deep nesting", deep.into_bytes(), "application/json"),
-        ("invalid UTF-8", b"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}".to_vec(), "application/json"),
+        (
+            "invalid UTF-8",
+            b"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}".to_vec(),
+            "application/json",
+        ),
         ("wrong content type", serde_json::to_vec(&json!({"model": "m", "messages": msg()})).unwrap(), "text/plain"),
         ("form body", b"model=m&messages=hi".to_vec(), "application/x-www-form-urlencoded"),
     ];
@@ -56,7 +60,9 @@ async fn hostile_requests_get_openai_shaped_4xx_and_never_a_5xx() {
     for (name, body) in &typed {
         raw.push((name, serde_json::to_vec(body).unwrap(), "application/json"));
     }
-    let huge = serde_json::to_vec(&json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(3_000_000)}]})).unwrap();
+    let huge =
+        serde_json::to_vec(&json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(3_000_000)}]}))
+            .unwrap();
     raw.push(("over the body limit", huge, "application/json"));
 
     for (name, body, content_type) in raw {
@@ -70,7 +76,14 @@ async fn hostile_requests_get_openai_shaped_4xx_and_never_a_5xx() {
     let header_cases = ["", "0", "-1", "17", "4.0", "1e1", "0x4", "four", " 99999999999999999999 ", "\u{1F600}"];
     for n in header_cases {
         let Ok(value) = reqwest::header::HeaderValue::from_str(n) else { continue };
-        let resp = app.client.post(&url).header("x-bon-n", value).json(&json!({"model": "m", "messages": msg()})).send().await.unwrap();
+        let resp = app
+            .client
+            .post(&url)
+            .header("x-bon-n", value)
+            .json(&json!({"model": "m", "messages": msg()}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 400, "x-bon-n {n:?}");
     }
     let resp = app

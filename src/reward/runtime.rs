@@ -93,7 +93,9 @@ pub fn open(model: &Path, device: Device) -> Result<Opened, RewardError> {
         Device::Cuda | Device::Auto => match open_with(env, model, true) {
             Ok(session) => return Ok(Opened { session, provider: "cuda" }),
             Err(RewardError::Load(e)) if device == Device::Cuda => {
-                return Err(RewardError::Load(format!("--device cuda: the CUDA execution provider is unavailable: {e}")));
+                return Err(RewardError::Load(format!(
+                    "--device cuda: the CUDA execution provider is unavailable: {e}"
+                )));
             }
             Err(e) if device == Device::Cuda => return Err(e),
             Err(e) => Some(e),

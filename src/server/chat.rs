@@ -116,9 +116,6 @@ fn admit(
     req: ChatRequest,
 ) -> Result<(OwnedSemaphorePermit, Prepared), ApiError> {
     let permit = state.admission.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
-    if state.shutdown.is_cancelled() {
-        return Err(ApiError::NotReady("shutting down"));
-    }
     Ok((permit, prepare(req, headers, &state.config)?))
 }
 
