@@ -50,8 +50,13 @@ fn serves_from_env_configuration_and_exits_cleanly_on_sigterm() {
     rt.block_on(async {
         let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
         assert_eq!(health.status(), 200);
+        // Nothing listens on the upstream's port: the proxy runs, and /ready says what is missing.
         let ready = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
-        assert_eq!(ready.status(), 200);
+        assert_eq!(ready.status(), 503);
+        let body: serde_json::Value = ready.json().await.unwrap();
+        assert_eq!(body["status"], "upstream_down");
+        assert_eq!(body["upstream"]["state"], "down");
+        assert!(body["upstream"]["error"].as_str().unwrap().contains("connection"), "{body}");
     });
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());

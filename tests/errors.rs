@@ -243,3 +243,45 @@ async fn beyond_max_inflight_is_an_immediate_429_with_retry_after() {
     assert_eq!(metric(&app.metrics().await, "bon_requests_total{outcome=\"rate_limit_error\"}"), 1.0);
     app.stop().await;
 }
+
+/// A copy of the tiny decoder model whose chat template refuses any conversation mentioning FAIL-SCORE, the way a
+/// real template raises on input it cannot format.
+fn refusing_model() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bon-refusing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.onnx", "tokenizer.json", "config.json"] {
+        std::fs::copy(fixture("tiny-qwen3-chatml").join(f), dir.join(f)).unwrap();
+    }
+    let path = fixture("tiny-qwen3-chatml").join("tokenizer_config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let guard = "{% if 'FAIL-SCORE' in messages[-1]['content'] %}{{ raise_exception('cannot format this') }}{% endif %}";
+    cfg["chat_template"] = json!(format!("{guard}{}", cfg["chat_template"].as_str().unwrap()));
+    std::fs::write(dir.join("tokenizer_config.json"), cfg.to_string()).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_reward_model_failure_falls_back_to_the_first_candidate_and_says_so() {
+    let behaviours = vec![
+        Behaviour::Status(500, json!({"error": "down"})),
+        Behaviour::Answer("first good answer, FAIL-SCORE".into()),
+        Behaviour::Answer("second good answer".into()),
+    ];
+    let upstream = mock_upstream(BySeed::new(0, behaviours), 3).await;
+    let model = refusing_model();
+    let mut cfg = config(&upstream.uri(), &[]);
+    cfg.reward_model = Some(model.clone());
+    let app = spawn_app(cfg).await;
+    let resp = app.chat(seeded(0), &[("x-bon-n", "3")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-bon-selection"), "fallback");
+    assert_eq!(header(&resp, "x-bon-winner"), "1", "the first successful candidate");
+    assert_eq!(header(&resp, "x-bon-scores"), "-,-,-");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "first good answer, FAIL-SCORE");
+    let page = app.metrics().await;
+    assert_eq!(metric(&page, "bon_scorer_fallbacks_total"), 1.0);
+    assert_eq!(metric(&page, "bon_reward_errors_total"), 1.0);
+    app.stop().await;
+    std::fs::remove_dir_all(model).unwrap();
+}

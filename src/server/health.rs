@@ -8,22 +8,38 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use crate::{error::ApiError, state::AppState};
+use std::time::Duration;
+
+use crate::{error::ApiError, state::AppState, upstream::UpstreamError};
 
 /// `GET /health`: the process is up.
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /ready`: the reward model is loaded (it is, once the state exists) and the server is not draining.
+/// How long `/ready` waits for the upstream.
+const UPSTREAM_PROBE: Duration = Duration::from_secs(2);
+
+/// `GET /ready`: 200 when the reward model is loaded, the upstream answers (any HTTP status counts: it is up) and
+/// the server is not draining; otherwise 503 saying which.
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting_down"}))).into_response();
     }
     let loaded = state.metrics.model_loaded.get() == 1;
-    let status = if loaded { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"status": if loaded { "ready" } else { "loading" }, "reward_model": state.reward_model_id})))
-        .into_response()
+    let upstream = match tokio::time::timeout(UPSTREAM_PROBE, state.upstream.models(None)).await {
+        Ok(Ok(_) | Err(UpstreamError::Status { .. })) => json!({"state": "up"}),
+        Ok(Err(e)) => json!({"state": "down", "error": e.to_string()}),
+        Err(_) => json!({"state": "down", "error": format!("no answer within {UPSTREAM_PROBE:?}")}),
+    };
+    let up = upstream["state"] == "up";
+    let (status, word) = match (loaded, up) {
+        (true, true) => (StatusCode::OK, "ready"),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
+        (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_down"),
+    };
+    let body = json!({"status": word, "reward_model": state.reward_model_id, "upstream": upstream});
+    (status, Json(body)).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.
