@@ -254,7 +254,8 @@ fn refusing_model() -> std::path::PathBuf {
     }
     let path = fixture("tiny-qwen3-chatml").join("tokenizer_config.json");
     let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let guard = "{% if 'FAIL-SCORE' in messages[-1]['content'] %}{{ raise_exception('cannot format this') }}{% endif %}";
+    let guard =
+        "{% if 'FAIL-SCORE' in messages[-1]['content'] %}{{ raise_exception('cannot format this') }}{% endif %}";
     cfg["chat_template"] = json!(format!("{guard}{}", cfg["chat_template"].as_str().unwrap()));
     std::fs::write(dir.join("tokenizer_config.json"), cfg.to_string()).unwrap();
     dir

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""Reference scores of the assembled default reward model (models/default, built by scripts/setup) on held-out
+preference pairs, computed with ONNX Runtime's Python binding and HF tokenizers, independently of bon-proxy.
+tests/default_model.rs checks that bon-proxy encodes the same ids and computes the same scores.
+Run: python models/default_reference.py   (numpy, onnxruntime, tokenizers)
+"""
+
+import json
+import pathlib
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+import train_default
+
+HERE = pathlib.Path(__file__).resolve().parent
+MODEL = HERE / "default"
+PAIRS = 24
+
+
+def main():
+    _, _, val, _ = train_default.split()
+    rng = np.random.default_rng(7)
+    short = [r for r in val if train_default.length_matched(r) and len(r["chosen"]) + len(r["prompt"]) < 1200]
+    picked = [short[i] for i in sorted(rng.choice(len(short), PAIRS, replace=False))]
+    tok = Tokenizer.from_file(str(MODEL / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=256, strategy="longest_first", direction="left")
+    session = ort.InferenceSession(str(MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    def score(prompt, response):
+        e = tok.encode(prompt, response)
+        feed = {"input_ids": np.array([e.ids], np.int64), "attention_mask": np.ones((1, len(e.ids)), np.int64),
+                "token_type_ids": np.array([e.type_ids], np.int64)}
+        return e.ids, float(session.run(["logits"], feed)[0][0, 0])
+
+    cases = []
+    for r in picked:
+        ids, chosen = score(r["prompt"], r["chosen"])
+        _, rejected = score(r["prompt"], r["rejected"])
+        cases.append({"source": r["source"], "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
+                      "chosen_input_ids": ids, "chosen_score": chosen, "rejected_score": rejected})
+    wins = sum(c["chosen_score"] > c["rejected_score"] for c in cases)
+    out = {"model_id": json.loads((MODEL / "config.json").read_text())["bon_model_id"], "chosen_wins": wins,
+           "cases": cases}
+    (HERE / "default_reference.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    print(f"{wins}/{len(cases)} held-out pairs ranked right")
+
+
+if __name__ == "__main__":
+    main()
