@@ -43,8 +43,8 @@ impl Client {
         }
     }
 
-    /// Sends `req` while holding one of the upstream's slots and returns the body of a 2xx answer.
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, UpstreamError> {
+    /// Sends `req` while holding one of the upstream's slots and returns the status and body.
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), UpstreamError> {
         // The permit is held until the body is read; dropping this future (client gone) frees it.
         let _permit = self.slots.acquire().await.map_err(|_| UpstreamError::Transport("client closed".into()))?;
         let mut resp = req.send().await.map_err(transport)?;
@@ -56,10 +56,7 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        if !status.is_success() {
-            return Err(status_error(status.as_u16(), &body));
-        }
-        Ok(body)
+        Ok((status.as_u16(), body))
     }
 }
 
@@ -71,24 +68,35 @@ impl Upstream for Client {
     ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
         async move {
             let req = self.request(reqwest::Method::POST, "/v1/chat/completions", auth.as_deref()).json(&body);
-            let bytes = self.send(req).await?;
-            let completion: ChatCompletion =
-                serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode(e.to_string()))?;
-            if completion.choices.is_empty() {
-                return Err(UpstreamError::EmptyChoices);
-            }
-            Ok(completion)
+            let (status, bytes) = self.send(req).await?;
+            decode_chat(status, &bytes)
         }
         .boxed()
     }
 
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
         async move {
-            let bytes = self.send(self.request(reqwest::Method::GET, "/v1/models", auth.as_deref())).await?;
+            let (status, bytes) = self.send(self.request(reqwest::Method::GET, "/v1/models", auth.as_deref())).await?;
+            if !(200..300).contains(&status) {
+                return Err(status_error(status, &bytes));
+            }
             serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode(e.to_string()))
         }
         .boxed()
     }
+}
+
+/// An upstream's answer to a chat completion request: the completion, or why it is not one. Never panics, whatever
+/// the bytes (fuzzed by fuzz/fuzz_targets/upstream_response.rs).
+pub fn decode_chat(status: u16, body: &[u8]) -> Result<ChatCompletion, UpstreamError> {
+    if !(200..300).contains(&status) {
+        return Err(status_error(status, body));
+    }
+    let completion: ChatCompletion = serde_json::from_slice(body).map_err(|e| UpstreamError::Decode(e.to_string()))?;
+    if completion.choices.is_empty() {
+        return Err(UpstreamError::EmptyChoices);
+    }
+    Ok(completion)
 }
 
 fn transport(e: reqwest::Error) -> UpstreamError {

@@ -3,7 +3,7 @@
 
 mod client;
 
-pub use client::Client;
+pub use client::{Client, decode_chat};
 
 use std::sync::Arc;
 
