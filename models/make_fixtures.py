@@ -24,6 +24,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from export import LogitsOnly, move_template_into_config
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
@@ -125,17 +126,6 @@ def train_wordpiece(texts, vocab_size):
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     return tok
-
-
-class LogitsOnly(torch.nn.Module):
-    """Named inputs in, `logits` out, no KV cache: the contract bon-proxy expects of a reward model graph."""
-
-    def __init__(self, model, names):
-        super().__init__()
-        self.model, self.names = model, names
-
-    def forward(self, *args):
-        return self.model(**dict(zip(self.names, args)), use_cache=False).logits
 
 
 def export(model, path, names, example):
@@ -281,14 +271,8 @@ def make_bert(texts):
 def save(tokenizer, config, d):
     tokenizer.save_pretrained(str(d))
     config.save_pretrained(str(d))
-    # Keep the template inside tokenizer_config.json (the layout most published reward models use); newer
-    # transformers write it to chat_template.jinja instead. bon-proxy reads either.
-    jinja = d / "chat_template.jinja"
-    if jinja.exists():
-        cfg = json.loads((d / "tokenizer_config.json").read_text())
-        cfg["chat_template"] = jinja.read_text()
-        (d / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
-        jinja.unlink()
+    # Keep the template inside tokenizer_config.json (the layout most published reward models use).
+    move_template_into_config(d)
     for extra in ["special_tokens_map.json", "model.safetensors", "generation_config.json"]:
         (d / extra).unlink(missing_ok=True)
 

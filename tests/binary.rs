@@ -60,13 +60,18 @@ fn serves_from_env_configuration_and_exits_cleanly_on_sigterm() {
     });
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    exits_cleanly(&mut child, Duration::from_secs(10));
+}
+
+/// Waits for the child to exit with status 0 within `limit`.
+fn exits_cleanly(child: &mut Child, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
     loop {
         if let Some(code) = child.try_wait().unwrap() {
             assert!(code.success(), "exit status {code:?}");
-            break;
+            return;
         }
-        assert!(std::time::Instant::now() < deadline, "did not exit after SIGTERM");
+        assert!(std::time::Instant::now() < deadline, "did not exit within {limit:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -135,14 +140,6 @@ fn sigterm_turns_ready_off_then_drains_in_flight_requests_and_exits_0() {
         // The request that was in flight when the signal came still gets its answer.
         assert_eq!(resp.unwrap().status(), 200);
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(code) = child.try_wait().unwrap() {
-            assert!(code.success(), "exit status {code:?}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "did not exit after draining");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    exits_cleanly(&mut child, Duration::from_secs(20));
     assert_eq!(upstream.dropped.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing was cut off");
 }
