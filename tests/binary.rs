@@ -14,8 +14,15 @@ use common::fixture;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bon-proxy");
 
-/// Starts the binary and returns it with the address from its "listening on" log line.
+/// Starts the binary and returns it with the address from its "listening on" log line and the log so far.
 fn start(cmd: &mut Command) -> (Child, String, Vec<String>) {
+    let (child, addr, seen, _) = start_logged(cmd);
+    (child, addr, seen)
+}
+
+/// `start`, also returning every later log line as it arrives.
+fn start_logged(cmd: &mut Command) -> (Child, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
+    let (tx, rx) = std::sync::mpsc::channel();
     let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
@@ -25,8 +32,12 @@ fn start(cmd: &mut Command) -> (Child, String, Vec<String>) {
             let addr = rest.split_whitespace().next().unwrap().to_owned();
             seen.push(line);
             // Keep draining stderr so the child never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return (child, addr, seen);
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            return (child, addr, seen, rx);
         }
         seen.push(line);
     }
@@ -142,4 +153,40 @@ fn sigterm_turns_ready_off_then_drains_in_flight_requests_and_exits_0() {
     });
     exits_cleanly(&mut child, Duration::from_secs(20));
     assert_eq!(upstream.dropped.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing was cut off");
+}
+
+#[test]
+fn api_keys_never_reach_the_log() {
+    let (mut child, addr, mut log, rest) = start_logged(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--device", "cpu", "--upstream", "http://127.0.0.1:9"])
+            .args(["--api-key", "sk-accepted-7a7a7a", "--upstream-api-key", "sk-upstream-5b5b5b"])
+            .arg("--reward-model")
+            .arg(fixture("tiny-qwen3-chatml"))
+            .env("BON_LOG", "trace"),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        for key in ["sk-rejected-9c9c9c", "sk-accepted-7a7a7a"] {
+            let resp = client
+                .post(format!("http://{addr}/v1/chat/completions"))
+                .bearer_auth(key)
+                .header("x-bon-n", "2")
+                .json(&common::capital_request())
+                .send()
+                .await
+                .unwrap();
+            // Rejected, then accepted (and failing upstream, which is down: the error path logs too).
+            assert!(resp.status() == 401 || resp.status() == 502, "{}", resp.status());
+        }
+    });
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    exits_cleanly(&mut child, Duration::from_secs(10));
+    log.extend(rest.iter());
+    assert!(log.len() > 5, "trace logging is on: {log:?}");
+    let text = log.join("\n");
+    for secret in ["sk-rejected-9c9c9c", "sk-accepted-7a7a7a", "sk-upstream-5b5b5b"] {
+        assert!(!text.contains(secret), "{secret} leaked into the log");
+    }
 }

@@ -286,3 +286,90 @@ async fn a_reward_model_failure_falls_back_to_the_first_candidate_and_says_so() 
     app.stop().await;
     std::fs::remove_dir_all(model).unwrap();
 }
+
+/// An upstream that answers candidate 0 with headers and part of the body, then closes the connection; every other
+/// candidate gets a proper answer.
+async fn resetting_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    #[expect(clippy::disallowed_methods, reason = "the fake upstream runs beside the test")]
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            #[expect(clippy::disallowed_methods, reason = "one task per fake connection")]
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut got = Vec::new();
+                // Read until the whole JSON body is in (Content-Length).
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got);
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            let seed = serde_json::from_str::<Value>(body).unwrap()["seed"].as_i64().unwrap();
+                            if seed == 0 {
+                                let partial = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n{\"choices\": [{\"mess";
+                                let _ = socket.write_all(partial.as_bytes()).await;
+                                return; // dropped: the connection closes mid-body
+                            }
+                            let answer = completion("a complete answer", 3).to_string();
+                            let reply = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                                answer.len()
+                            );
+                            let _ = socket.write_all(reply.as_bytes()).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_connection_cut_mid_body_drops_that_candidate_only() {
+    let upstream = resetting_upstream().await;
+    let app = spawn_app(config(&upstream, &[])).await;
+    let resp = app.chat(seeded(0), &[("x-bon-n", "3")]).await;
+    assert_eq!(resp.status(), 200);
+    let scores = header_scores(&resp);
+    assert!(scores[0].is_none() && scores[1].is_some() && scores[2].is_some(), "{scores:?}");
+    assert_eq!(metric(&app.metrics().await, "bon_candidates_total{outcome=\"transport\"}"), 1.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused_without_harm() {
+    let upstream = mock_upstream(BySeed::answers(0, &["x".into()]), 0).await;
+    let app = spawn_app(config(&upstream.uri(), &[])).await;
+    let huge = "a".repeat(512 * 1024);
+    let resp = app
+        .client
+        .post(format!("{}/v1/chat/completions", app.base))
+        .header("x-padding", huge)
+        .json(&seeded(0))
+        .send()
+        .await;
+    // hyper refuses the request head (431) or closes the connection; either way no work starts and no 5xx.
+    if let Ok(r) = resp {
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    assert_eq!(app.client.get(format!("{}/health", app.base)).send().await.unwrap().status(), 200);
+    assert!(!app.metrics().await.contains("bon_requests_total{"), "no request reached the handler");
+    app.stop().await;
+}
