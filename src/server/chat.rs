@@ -72,7 +72,8 @@ impl Drop for InFlight {
 /// What a streaming response carries along until it ends: the admission permit and the in-flight record.
 pub struct Held {
     pub inflight: InFlight,
-    pub _permit: OwnedSemaphorePermit,
+    /// Held, never read: the admission slot is released when the stream ends or is dropped.
+    pub permit: OwnedSemaphorePermit,
 }
 
 /// The handler.
@@ -91,7 +92,7 @@ pub async fn chat_completions(
     };
     let work = best_of_n(state.clone(), &headers, &prepared);
     if prepared.stream {
-        return sse::respond(work, Held { inflight, _permit: permit }, prepared, state).await;
+        return sse::respond(work, Held { inflight, permit }, prepared, state).await;
     }
     let result = work.await;
     inflight.finish(result.as_ref().map(|(_, cache)| *cache));
