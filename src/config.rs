@@ -205,6 +205,8 @@ pub enum ConfigError {
     Timeouts { candidate: Duration, request: Duration },
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
+    #[error("--{0} must be longer than 0s")]
+    ZeroDuration(&'static str),
     #[error("--upstream must be an http:// or https:// URL (got {0:?})")]
     Upstream(String),
     #[error("--forward-client-auth and --upstream-api-key both say which key goes upstream; keep one")]
@@ -229,7 +231,7 @@ impl Config {
             return Err(ConfigError::Temperature(self.bon_temperature));
         }
         if self.sse_keepalive.is_zero() {
-            return Err(ConfigError::Zero("sse-keepalive"));
+            return Err(ConfigError::ZeroDuration("sse-keepalive"));
         }
         if self.candidate_timeout >= self.request_timeout {
             return Err(ConfigError::Timeouts { candidate: self.candidate_timeout, request: self.request_timeout });

@@ -72,7 +72,6 @@ pub struct Outcome {
     /// Everything the upstream reported spending, all candidates.
     pub usage: Usage,
     pub unscored: Option<Unscored>,
-    weight: u32,
 }
 
 impl Outcome {
@@ -89,8 +88,15 @@ impl Outcome {
 }
 
 impl Weigh for Arc<Outcome> {
+    // Computed when the cache stores the outcome (moka weighs once, on insert), not on every request: bypassed
+    // and no-store requests never pay for it.
     fn weight(&self) -> u32 {
-        self.weight
+        let bytes: usize = self
+            .candidates
+            .iter()
+            .map(|c| c.result.as_ref().map_or(256, |r| serde_json::to_vec(r).map_or(4096, |v| v.len() + 256)))
+            .sum();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
 
@@ -150,10 +156,6 @@ pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -
         }
     };
 
-    let weight = candidates
-        .iter()
-        .map(|c| c.result.as_ref().map_or(256, |r| serde_json::to_vec(r).map_or(4096, |v| v.len() + 256)))
-        .sum::<usize>();
     Ok(Outcome {
         id: completion_id(),
         created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -162,7 +164,6 @@ pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -
         ranked,
         usage,
         unscored,
-        weight: u32::try_from(weight).unwrap_or(u32::MAX),
     })
 }
 

@@ -90,8 +90,11 @@ impl Scorer {
         let mut graph = worker::Graph::new(opened.session, opts.output.as_deref(), files.pad_id)?;
 
         // Fail at start-up, not on the first request, if the graph cannot run.
-        let probe =
-            ScoreInput { conversation: Arc::from(vec![user("ping")]), tools: None, response: assistant("pong") };
+        let probe = ScoreInput {
+            conversation: Arc::from(vec![message("user", "ping")]),
+            tools: None,
+            response: message("assistant", "pong"),
+        };
         let warm = graph.run(&[encoder.encode(&probe)?, encoder.encode(&probe)?])?;
         if warm.iter().any(|s| !s.is_finite()) {
             return Err(RewardError::Load(format!("warm-up run gave non-finite scores {warm:?}")));
@@ -159,14 +162,6 @@ impl Drop for Scorer {
     }
 }
 
-fn user(text: &str) -> Message {
-    Message { role: "user".into(), content: Some(crate::openai::Content::Text(text.into())), extra: Default::default() }
-}
-
-fn assistant(text: &str) -> Message {
-    Message {
-        role: "assistant".into(),
-        content: Some(crate::openai::Content::Text(text.into())),
-        extra: Default::default(),
-    }
+fn message(role: &str, text: &str) -> Message {
+    Message { role: role.into(), content: Some(crate::openai::Content::Text(text.into())), extra: Default::default() }
 }
