@@ -29,6 +29,13 @@ pub enum UpstreamN {
     Auto,
 }
 
+/// A feature that is on or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -103,6 +110,11 @@ pub struct Config {
     /// Temperature used for candidates when the client sent none and N > 1.
     #[arg(long, env = "BON_TEMPERATURE", default_value_t = 0.8)]
     pub bon_temperature: f64,
+
+    /// Degenerate-text guard: rank candidates that are mostly repetition, then candidates cut by the length limit,
+    /// below the others, whatever their scores (per request: `"bon": {"guard": false}`).
+    #[arg(long, env = "BON_DEGENERATE_GUARD", value_enum, default_value_t = Switch::On)]
+    pub degenerate_guard: Switch,
 
     /// How candidates are requested: N requests, or one request with `n = N`.
     #[arg(long, env = "BON_UPSTREAM_N", value_enum, default_value_t = UpstreamN::Fanout)]
@@ -286,16 +298,20 @@ impl Config {
     /// model assembled by `scripts/setup` (`models/default` next to the binary, in the working directory, or in
     /// this source tree).
     pub fn reward_model_spec(&self) -> Result<PathBuf, ConfigError> {
-        if let Some(dir) = &self.reward_model {
-            return Ok(dir.clone());
-        }
-        let looked = default_model_candidates();
-        looked.iter().find(|d| d.join("model.onnx").is_file()).cloned().ok_or_else(|| {
-            ConfigError::DefaultModelMissing(
-                looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-            )
-        })
+        reward_model_spec(self.reward_model.as_deref())
     }
+}
+
+/// `--reward-model` as given, else the assembled default model (the first of `default_model_candidates` that
+/// holds one).
+pub fn reward_model_spec(given: Option<&std::path::Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(dir) = given {
+        return Ok(dir.to_path_buf());
+    }
+    let looked = default_model_candidates();
+    looked.iter().find(|d| d.join("model.onnx").is_file()).cloned().ok_or_else(|| {
+        ConfigError::DefaultModelMissing(looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))
+    })
 }
 
 #[cfg(test)]

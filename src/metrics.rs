@@ -19,6 +19,11 @@ pub const REWARD_ERRORS: &str = "bon_reward_errors_total";
 pub const SCORER_FALLBACKS: &str = "bon_scorer_fallbacks_total";
 pub const WINNER_SCORE: &str = "bon_winner_score";
 pub const SCORE_MARGIN: &str = "bon_score_margin";
+pub const SCORE_SPREAD: &str = "bon_score_spread";
+pub const WINNER_Z: &str = "bon_winner_zscore";
+pub const KL_BOUND: &str = "bon_kl_bound";
+pub const GUARD_FLAGS: &str = "bon_guard_flags_total";
+pub const GUARD_OVERRIDES: &str = "bon_guard_overrides_total";
 pub const CACHE_REQUESTS: &str = "bon_cache_requests_total";
 pub const CACHE_EVICTIONS: &str = "bon_cache_evictions_total";
 pub const CACHE_ENTRIES: &str = "bon_cache_entries";
@@ -35,6 +40,9 @@ const N_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0];
 const SCORE_BUCKETS: [f64; 17] =
     [-20.0, -10.0, -5.0, -3.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
 const MARGIN_BUCKETS: [f64; 12] = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
+const Z_BUCKETS: [f64; 13] = [-2.0, -1.0, -0.5, 0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0];
+// log n - (n-1)/n for n = 2, 3, 4, 6, 8, 12, 16 falls in these.
+const KL_BUCKETS: [f64; 8] = [0.0, 0.2, 0.45, 0.65, 1.0, 1.2, 1.6, 1.9];
 
 /// Every metric the proxy exports.
 pub struct Metrics {
@@ -51,6 +59,11 @@ pub struct Metrics {
     pub scorer_fallbacks: IntCounter,
     pub winner_score: Histogram,
     pub score_margin: Histogram,
+    pub score_spread: Histogram,
+    pub winner_z: Histogram,
+    pub kl_bound: Histogram,
+    pub guard_flags: IntCounterVec,
+    pub guard_overrides: IntCounter,
     pub cache_requests: IntCounterVec,
     pub cache_evictions: IntCounterVec,
     pub cache_entries: IntGauge,
@@ -95,7 +108,26 @@ impl Metrics {
                 "Requests answered with the first successful candidate because scoring failed.",
             )?,
             winner_score: hist(WINNER_SCORE, "Reward of the returned candidate.", &SCORE_BUCKETS)?,
-            score_margin: hist(SCORE_MARGIN, "Winner's reward minus the runner-up's.", &MARGIN_BUCKETS)?,
+            score_margin: hist(SCORE_MARGIN, "Highest reward minus the second highest.", &MARGIN_BUCKETS)?,
+            score_spread: hist(
+                SCORE_SPREAD,
+                "Highest minus lowest reward among a call's candidates.",
+                &MARGIN_BUCKETS,
+            )?,
+            winner_z: hist(
+                WINNER_Z,
+                "Returned candidate's reward in standard deviations above its call's mean.",
+                &Z_BUCKETS,
+            )?,
+            kl_bound: hist(KL_BOUND, "KL bound log(n) - (n-1)/n of each scored Best-of-N call.", &KL_BUCKETS)?,
+            guard_flags: IntCounterVec::new(
+                Opts::new(GUARD_FLAGS, "Successful candidates flagged by the degenerate-text guard, by flag."),
+                &["flag"],
+            )?,
+            guard_overrides: IntCounter::new(
+                GUARD_OVERRIDES,
+                "Calls whose highest-scored candidate was not returned because the guard ranked it lower.",
+            )?,
             cache_requests: IntCounterVec::new(
                 Opts::new(CACHE_REQUESTS, "Cache lookups by result (hit, miss, bypass)."),
                 &["result"],
@@ -134,6 +166,11 @@ impl Metrics {
         r.register(Box::new(self.scorer_fallbacks.clone()))?;
         r.register(Box::new(self.winner_score.clone()))?;
         r.register(Box::new(self.score_margin.clone()))?;
+        r.register(Box::new(self.score_spread.clone()))?;
+        r.register(Box::new(self.winner_z.clone()))?;
+        r.register(Box::new(self.kl_bound.clone()))?;
+        r.register(Box::new(self.guard_flags.clone()))?;
+        r.register(Box::new(self.guard_overrides.clone()))?;
         r.register(Box::new(self.cache_requests.clone()))?;
         r.register(Box::new(self.cache_evictions.clone()))?;
         r.register(Box::new(self.cache_entries.clone()))?;

@@ -37,6 +37,9 @@ pub struct BonOptions {
     /// Add every candidate (text, score, finish reason, latency) to the response's `bon` object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub return_candidates: Option<bool>,
+    /// The degenerate-text guard for this request (default: `--degenerate-guard`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<bool>,
 }
 
 /// One chat message. `content` may be a string, an array of parts, or null (assistant tool calls).

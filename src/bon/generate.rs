@@ -73,7 +73,7 @@ impl Generation<'_> {
             .map(|(result, latency)| {
                 let result = result.and_then(first_choice_only);
                 self.count(&result, latency);
-                Candidate { result, latency, score: None }
+                Candidate::new(result, latency)
             })
             .collect()
     }
@@ -86,19 +86,18 @@ impl Generation<'_> {
         body.insert("n".into(), json!(plan.n));
         let (result, latency) = self.call(body, &plan.upstream_auth).await;
         let mut out = match result {
-            Ok(completion) => split_choices(completion)
-                .into_iter()
-                .map(|c| Candidate { result: Ok(c), latency, score: None })
-                .collect::<Vec<_>>(),
+            Ok(completion) => {
+                split_choices(completion).into_iter().map(|c| Candidate::new(Ok(c), latency)).collect::<Vec<_>>()
+            }
             Err(e) => {
                 let n = if self.mode == UpstreamN::Native { plan.n as usize } else { 0 };
-                (0..n).map(|_| Candidate { result: Err(e.clone()), latency, score: None }).collect()
+                (0..n).map(|_| Candidate::new(Err(e.clone()), latency)).collect()
             }
         };
         if self.mode == UpstreamN::Native {
             let short = UpstreamError::Decode(format!("asked for n={}, the upstream returned fewer choices", plan.n));
             while out.len() < plan.n as usize {
-                out.push(Candidate { result: Err(short.clone()), latency, score: None });
+                out.push(Candidate::new(Err(short.clone()), latency));
             }
         }
         for c in &out {

@@ -6,6 +6,7 @@
 //! closed.
 
 mod generate;
+pub mod guard;
 pub mod strategy;
 
 pub use generate::Generation;
@@ -40,6 +41,8 @@ pub struct Plan {
     pub tools: Option<Arc<Value>>,
     /// The client's bearer token, forwarded upstream (`--forward-client-auth`).
     pub upstream_auth: Option<Arc<str>>,
+    /// Rank repetitive and length-cut candidates below the others (`--degenerate-guard`, `bon.guard`).
+    pub guard: bool,
 }
 
 /// One candidate's fate.
@@ -48,6 +51,16 @@ pub struct Candidate {
     pub result: Result<ChatCompletion, UpstreamError>,
     pub latency: Duration,
     pub score: Option<f32>,
+    /// What the degenerate-text guard saw (always computed; it only decides the ranking when the plan says so).
+    pub flags: guard::Flags,
+}
+
+impl Candidate {
+    /// A candidate as generated: flagged, not yet scored.
+    pub fn new(result: Result<ChatCompletion, UpstreamError>, latency: Duration) -> Self {
+        let flags = result.as_ref().map(guard::Flags::of).unwrap_or_default();
+        Self { result, latency, score: None, flags }
+    }
 }
 
 /// Why the winner was not chosen by score.
@@ -120,8 +133,14 @@ pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -
         return Err(all_failed(candidates.into_iter().filter_map(|c| c.result.err()).collect()));
     }
 
-    let (ranked, unscored) = if ok.len() == 1 {
-        (ok, Some(Unscored::SingleSurvivor))
+    let flags: Vec<guard::Flags> = ok.iter().map(|&i| candidates[i].flags).collect();
+    for f in &flags {
+        for name in f.names() {
+            metrics.guard_flags.with_label_values(&[name]).inc();
+        }
+    }
+    let (order, unscored) = if ok.len() == 1 {
+        (vec![0], Some(Unscored::SingleSurvivor))
     } else {
         let inputs = ok
             .iter()
@@ -137,12 +156,13 @@ pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -
                 for (&i, &s) in ok.iter().zip(&scores) {
                     candidates[i].score = Some(s);
                 }
-                let order = strategy::rank(&scores);
-                if let Some(m) = strategy::margin(&scores, &order) {
-                    metrics.score_margin.observe(f64::from(m));
+                let by_score = strategy::rank(&scores);
+                let order = if plan.guard { guard::rank(by_score.clone(), &flags) } else { by_score.clone() };
+                if order[0] != by_score[0] {
+                    metrics.guard_overrides.inc();
                 }
-                metrics.winner_score.observe(f64::from(scores[order[0]]));
-                (order.into_iter().map(|j| ok[j]).collect(), None)
+                observe_scores(metrics, &scores, &by_score, order[0], plan.n);
+                (order, None)
             }
             other => {
                 let reason = match other {
@@ -151,10 +171,12 @@ pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -
                 };
                 tracing::warn!(error = %reason, "scoring failed; returning the first successful candidate");
                 metrics.scorer_fallbacks.inc();
-                (ok, Some(Unscored::ScorerFailed))
+                let order: Vec<usize> = (0..ok.len()).collect();
+                (if plan.guard { guard::rank(order, &flags) } else { order }, Some(Unscored::ScorerFailed))
             }
         }
     };
+    let ranked = order.into_iter().map(|j| ok[j]).collect();
 
     Ok(Outcome {
         id: completion_id(),
@@ -165,6 +187,22 @@ pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -
         usage,
         unscored,
     })
+}
+
+/// Per-call score metrics: the winner's score, the reward model's own margin, and the over-optimisation signals
+/// (spread, the returned winner's z-score among the candidates, the KL bound log n - (n-1)/n of Best-of-n).
+fn observe_scores(metrics: &crate::metrics::Metrics, scores: &[f32], by_score: &[usize], winner: usize, n: u32) {
+    if let Some(m) = strategy::margin(scores, by_score) {
+        metrics.score_margin.observe(f64::from(m));
+    }
+    metrics.winner_score.observe(f64::from(scores[winner]));
+    if let Some(spread) = strategy::spread(scores) {
+        metrics.score_spread.observe(f64::from(spread));
+    }
+    if let Some(z) = strategy::z_score(scores, winner) {
+        metrics.winner_z.observe(z);
+    }
+    metrics.kl_bound.observe(strategy::kl_bound(n));
 }
 
 /// The assistant message a candidate proposes (first choice; upstreams that ignore `n` return one).

@@ -21,6 +21,35 @@ pub fn margin(scores: &[f32], order: &[usize]) -> Option<f32> {
     }
 }
 
+/// Highest minus lowest finite score (None with fewer than two finite scores).
+pub fn spread(scores: &[f32]) -> Option<f32> {
+    let finite: Vec<f32> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+    if finite.len() < 2 {
+        return None;
+    }
+    let (lo, hi) = finite.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+    Some(hi - lo)
+}
+
+/// How many standard deviations candidate `i`'s score lies above the mean of all scores (population standard
+/// deviation; None when the scores are all equal or not finite).
+pub fn z_score(scores: &[f32], i: usize) -> Option<f64> {
+    let xs: Vec<f64> = scores.iter().map(|&s| f64::from(s)).collect();
+    if xs.len() < 2 || xs.iter().any(|x| !x.is_finite()) {
+        return None;
+    }
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
+    (sd > 1e-9).then(|| (xs[i] - mean) / sd)
+}
+
+/// The analytical bound on the KL divergence of Best-of-n sampling from the base policy, log n - (n-1)/n
+/// (Stiennon et al. 2020; Gao et al. 2023 measure over-optimisation against it).
+pub fn kl_bound(n: u32) -> f64 {
+    let n = f64::from(n.max(1));
+    n.ln() - (n - 1.0) / n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,6 +64,17 @@ mod tests {
     #[test]
     fn nan_ranks_last() {
         assert_eq!(rank(&[f32::NAN, -5.0, 1.0]), vec![2, 1, 0]);
+    }
+
+    #[test]
+    fn spread_z_and_kl() {
+        assert_eq!(spread(&[1.0, -2.0, 0.5]), Some(3.0));
+        assert_eq!(spread(&[1.0, f32::NAN]), None);
+        let z = z_score(&[1.0, 2.0, 3.0], 2).unwrap();
+        assert!((z - 1.224_744_87).abs() < 1e-6, "{z}");
+        assert_eq!(z_score(&[2.0, 2.0], 0), None);
+        assert_eq!(kl_bound(1), 0.0);
+        assert!((kl_bound(4) - (4f64.ln() - 0.75)).abs() < 1e-12);
     }
 
     #[test]

@@ -21,6 +21,10 @@ use crate::{
 #[derive(Clone)]
 enum Act {
     Say(&'static str),
+    /// Says this and stops at the length limit (`finish_reason: "length"`).
+    Cut(&'static str),
+    /// Says this text (built at run time: loops).
+    SayOwned(String),
     Fail(UpstreamError),
     Hang,
 }
@@ -56,6 +60,12 @@ impl Upstream for FakeUpstream {
         async move {
             match act {
                 Act::Say(text) => Ok(completion(text)),
+                Act::SayOwned(text) => Ok(completion(&text)),
+                Act::Cut(text) => {
+                    let mut c = completion(text);
+                    c.choices[0].finish_reason = Some("length".into());
+                    Ok(c)
+                }
                 Act::Fail(e) => Err(e),
                 Act::Hang => futures::future::pending().await,
             }
@@ -114,7 +124,7 @@ fn scorer(fail: bool) -> FakeScorer {
 fn plan(n: u32, base_seed: i64) -> Plan {
     let mut body = Map::new();
     body.insert("model".into(), json!("m"));
-    Plan { body, n, base_seed, conversation: Arc::from(Vec::new()), tools: None, upstream_auth: None }
+    Plan { body, n, base_seed, conversation: Arc::from(Vec::new()), tools: None, upstream_auth: None, guard: true }
 }
 
 fn upstream(base: i64, acts: Vec<Act>) -> FakeUpstream {
@@ -302,4 +312,62 @@ async fn native_mode_never_claims_more_candidates_than_came_back() {
     assert_eq!(out.candidates.len(), 2);
     assert!(out.candidates[1].result.is_err());
     assert_eq!(out.unscored, Some(Unscored::SingleSurvivor));
+}
+
+/// A looping answer that the fake scorer loves (many `!`).
+fn loop_text() -> String {
+    format!("Here we go! {}", "the promise of a new life! ".repeat(30))
+}
+
+#[tokio::test]
+async fn the_guard_ranks_loops_then_cut_answers_below_coherent_ones() {
+    let acts = vec![Act::SayOwned(loop_text()), Act::Cut("cut short!!!!!"), Act::Say("fine!"), Act::Say("ok")];
+    let up = upstream(0, acts.clone());
+    let m = Metrics::new().unwrap();
+    let out = go(&up, &scorer(false), &plan(4, 0), LIMIT, &m).await.unwrap();
+    // Scores: the loop 31, the cut answer 5, "fine!" 1, "ok" 0.
+    assert_eq!(out.ranked, vec![2, 3, 1, 0]);
+    assert_eq!(out.candidates[0].flags, guard::Flags { repetitive: true, truncated: false });
+    assert_eq!(out.candidates[1].flags, guard::Flags { repetitive: false, truncated: true });
+    assert_eq!(m.guard_overrides.get(), 1);
+    assert_eq!(m.guard_flags.with_label_values(&["repetitive"]).get(), 1);
+    assert_eq!(m.guard_flags.with_label_values(&["truncated"]).get(), 1);
+
+    // Off: plain score order, flags still reported.
+    let up = upstream(0, acts);
+    let m = Metrics::new().unwrap();
+    let out = go(&up, &scorer(false), &Plan { guard: false, ..plan(4, 0) }, LIMIT, &m).await.unwrap();
+    assert_eq!(out.ranked, vec![0, 1, 2, 3]);
+    assert!(out.candidates[0].flags.repetitive);
+    assert_eq!(m.guard_overrides.get(), 0);
+}
+
+#[tokio::test]
+async fn when_every_candidate_is_cut_the_score_decides() {
+    let up = upstream(0, vec![Act::Cut("a!"), Act::Cut("b!!!"), Act::Cut("c!!")]);
+    let m = Metrics::new().unwrap();
+    let out = go(&up, &scorer(false), &plan(3, 0), LIMIT, &m).await.unwrap();
+    assert_eq!(out.ranked, vec![1, 2, 0]);
+    assert_eq!(m.guard_overrides.get(), 0);
+}
+
+#[tokio::test]
+async fn a_scorer_failure_still_skips_a_loop() {
+    let up = upstream(0, vec![Act::SayOwned(loop_text()), Act::Say("x"), Act::Say("y")]);
+    let m = Metrics::new().unwrap();
+    let out = go(&up, &scorer(true), &plan(3, 0), LIMIT, &m).await.unwrap();
+    assert_eq!(out.unscored, Some(Unscored::ScorerFailed));
+    assert_eq!(out.winner().unwrap().0, 1);
+}
+
+#[tokio::test]
+async fn over_optimisation_signals_are_observed_per_scored_call() {
+    let up = upstream(0, vec![Act::Say("a"), Act::Say("b!"), Act::Say("c!!"), Act::Say("d!!!")]);
+    let m = Metrics::new().unwrap();
+    go(&up, &scorer(false), &plan(4, 0), LIMIT, &m).await.unwrap();
+    assert_eq!(m.score_spread.get_sample_count(), 1);
+    assert!((m.score_spread.get_sample_sum() - 3.0).abs() < 1e-9);
+    // Scores 0..3: mean 1.5, population sd sqrt(1.25); the winner (3) is 1.342 sd above.
+    assert!((m.winner_z.get_sample_sum() - 1.5 / 1.25f64.sqrt()).abs() < 1e-6);
+    assert!((m.kl_bound.get_sample_sum() - (4f64.ln() - 0.75)).abs() < 1e-9);
 }

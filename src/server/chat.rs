@@ -239,6 +239,7 @@ pub fn bon_object(outcome: &Outcome, cache: CacheResult, reward_model: &str, can
                         "index": i, "score": c.score, "latency_ms": latency_ms,
                         "message": done.choices[0].message, "finish_reason": done.choices[0].finish_reason,
                         "completion_tokens": done.usage.map(|u| u.completion_tokens),
+                        "flags": c.flags.names(),
                     }),
                     Err(e) => json!({"index": i, "score": null, "latency_ms": latency_ms, "error": e.to_string()}),
                 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{
     bon::Plan,
-    config::Config,
+    config::{Config, Switch},
     error::ApiError,
     openai::{ChatRequest, ROLES},
 };
@@ -84,6 +84,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         Some(v) => matches!(v.to_str().map(str::trim), Ok("true" | "1")),
         None => req.bon.as_ref().and_then(|b| b.return_candidates).unwrap_or(false),
     };
+    let guard = req.bon.as_ref().and_then(|b| b.guard).unwrap_or(cfg.degenerate_guard == Switch::On);
     let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
 
     let mut body = req.extra;
@@ -108,6 +109,10 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     if let Some(seed) = req.seed {
         key_body.insert("seed".into(), json!(seed));
     }
+    // The guard decides the ranking a cached result holds. ("bon" is never forwarded, so it cannot collide.)
+    if !guard {
+        key_body.insert("bon".into(), json!({"guard": false}));
+    }
     // Without a client seed, candidates still get distinct seeds; 31 bits suit every upstream's seed type.
     let base_seed = req.seed.unwrap_or_else(|| i64::from(rand::random::<u32>() >> 1));
 
@@ -119,6 +124,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
             conversation: Arc::from(req.messages),
             tools,
             upstream_auth: forwarded_auth(headers, cfg),
+            guard,
         },
         key_body,
         choices,
@@ -251,6 +257,20 @@ mod tests {
         assert_eq!(p.plan.base_seed, 42);
         assert_eq!(p.key_body["seed"], json!(42));
         assert!(!p.plan.body.contains_key("seed"));
+    }
+
+    #[test]
+    fn guard_follows_the_flag_unless_the_request_says_and_splits_the_key() {
+        let on = prepare(req(base()), &HeaderMap::new(), &cfg()).unwrap();
+        assert!(on.plan.guard);
+        assert!(!on.key_body.contains_key("bon"), "default keys are unchanged");
+        let off = prepare(with(json!({"bon": {"guard": false}})), &HeaderMap::new(), &cfg()).unwrap();
+        assert!(!off.plan.guard);
+        assert_ne!(on.key_body, off.key_body);
+        assert!(!off.plan.body.contains_key("bon"), "never forwarded");
+        let c = Config::try_parse_from(["bon-proxy", "--reward-model", "m", "--degenerate-guard", "off"]).unwrap();
+        assert!(!prepare(req(base()), &HeaderMap::new(), &c).unwrap().plan.guard);
+        assert!(prepare(with(json!({"bon": {"guard": true}})), &HeaderMap::new(), &c).unwrap().plan.guard);
     }
 
     #[test]

@@ -1,0 +1,125 @@
+//! The degenerate-text guard: no reward model is trusted to rank a looping answer, or one cut off by the length
+//! limit, below a coherent finished one. Candidates are flagged here and `rank` puts flagged ones last; the score
+//! only orders candidates that carry the same flags.
+//!
+//! Repetition is measured on words: the share of word 4-grams (lower-cased, split on whitespace) that already
+//! occurred earlier in the same text. A text with at least `MIN_WORDS` words whose share is at least
+//! `REPETITIVE_SHARE` is flagged `repetitive`. How the threshold was set, on real answers and on real loops
+//! captured from llama-server, is in models/README.md ("Degenerate-text guard").
+
+use std::collections::HashSet;
+
+use crate::openai::ChatCompletion;
+
+/// Share of repeated word 4-grams at or above which a text counts as repetitive.
+pub const REPETITIVE_SHARE: f64 = 0.5;
+/// Shorter texts are never flagged repetitive (too little text to tell a loop from a short list).
+pub const MIN_WORDS: usize = 24;
+const GRAM: usize = 4;
+
+/// What the guard saw in one candidate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Flags {
+    /// Mostly repetition (ranked below every candidate that is not).
+    pub repetitive: bool,
+    /// Stopped by the length limit (`finish_reason: "length"`), ranked below finished ones.
+    pub truncated: bool,
+}
+
+impl Flags {
+    /// Flags of an upstream answer (its first choice: the one bon-proxy scores and returns).
+    pub fn of(c: &ChatCompletion) -> Self {
+        let choice = c.choices.first();
+        let text = choice.and_then(|ch| ch.message.content.as_ref()).map(|t| t.text()).unwrap_or_default();
+        Self {
+            repetitive: is_repetitive(&text),
+            truncated: choice.and_then(|ch| ch.finish_reason.as_deref()) == Some("length"),
+        }
+    }
+
+    /// The flag names, as the `bon` object lists them.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.repetitive {
+            out.push("repetitive");
+        }
+        if self.truncated {
+            out.push("truncated");
+        }
+        out
+    }
+
+    /// Sort key: lower is better. Repetition weighs more than truncation.
+    fn tier(self) -> u8 {
+        u8::from(self.repetitive) * 2 + u8::from(self.truncated)
+    }
+}
+
+/// Share of word 4-grams in `text` that already occurred earlier in it (0 when it has fewer than 4 words).
+pub fn repeated_share(text: &str) -> f64 {
+    let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+    if words.len() < GRAM {
+        return 0.0;
+    }
+    let mut seen = HashSet::new();
+    let grams = words.windows(GRAM);
+    let total = grams.len();
+    let repeated = grams.filter(|g| !seen.insert(*g)).count();
+    repeated as f64 / total as f64
+}
+
+/// Whether `text` is mostly repetition.
+pub fn is_repetitive(text: &str) -> bool {
+    text.split_whitespace().nth(MIN_WORDS - 1).is_some() && repeated_share(text) >= REPETITIVE_SHARE
+}
+
+/// `order` (positions into `flags`, best first by score) re-ordered so that candidates with fewer flags come first;
+/// the sort is stable, so the score order holds among candidates with the same flags.
+pub fn rank(mut order: Vec<usize>, flags: &[Flags]) -> Vec<usize> {
+    order.sort_by_key(|&i| flags[i].tier());
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROSE: &str = "Rust is a systems programming language focused on safety, speed and concurrency. It \
+        achieves memory safety without a garbage collector, using a borrow checker that validates references at \
+        compile time, and it offers zero-cost abstractions, pattern matching and a helpful compiler.";
+
+    #[test]
+    fn prose_is_not_repetitive_and_a_loop_is() {
+        assert!(repeated_share(PROSE) < 0.05, "{}", repeated_share(PROSE));
+        assert!(!is_repetitive(PROSE));
+        let looped = format!("{PROSE} {}", "the promise of a new life, ".repeat(40));
+        assert!(repeated_share(&looped) > 0.7);
+        assert!(is_repetitive(&looped));
+    }
+
+    #[test]
+    fn short_texts_are_never_flagged() {
+        assert!(!is_repetitive("yes yes yes yes yes yes yes yes"));
+        assert_eq!(repeated_share("one two three"), 0.0);
+    }
+
+    #[test]
+    fn case_and_spacing_do_not_hide_a_loop() {
+        let text = "I am sorry.\nI AM SORRY.  i am sorry. ".repeat(12);
+        assert!(is_repetitive(&text), "{}", repeated_share(&text));
+    }
+
+    #[test]
+    fn rank_keeps_score_order_within_a_tier() {
+        let clean = Flags::default();
+        let cut = Flags { truncated: true, ..Flags::default() };
+        let rep = Flags { repetitive: true, ..Flags::default() };
+        let both = Flags { repetitive: true, truncated: true };
+        // Score order 0,1,2,3,4: candidate 0 loops, 1 is cut, 2 and 4 are clean, 3 loops and is cut.
+        let flags = [rep, cut, clean, both, clean];
+        assert_eq!(rank(vec![0, 1, 2, 3, 4], &flags), vec![2, 4, 1, 0, 3]);
+        // All flagged the same way: plain score order.
+        assert_eq!(rank(vec![2, 0, 1], &[cut, cut, cut]), vec![2, 0, 1]);
+        assert_eq!(both.names(), vec!["repetitive", "truncated"]);
+    }
+}
