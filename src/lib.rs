@@ -7,6 +7,7 @@ pub mod bon;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod metrics;
 pub mod openai;
 pub mod reward;

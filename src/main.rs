@@ -1,19 +1,45 @@
-//! The `bon-proxy` binary: parse configuration, load the reward model, bind, serve until SIGTERM.
+//! The `bon-proxy` binary: parse configuration, load the reward model, bind, serve until SIGTERM; or, as
+//! `bon-proxy eval`, measure what Best-of-N buys.
 
 use anyhow::Context;
 use bon_proxy::{
     AppState,
     config::{Config, LogFormat},
+    eval::{self, EvalArgs},
     serve, shutdown_signal,
 };
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// The proxy's flags, or a subcommand.
+#[derive(Parser)]
+#[command(name = "bon-proxy", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure what Best-of-N buys: reward (and judge ratings) of the best of n vs one sample vs greedy, per n.
+    Eval(EvalArgs),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    let filter = EnvFilter::try_from_env("BON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let cli = Cli::parse();
+    if let Some(Command::Eval(args)) = cli.command {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter()).init();
+        let out = args.out.clone();
+        let results = eval::run(args).await.context("bon-proxy eval failed")?;
+        tracing::info!(prompts = results.prompts, report = %out.join("report.md").display(), "evaluation written");
+        return Ok(());
+    }
+    let config = cli.config;
+    let filter = filter();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     match config.log_format {
@@ -42,4 +68,8 @@ async fn main() -> anyhow::Result<()> {
     server.await.context("server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_env("BON_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
 }

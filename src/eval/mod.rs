@@ -1,0 +1,441 @@
+//! `bon-proxy eval`: is Best-of-N worth it for my upstream, prompts and reward model, and at which N?
+//!
+//! For every prompt it generates max(n) samples once (seeds `--seed + i`) plus one greedy answer, scores them all
+//! with the reward model, and derives every n from the same samples with the exact best-of-n estimator
+//! (`stats`). With `--judge`, an independent LLM rates every answer and compares picks pairwise (`judge`). Writes
+//! `results.json`, `report.md` and PNG plots to `--out`.
+
+mod judge;
+mod plot;
+mod report;
+pub mod stats;
+
+pub use judge::{Judge, JudgeError, expected_digit, p_first};
+pub use report::{NResult, Results, summarise};
+
+use std::{path::PathBuf, sync::Arc};
+
+use futures::{StreamExt, stream};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{
+    bon::{guard::Flags, response_message},
+    config::{Device, Switch, reward_model_spec},
+    openai::Message,
+    reward::{RewardOptions, Score, ScoreInput, Scorer, hub::HubOptions, source},
+    upstream::{Client, Upstream},
+};
+
+/// `bon-proxy eval` options.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EvalArgs {
+    /// JSONL file: one `{"messages": [...]}` or `{"prompt": "..."}` per line.
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// Use only the first K prompts.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// OpenAI-compatible upstream that generates the samples.
+    #[arg(long, env = "BON_UPSTREAM", default_value = "http://127.0.0.1:11434")]
+    pub upstream: String,
+    /// Bearer token for the upstream.
+    #[arg(long, env = "BON_UPSTREAM_API_KEY", hide_env_values = true)]
+    pub upstream_api_key: Option<String>,
+    /// Model name sent to the upstream.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Values of n to report (comma-separated); max(n) samples are generated per prompt.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub n: Vec<u32>,
+    /// Output directory (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Reward model (as the proxy's --reward-model; default: the embedded default model).
+    #[arg(long, env = "BON_REWARD_MODEL")]
+    pub reward_model: Option<PathBuf>,
+    /// Execution provider for the reward model.
+    #[arg(long, env = "BON_DEVICE", value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
+    /// Longest token sequence given to the reward model.
+    #[arg(long, default_value_t = 4096)]
+    pub reward_max_tokens: usize,
+    /// Rank repetitive and length-cut samples below the others, as the proxy does.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub degenerate_guard: Switch,
+    /// OpenAI-compatible judge endpoint that returns logprobs (optional).
+    #[arg(long)]
+    pub judge: Option<String>,
+    /// Model name sent to the judge.
+    #[arg(long, default_value = "default")]
+    pub judge_model: String,
+    /// Bearer token for the judge.
+    #[arg(long, env = "BON_JUDGE_API_KEY", hide_env_values = true)]
+    pub judge_api_key: Option<String>,
+    /// `max_tokens` of every sample.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Sampling temperature of the samples (the greedy answer uses 0).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Sample i of every prompt is generated with seed SEED + i.
+    #[arg(long, default_value_t = 0)]
+    pub seed: i64,
+    /// Upstream (and judge) requests in flight.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// Why `eval` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}")]
+    Args(String),
+    #[error("{path}:{line}: {reason}")]
+    Prompt { path: String, line: usize, reason: String },
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Reward(#[from] crate::reward::RewardError),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    #[error("plot: {0}")]
+    Plot(String),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// One generated answer and everything measured about it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Sample {
+    pub seed: Option<i64>,
+    pub text: String,
+    pub finish_reason: Option<String>,
+    pub completion_tokens: Option<u64>,
+    pub words: usize,
+    pub flags: Vec<String>,
+    pub reward: Option<f32>,
+    /// The judge's expected 1-9 rating.
+    pub rating: Option<f64>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    tier: u8,
+    #[serde(skip)]
+    message: Option<Message>,
+}
+
+impl Sample {
+    fn ok(&self) -> bool {
+        self.error.is_none() && self.reward.is_some()
+    }
+}
+
+/// One prompt's samples (index order), its greedy answer, and the pairwise judgements per n.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PromptRun {
+    pub messages: Vec<Message>,
+    pub samples: Vec<Sample>,
+    pub greedy: Sample,
+    /// n -> P(pick of the first n samples beats sample 0), P(... beats greedy); absent when not judged.
+    pub pairwise: Vec<Pairwise>,
+}
+
+/// Pairwise judgements of one concrete best-of-n pick (the pick among the first n samples).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pairwise {
+    pub n: u32,
+    pub pick: usize,
+    /// P(pick better than sample 0); 0.5 without a call when the pick is sample 0.
+    pub vs_single: Result<f64, String>,
+    pub vs_greedy: Result<f64, String>,
+}
+
+/// Runs the whole evaluation and writes its files; returns the per-n results.
+pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
+    let mut ns = args.n.clone();
+    ns.sort_unstable();
+    ns.dedup();
+    let max_n = *ns.last().ok_or_else(|| EvalError::Args("--n needs at least one value".into()))?;
+    if ns[0] == 0 || args.concurrency == 0 {
+        return Err(EvalError::Args("--n values and --concurrency must be at least 1".into()));
+    }
+    let prompts = read_prompts(&args.prompts, args.limit)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| EvalError::Io(args.out.display().to_string(), e))?;
+
+    let resolved = source::resolve(&reward_model_spec(args.reward_model.as_deref())?, &HubOptions::from_env()).await?;
+    let opts = RewardOptions {
+        dir: resolved.dir,
+        id: resolved.id,
+        device: args.device,
+        max_tokens: args.reward_max_tokens,
+        max_batch: 64,
+        output: None,
+    };
+    let scorer =
+        Scorer::load(&opts, Arc::new(crate::metrics::Metrics::new().map_err(|e| EvalError::Args(e.to_string()))?))?;
+    let upstream: Arc<dyn Upstream> =
+        Arc::new(Client::new(&args.upstream, args.upstream_api_key.clone(), args.concurrency)?);
+    let judge = match &args.judge {
+        Some(url) => Some(Judge {
+            upstream: Arc::new(Client::new(url, args.judge_api_key.clone(), args.concurrency)?),
+            model: args.judge_model.clone(),
+        }),
+        None => None,
+    };
+    let mut runs = generate(&args, upstream.as_ref(), &prompts, max_n).await;
+    score(&scorer, &mut runs, args.degenerate_guard == Switch::On).await;
+    if let Some(judge) = &judge {
+        judge_all(judge, &mut runs, &ns, args.concurrency).await;
+    }
+    let results = summarise(&runs, &ns, scorer.id(), &args, judge.is_some());
+    report::write(&args.out, &results, &runs)?;
+    plot::write_all(&args.out, &results)?;
+    Ok(results)
+}
+
+/// The prompts file: `{"messages": [...]}` or `{"prompt": "..."}` per non-empty line.
+pub fn read_prompts(path: &std::path::Path, limit: Option<usize>) -> Result<Vec<Vec<Message>>, EvalError> {
+    let text = std::fs::read_to_string(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
+    let bad = |line: usize, reason: String| EvalError::Prompt { path: path.display().to_string(), line, reason };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).map_err(|e| bad(i + 1, e.to_string()))?;
+        let messages = if let Some(m) = v.get("messages") {
+            serde_json::from_value::<Vec<Message>>(m.clone()).map_err(|e| bad(i + 1, format!("messages: {e}")))?
+        } else if let Some(p) = v.get("prompt").and_then(Value::as_str) {
+            vec![Message {
+                role: "user".into(),
+                content: Some(crate::openai::Content::Text(p.into())),
+                extra: Map::new(),
+            }]
+        } else {
+            return Err(bad(i + 1, "expected {\"messages\": [...]} or {\"prompt\": \"...\"}".into()));
+        };
+        if messages.is_empty() {
+            return Err(bad(i + 1, "`messages` is empty".into()));
+        }
+        out.push(messages);
+        if limit.is_some_and(|k| out.len() >= k) {
+            break;
+        }
+    }
+    if out.is_empty() {
+        return Err(bad(0, "no prompts".into()));
+    }
+    Ok(out)
+}
+
+/// Every sample of every prompt (sample `max_n` is the greedy answer), `--concurrency` requests at a time.
+async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Vec<Message>], max_n: u32) -> Vec<PromptRun> {
+    let jobs: Vec<(usize, u32)> = (0..prompts.len()).flat_map(|p| (0..=max_n).map(move |i| (p, i))).collect();
+    let bar = progress(jobs.len() as u64, "generating");
+    let done: Vec<(usize, u32, Sample)> = stream::iter(jobs)
+        .map(|(p, i)| {
+            let greedy = i == max_n;
+            let seed = (!greedy).then(|| args.seed + i64::from(i));
+            let mut body = Map::new();
+            body.insert("model".into(), json!(args.model));
+            body.insert("messages".into(), json!(prompts[p]));
+            body.insert("max_tokens".into(), json!(args.max_tokens));
+            body.insert("temperature".into(), json!(if greedy { 0.0 } else { args.temperature }));
+            body.insert("seed".into(), json!(seed.unwrap_or(args.seed)));
+            body.insert("stream".into(), json!(false));
+            let bar = &bar;
+            async move {
+                let result = upstream.chat(body, None).await;
+                bar.inc(1);
+                (p, i, sample(result, seed))
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let mut runs: Vec<PromptRun> = prompts
+        .iter()
+        .map(|m| PromptRun {
+            messages: m.clone(),
+            samples: Vec::new(),
+            greedy: sample_err("missing"),
+            pairwise: Vec::new(),
+        })
+        .collect();
+    let mut sorted = done;
+    sorted.sort_by_key(|(p, i, _)| (*p, *i));
+    for (p, i, s) in sorted {
+        if i == max_n {
+            runs[p].greedy = s;
+        } else {
+            runs[p].samples.push(s);
+        }
+    }
+    runs
+}
+
+fn sample(result: Result<crate::openai::ChatCompletion, crate::upstream::UpstreamError>, seed: Option<i64>) -> Sample {
+    match result {
+        Ok(c) => {
+            let flags = Flags::of(&c);
+            let message = response_message(&c);
+            let text = message.text();
+            Sample {
+                seed,
+                words: text.split_whitespace().count(),
+                text,
+                finish_reason: c.choices[0].finish_reason.clone(),
+                completion_tokens: c.usage.map(|u| u.completion_tokens),
+                flags: flags.names().into_iter().map(str::to_owned).collect(),
+                reward: None,
+                rating: None,
+                error: None,
+                tier: u8::from(flags.repetitive) * 2 + u8::from(flags.truncated),
+                message: Some(message),
+            }
+        }
+        Err(e) => Sample { seed, ..sample_err(&e.to_string()) },
+    }
+}
+
+fn sample_err(error: &str) -> Sample {
+    Sample {
+        seed: None,
+        text: String::new(),
+        finish_reason: None,
+        completion_tokens: None,
+        words: 0,
+        flags: Vec::new(),
+        reward: None,
+        rating: None,
+        error: Some(error.to_owned()),
+        tier: 0,
+        message: None,
+    }
+}
+
+/// Rewards for every successful sample and greedy answer, one reward-model batch per prompt.
+async fn score(scorer: &dyn Score, runs: &mut [PromptRun], guard: bool) {
+    let bar = progress(runs.len() as u64, "scoring");
+    for run in runs.iter_mut() {
+        let conversation: Arc<[Message]> = Arc::from(run.messages.clone());
+        let mut targets: Vec<&mut Sample> = run.samples.iter_mut().chain(std::iter::once(&mut run.greedy)).collect();
+        targets.retain(|s| s.message.is_some());
+        let inputs = targets
+            .iter()
+            .filter_map(|s| s.message.clone())
+            .map(|response| ScoreInput { conversation: conversation.clone(), tools: None, response })
+            .collect();
+        match scorer.score(inputs).await {
+            Ok(scores) => {
+                for (s, r) in targets.into_iter().zip(scores) {
+                    s.reward = Some(r);
+                    if !guard {
+                        s.tier = 0;
+                    }
+                }
+            }
+            Err(e) => {
+                for s in targets {
+                    s.error = Some(format!("scoring failed: {e}"));
+                }
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+}
+
+/// Ratings of every answer, and the pairwise judgements of each n's pick.
+async fn judge_all(judge: &Judge, runs: &mut [PromptRun], ns: &[u32], concurrency: usize) {
+    let request = |run: &PromptRun| run.messages.iter().map(Message::text).collect::<Vec<_>>().join("\n\n");
+    // Ratings.
+    let jobs: Vec<(usize, usize)> =
+        runs.iter().enumerate().flat_map(|(p, r)| (0..=r.samples.len()).map(move |i| (p, i))).collect();
+    let bar = progress(jobs.len() as u64, "judging (ratings)");
+    let ratings: Vec<(usize, usize, Result<f64, JudgeError>)> = stream::iter(jobs)
+        .map(|(p, i)| {
+            let run = &runs[p];
+            let s = run.samples.get(i).unwrap_or(&run.greedy);
+            let (req, answer, ok, bar) = (request(run), s.text.clone(), s.ok(), &bar);
+            async move {
+                let r =
+                    if ok { judge.rate(&req, &answer).await } else { Err(JudgeError::Upstream("no answer".into())) };
+                bar.inc(1);
+                (p, i, r)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let mut rating_errors = Vec::new();
+    for (p, i, r) in ratings {
+        let run = &mut runs[p];
+        let s = if i < run.samples.len() { &mut run.samples[i] } else { &mut run.greedy };
+        match r {
+            Ok(v) => s.rating = Some(v),
+            Err(e) if s.ok() => rating_errors.push(e),
+            Err(_) => {}
+        }
+    }
+    if let Some(e) = rating_errors.first() {
+        tracing::warn!(failures = rating_errors.len(), first = %e, "the judge could not rate some answers");
+    }
+    // Pairwise: the pick among the first n samples vs sample 0 and vs greedy.
+    let jobs: Vec<(usize, u32, usize)> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(p, r)| {
+            let keys = keys(&r.samples);
+            ns.iter().filter_map(move |&n| {
+                let usable = r.samples.iter().take(n as usize).all(Sample::ok) && r.samples.len() >= n as usize;
+                (usable && r.greedy.ok()).then(|| stats::pick_of_first(&keys, n as usize).map(|pick| (p, n, pick)))?
+            })
+        })
+        .collect();
+    let bar = progress(jobs.len() as u64, "judging (pairs)");
+    let pairs: Vec<(usize, Pairwise)> = stream::iter(jobs)
+        .map(|(p, n, pick)| {
+            let run = &runs[p];
+            let (req, picked, first, greedy, bar) = (
+                request(run),
+                run.samples[pick].text.clone(),
+                run.samples[0].text.clone(),
+                run.greedy.text.clone(),
+                &bar,
+            );
+            async move {
+                let vs_single = if pick == 0 { Ok(0.5) } else { judge.prefer(&req, &picked, &first).await };
+                let vs_greedy = judge.prefer(&req, &picked, &greedy).await;
+                bar.inc(1);
+                let as_text = |r: Result<f64, JudgeError>| r.map_err(|e| e.to_string());
+                (p, Pairwise { n, pick, vs_single: as_text(vs_single), vs_greedy: as_text(vs_greedy) })
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    for (p, pw) in pairs {
+        runs[p].pairwise.push(pw);
+    }
+    for run in runs.iter_mut() {
+        run.pairwise.sort_by_key(|pw| pw.n);
+    }
+}
+
+/// Selection keys (guard tier, reward) of the successful samples; failed ones rank last.
+fn keys(samples: &[Sample]) -> Vec<(u8, f32)> {
+    samples.iter().map(|s| if s.ok() { (s.tier, s.reward.unwrap_or(f32::NAN)) } else { (u8::MAX, f32::NAN) }).collect()
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress(len: u64, what: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:>18} [{bar:30}] {pos}/{len} {elapsed}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what);
+    bar
+}
