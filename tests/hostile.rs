@@ -56,6 +56,7 @@ async fn hostile_requests_get_openai_shaped_4xx_and_never_a_5xx() {
         ("bon n huge", json!({"model": "m", "messages": msg(), "bon": {"n": 1e30}})),
         ("bon n negative", json!({"model": "m", "messages": msg(), "bon": {"n": -1}})),
         ("bon unknown field", json!({"model": "m", "messages": msg(), "bon": {"best_of": 3}})),
+        ("bon guard not a boolean", json!({"model": "m", "messages": msg(), "bon": {"guard": "yes"}})),
     ];
     for (name, body) in &typed {
         raw.push((name, serde_json::to_vec(body).unwrap(), "application/json"));

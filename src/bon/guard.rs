@@ -2,17 +2,20 @@
 //! limit, below a coherent finished one. Candidates are flagged here and `rank` puts flagged ones last; the score
 //! only orders candidates that carry the same flags.
 //!
-//! Repetition is measured on words: the share of word 4-grams (lower-cased, split on whitespace) that already
-//! occurred earlier in the same text. A text with at least `MIN_WORDS` words whose share is at least
-//! `REPETITIVE_SHARE` is flagged `repetitive`. How the threshold was set, on real answers and on real loops
-//! captured from llama-server, is in models/README.md ("Degenerate-text guard").
+//! A loop runs until the length limit, so repetition is measured where a loop is: in the last `TAIL_WORDS` words
+//! (lower-cased, split on whitespace), as the share of their word 4-grams that already occurred earlier in that
+//! window. A text with at least `MIN_WORDS` words whose share is at least `REPETITIVE_SHARE` is flagged
+//! `repetitive`. How the numbers were set, on real answers and on real loops captured from llama-server, is in
+//! models/README.md ("Degenerate-text guard").
 
 use std::collections::HashSet;
 
 use crate::openai::ChatCompletion;
 
-/// Share of repeated word 4-grams at or above which a text counts as repetitive.
-pub const REPETITIVE_SHARE: f64 = 0.5;
+/// Share of repeated word 4-grams (in the last `TAIL_WORDS` words) at or above which a text counts as repetitive.
+pub const REPETITIVE_SHARE: f64 = 0.4;
+/// How many of the last words are examined.
+pub const TAIL_WORDS: usize = 32;
 /// Shorter texts are never flagged repetitive (too little text to tell a loop from a short list).
 pub const MIN_WORDS: usize = 24;
 const GRAM: usize = 4;
@@ -50,14 +53,16 @@ impl Flags {
     }
 
     /// Sort key: lower is better. Repetition weighs more than truncation.
-    fn tier(self) -> u8 {
+    pub fn tier(self) -> u8 {
         u8::from(self.repetitive) * 2 + u8::from(self.truncated)
     }
 }
 
-/// Share of word 4-grams in `text` that already occurred earlier in it (0 when it has fewer than 4 words).
+/// Share of the word 4-grams of the last `TAIL_WORDS` words of `text` that already occurred earlier among them (0
+/// with fewer than 4 words).
 pub fn repeated_share(text: &str) -> f64 {
-    let words: Vec<String> = text.split_whitespace().map(str::to_lowercase).collect();
+    let mut words: Vec<String> = text.split_whitespace().rev().take(TAIL_WORDS).map(str::to_lowercase).collect();
+    words.reverse();
     if words.len() < GRAM {
         return 0.0;
     }
@@ -95,6 +100,12 @@ mod tests {
         let looped = format!("{PROSE} {}", "the promise of a new life, ".repeat(40));
         assert!(repeated_share(&looped) > 0.7);
         assert!(is_repetitive(&looped));
+        // A loop that starts late is still caught: only the tail is measured.
+        let late = format!("{PROSE} {}", "and so it goes on, ".repeat(10));
+        assert!(is_repetitive(&late), "{}", repeated_share(&late));
+        // Repetition early on, a fresh ending: not a loop.
+        let early = format!("{} {PROSE}", "yes indeed very much so ".repeat(10));
+        assert!(!is_repetitive(&early), "{}", repeated_share(&early));
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub fn completion(text: &str, completion_tokens: u64) -> Value {
 #[derive(Clone)]
 pub enum Behaviour {
     Answer(String),
+    /// An answer stopped by the length limit (`finish_reason: "length"`).
+    Cut(String),
     Status(u16, Value),
     Delay(Duration, String),
     Garbage,
@@ -144,6 +146,11 @@ impl Respond for BySeed {
         let i = (seed - self.base).rem_euclid(self.behaviours.len() as i64) as usize;
         match &self.behaviours[i] {
             Behaviour::Answer(text) => ResponseTemplate::new(200).set_body_json(completion(text, 5 + i as u64)),
+            Behaviour::Cut(text) => {
+                let mut body = completion(text, 5 + i as u64);
+                body["choices"][0]["finish_reason"] = json!("length");
+                ResponseTemplate::new(200).set_body_json(body)
+            }
             Behaviour::Status(code, body) => ResponseTemplate::new(*code).set_body_json(body.clone()),
             Behaviour::Delay(d, text) => {
                 ResponseTemplate::new(200).set_body_json(completion(text, 5 + i as u64)).set_delay(*d)

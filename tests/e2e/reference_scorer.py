@@ -30,3 +30,19 @@ class ReferenceScorer:
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids
         feed = {"input_ids": np.array([ids], dtype=np.int64), "attention_mask": np.ones((1, len(ids)), dtype=np.int64)}
         return float(self.session.run(["logits"], feed)[0][0, 0])
+
+
+def guard_flags(text, finish_reason):
+    """The degenerate-text guard's flags by its documented rule: `repetitive` when the text has at least 24 words and
+    at least 40 % of the word 4-grams of its last 32 words (lower-cased, split on whitespace) occurred earlier among
+    them; `truncated` when the upstream stopped at the length limit."""
+    words = text.lower().split()
+    tail = words[-32:]
+    grams = [tuple(tail[i:i + 4]) for i in range(len(tail) - 3)]
+    repeated = len(grams) - len(set(grams)) if grams else 0
+    flags = []
+    if len(words) >= 24 and grams and repeated / len(grams) >= 0.4:
+        flags.append("repetitive")
+    if finish_reason == "length":
+        flags.append("truncated")
+    return flags

@@ -4,7 +4,8 @@ Started by scripts/e2e, which sets:
   BON_E2E_PROXY         bon-proxy with --upstream-n fanout
   BON_E2E_NATIVE_PROXY  bon-proxy with --upstream-n native (one request with n = N)
   BON_E2E_MODEL_DIR     the reward model both proxies use
-The winner is checked against an independent scorer (reference_scorer.py), not against the proxy's own numbers.
+The winner is checked against an independent scorer (reference_scorer.py), not against the proxy's own numbers,
+and the degenerate-text guard's ranking is recomputed here from its documented rule (README, "Degenerate-text guard").
 """
 
 import os
@@ -12,7 +13,7 @@ import os
 import openai
 import pytest
 
-from reference_scorer import ReferenceScorer
+from reference_scorer import ReferenceScorer, guard_flags
 
 PROXY = os.environ["BON_E2E_PROXY"]
 NATIVE_PROXY = os.environ["BON_E2E_NATIVE_PROXY"]
@@ -32,6 +33,15 @@ def client():
 @pytest.fixture(scope="module")
 def scorer():
     return ReferenceScorer(os.environ["BON_E2E_MODEL_DIR"])
+
+
+def ranking(bon, scores):
+    """Candidate indices best first, by the guard's rule: clean, then length-cut, then repetitive candidates; by score
+    within the same flags; ties to the lowest index. Also checks the flags the proxy reported."""
+    flags = [guard_flags(c["message"]["content"], c["finish_reason"]) for c in bon["candidates"]]
+    assert [c["flags"] for c in bon["candidates"]] == flags
+    tier = [2 * ("repetitive" in f) + ("truncated" in f) for f in flags]
+    return sorted(range(len(scores)), key=lambda i: (tier[i], -scores[i], i))
 
 
 def best_of_4(client, seed, **extra):
@@ -57,7 +67,7 @@ def test_the_winner_is_the_best_scored_of_n_distinct_candidates(client, scorer):
     header_scores = [float(s) for s in raw.headers["x-bon-scores"].split(",")]
     assert header_scores == pytest.approx(bon["scores"], abs=1e-5)
 
-    best = max(range(4), key=lambda i: (reference[i], -i))
+    best = ranking(bon, reference)[0]
     assert int(raw.headers["x-bon-winner"]) == best == bon["winner"]
     assert completion.choices[0].message.content == texts[best]
     assert completion.id.startswith("chatcmpl-bon-")
@@ -89,7 +99,7 @@ def test_streaming_sends_the_same_winner_as_the_non_streamed_call(client):
 def test_n_2_returns_the_two_best_candidates_in_score_order(client):
     _, completion = best_of_4(client, seed=303, n=2)
     bon = completion.model_extra["bon"]
-    order = sorted(range(4), key=lambda i: (-bon["scores"][i], i))
+    order = ranking(bon, bon["scores"])
     assert [c.index for c in completion.choices] == [0, 1]
     assert [c.message.content for c in completion.choices] == [bon["candidates"][i]["message"]["content"] for i in order[:2]]
 
@@ -115,7 +125,7 @@ def test_native_n_makes_one_upstream_request_for_n_candidates(scorer):
     assert raw.headers["x-bon-n"] == "4" and len(texts) == 4 and all(texts)
     assert len(set(texts)) > 1, f"llama.cpp sampled n choices: {texts}"
     reference = [scorer.score(MESSAGES, t) for t in texts]
-    best = max(range(4), key=lambda i: (reference[i], -i))
+    best = ranking(bon, reference)[0]
     assert completion.choices[0].message.content == texts[best]
     metrics = openai.OpenAI(base_url=NATIVE_PROXY, api_key="x").get("/metrics", cast_to=str)
     assert 'bon_candidates_total{outcome="ok"} 4' in metrics
