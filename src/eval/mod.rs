@@ -290,7 +290,7 @@ fn sample(result: Result<crate::openai::ChatCompletion, crate::upstream::Upstrea
                 reward: None,
                 rating: None,
                 error: None,
-                tier: u8::from(flags.repetitive) * 2 + u8::from(flags.truncated),
+                tier: flags.tier(),
                 message: Some(message),
             }
         }
