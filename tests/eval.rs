@@ -178,6 +178,19 @@ async fn judge_failures_are_counted_not_hidden() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_answers_nothing_is_an_error_not_an_empty_report() {
+    let dir = tempdir("eval-down");
+    let down = MockServer::start().await;
+    Mock::given(matchers::any())
+        .respond_with(ResponseTemplate::new(503).set_body_json(json!({"error": {"message": "loading model"}})))
+        .mount(&down)
+        .await;
+    let e = eval::run(args(&write_prompts(&dir), &down.uri(), &dir.join("out"), &[])).await.unwrap_err().to_string();
+    assert!(e.contains("no sample") && e.contains("503") && e.contains("loading model"), "{e}");
+    assert!(!dir.join("out/report.md").exists());
+}
+
+#[tokio::test]
 async fn bad_prompt_files_name_the_line() {
     let dir = tempdir("eval-bad");
     let path = dir.join("p.jsonl");

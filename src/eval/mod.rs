@@ -101,6 +101,8 @@ pub enum EvalError {
     Reward(#[from] crate::reward::RewardError),
     #[error(transparent)]
     Upstream(#[from] crate::upstream::UpstreamError),
+    #[error("the upstream generated no sample; the first error: {0}")]
+    NoSamples(String),
     #[error("plot: {0}")]
     Plot(String),
     #[error("json: {0}")]
@@ -185,6 +187,9 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
         None => None,
     };
     let mut runs = generate(&args, upstream.as_ref(), &prompts, max_n).await;
+    if let Some(first) = first_error_if_all_failed(&runs) {
+        return Err(EvalError::NoSamples(first));
+    }
     score(&scorer, &mut runs, args.degenerate_guard == Switch::On).await;
     if let Some(judge) = &judge {
         judge_all(judge, &mut runs, &ns, args.concurrency).await;
@@ -193,6 +198,13 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
     report::write(&args.out, &results, &runs)?;
     plot::write_all(&args.out, &results)?;
     Ok(results)
+}
+
+/// The first error, when every sample failed (nothing to evaluate).
+fn first_error_if_all_failed(runs: &[PromptRun]) -> Option<String> {
+    let errors: Option<Vec<&str>> =
+        runs.iter().flat_map(|r| r.samples.iter().chain([&r.greedy])).map(|s| s.error.as_deref()).collect();
+    errors.and_then(|e| e.first().map(|s| (*s).to_owned()))
 }
 
 /// The prompts file: `{"messages": [...]}` or `{"prompt": "..."}` per non-empty line.
