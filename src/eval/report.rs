@@ -82,7 +82,8 @@ fn win_rate(prefs: &[f64]) -> Option<WinRate> {
 
 /// The per-n numbers from the prompt runs.
 pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &EvalArgs, judged: bool) -> Results {
-    let by_n = ns.iter().map(|&n| for_n(runs, n)).collect();
+    let guard = args.degenerate_guard == crate::config::Switch::On;
+    let by_n = ns.iter().map(|&n| for_n(runs, n, guard)).collect();
     let failed = runs.iter().flat_map(|r| r.samples.iter().chain([&r.greedy])).filter(|s| !s.ok()).count();
     let judge_failures = if judged {
         let ratings = runs
@@ -107,7 +108,7 @@ pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &Eval
         samples_per_prompt: ns.iter().copied().max().unwrap_or(1),
         max_tokens: args.max_tokens,
         temperature: args.temperature,
-        guard: args.degenerate_guard == crate::config::Switch::On,
+        guard,
         failed_samples: failed,
         judge_failures,
         greedy_reward: stats::mean(
@@ -118,11 +119,11 @@ pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &Eval
     }
 }
 
-fn for_n(runs: &[PromptRun], n: u32) -> NResult {
+fn for_n(runs: &[PromptRun], n: u32, guard: bool) -> NResult {
     let mut acc = Acc::default();
     for run in runs {
         let ok: Vec<Sample> = run.samples.iter().filter(|s| s.ok()).cloned().collect();
-        let k = keys(&ok);
+        let k = keys(&ok, guard);
         let value = |f: &dyn Fn(&Sample) -> f64| ok.iter().map(f).collect::<Vec<f64>>();
         let Some(reward) = stats::expected_pick(&k, &value(&|s| f64::from(s.reward.unwrap_or(0.0))), n as usize) else {
             continue;
