@@ -7,19 +7,14 @@ use serde_json::{Map, Value};
 /// Roles a chat message may have.
 pub const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 
-/// `POST /v1/chat/completions` body. Unknown fields land in `extra` and reach the upstream.
+/// `POST /v1/chat/completions` body. Every other field (sampling parameters, `n`, `seed`, tools, ...) lands in
+/// `extra`, is range-checked by `server::params` and reaches the upstream.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub n: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
     /// bon-proxy's own extension object; never forwarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bon: Option<BonOptions>,

@@ -74,6 +74,33 @@ async fn hostile_requests_get_openai_shaped_4xx_and_never_a_5xx() {
         assert!(body["error"]["message"].is_string() && body["error"]["type"].is_string(), "{name}: {body}");
     }
 
+    // Out-of-range OpenAI parameters: a 400 naming the parameter, as the official API answers, before anything goes
+    // upstream (the mock counts its calls).
+    let ranged = [
+        ("max_tokens", json!(-5)),
+        ("max_tokens", json!(0)),
+        ("max_completion_tokens", json!(0)),
+        ("temperature", json!(2.5)),
+        ("temperature", json!(-0.5)),
+        ("temperature", json!("hot")),
+        ("top_p", json!(1.01)),
+        ("presence_penalty", json!(-3)),
+        ("frequency_penalty", json!(2.5)),
+        ("n", json!(0)),
+        ("n", json!(-3)),
+        ("top_logprobs", json!(21)),
+        ("seed", json!(1.5)),
+        ("seed", json!("7")),
+        ("stop", json!(["a", "b", "c", "d", "e"])),
+    ];
+    for (param, value) in ranged {
+        let resp = app.chat(json!({"model": "m", "messages": msg(), param: value}), &[]).await;
+        assert_eq!(resp.status(), 400, "{param} = {value}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["param"], json!(param), "{param} = {value}: {body}");
+        assert_eq!(body["error"]["type"], json!("invalid_request_error"));
+    }
+
     let header_cases = ["", "0", "-1", "17", "4.0", "1e1", "0x4", "four", " 99999999999999999999 ", "\u{1F600}"];
     for n in header_cases {
         let Ok(value) = reqwest::header::HeaderValue::from_str(n) else { continue };

@@ -3,7 +3,10 @@
 pub mod auth;
 pub mod chat;
 mod health;
+mod inflight;
+mod params;
 pub mod prepare;
+pub mod response;
 pub mod sse;
 
 use std::time::Duration;

@@ -49,23 +49,18 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
             ));
         }
     }
-    if let Some(t) = req.temperature
-        && !(t.is_finite() && t >= 0.0)
-    {
-        return Err(ApiError::invalid(
-            format!("`temperature` must be a number >= 0 (got {t})"),
-            "temperature".to_owned(),
-        ));
-    }
-    let choices = match req.n {
-        Some(0) => return Err(ApiError::invalid("`n` must be at least 1", "n".to_owned())),
-        Some(n) if n > cfg.max_n => {
+    super::params::check(&req.extra)?;
+    // In range after `check`: integers where they must be.
+    let temperature = req.extra.get("temperature").and_then(Value::as_f64);
+    let seed = req.extra.get("seed").and_then(Value::as_i64);
+    let choices = match req.extra.get("n").and_then(Value::as_u64) {
+        Some(n) if n > u64::from(cfg.max_n) => {
             return Err(ApiError::invalid(
                 format!("`n` = {n} is more than this proxy's --max-n ({})", cfg.max_n),
                 "n".to_owned(),
             ));
         }
-        Some(n) => n,
+        Some(n) => n as u32,
         None => 1,
     };
 
@@ -73,7 +68,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     // Returning the top `n` needs at least `n` candidates.
     n = n.max(choices);
     // Greedy decoding makes every candidate identical: generate only what is returned.
-    if req.temperature == Some(0.0) {
+    if temperature == Some(0.0) {
         n = choices;
     }
 
@@ -88,25 +83,20 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
 
     let mut body = req.extra;
-    // Per-candidate requests are never streamed upstream, and never ask for several choices.
+    // Per-candidate requests are never streamed upstream, and never ask for several choices; seeds are per candidate.
     body.remove("stream_options");
     body.remove("n");
+    body.remove("seed");
     body.insert("model".into(), json!(req.model));
     body.insert("messages".into(), serde_json::to_value(&req.messages).map_err(|e| ApiError::Internal(e.to_string()))?);
     body.insert("stream".into(), json!(false));
-    match req.temperature {
-        Some(t) => {
-            body.insert("temperature".into(), json!(t));
-        }
-        // Upstreams differ in their default (Ollama: 1.0); candidates must differ, so set one.
-        None if n > 1 => {
-            body.insert("temperature".into(), json!(cfg.bon_temperature));
-        }
-        None => {}
+    // Upstreams differ in their default (Ollama: 1.0); candidates must differ, so set one.
+    if temperature.is_none() && n > 1 {
+        body.insert("temperature".into(), json!(cfg.bon_temperature));
     }
 
     let mut key_body = body.clone();
-    if let Some(seed) = req.seed {
+    if let Some(seed) = seed {
         key_body.insert("seed".into(), json!(seed));
     }
     // The guard decides the ranking a cached result holds. ("bon" is never forwarded, so it cannot collide.)
@@ -114,7 +104,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         key_body.insert("bon".into(), json!({"guard": false}));
     }
     // Without a client seed, candidates still get distinct seeds; 31 bits suit every upstream's seed type.
-    let base_seed = req.seed.unwrap_or_else(|| i64::from(rand::random::<u32>() >> 1));
+    let base_seed = seed.unwrap_or_else(|| i64::from(rand::random::<u32>() >> 1));
 
     Ok(Prepared {
         plan: Plan {

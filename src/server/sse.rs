@@ -21,8 +21,9 @@ use futures::{StreamExt, stream};
 use serde_json::{Value, json};
 
 use super::{
-    chat::{Finished, Held, bon_headers, bon_object, model_name, ranked_choices, usage_json},
+    inflight::{Finished, Held},
     prepare::{HEADER_N, Prepared},
+    response::{HEADER_REWARD_MODEL, bon_headers, bon_object, model_name, ranked_choices, usage_json},
 };
 use crate::{bon::Outcome, cache::CacheResult, error::ApiError, state::AppState};
 
@@ -87,7 +88,7 @@ pub async fn respond(
     let headers = response.headers_mut();
     headers.insert(HeaderName::from_static(HEADER_N), HeaderValue::from(n));
     if let Ok(v) = HeaderValue::from_str(&state.reward_model_id) {
-        headers.insert(HeaderName::from_static(super::chat::HEADER_REWARD_MODEL), v);
+        headers.insert(HeaderName::from_static(HEADER_REWARD_MODEL), v);
     }
     response
 }
