@@ -116,6 +116,20 @@ pub struct Config {
     #[arg(long, env = "BON_DEGENERATE_GUARD", value_enum, default_value_t = Switch::On)]
     pub degenerate_guard: Switch,
 
+    /// Speculative rejection: stream the candidates, score their partial answers every TOKENS content tokens and
+    /// stop the losing ones (0: off; per request `"bon": {"prune_every": T}` or `x-bon-prune-every`).
+    #[arg(long, env = "BON_PRUNE_EVERY", default_value_t = 0, value_name = "TOKENS")]
+    pub prune_every: u32,
+
+    /// Share of the candidates that go on after each pruning round, strictly between 0 and 1.
+    #[arg(long, env = "BON_PRUNE_KEEP", default_value_t = 0.5, value_name = "FRACTION")]
+    pub prune_keep: f64,
+
+    /// Once half of the candidates (rounded up) have finished, how long the others get before they are stopped
+    /// and the winner is chosen among the finished (default: wait for all; per request `bon.straggler_wait_ms`).
+    #[arg(long, env = "BON_STRAGGLER_WAIT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub straggler_wait: Option<Duration>,
+
     /// How candidates are requested: N requests, or one request with `n = N`.
     #[arg(long, env = "BON_UPSTREAM_N", value_enum, default_value_t = UpstreamN::Fanout)]
     pub upstream_n: UpstreamN,
@@ -182,6 +196,9 @@ impl std::fmt::Debug for Config {
             .field("default_n", &self.default_n)
             .field("max_n", &self.max_n)
             .field("upstream_concurrency", &self.upstream_concurrency)
+            .field("prune_every", &self.prune_every)
+            .field("prune_keep", &self.prune_keep)
+            .field("straggler_wait", &self.straggler_wait)
             .field("candidate_timeout", &self.candidate_timeout)
             .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
@@ -217,6 +234,8 @@ pub enum ConfigError {
     Timeouts { candidate: Duration, request: Duration },
     #[error("--{0} must be at least 1")]
     Zero(&'static str),
+    #[error("--prune-keep must be strictly between 0 and 1 (got {0})")]
+    PruneKeep(f64),
     #[error("--{0} must be longer than 0s")]
     ZeroDuration(&'static str),
     #[error("--upstream must be an http:// or https:// URL (got {0:?})")]
@@ -241,6 +260,9 @@ impl Config {
         }
         if !(self.bon_temperature.is_finite() && self.bon_temperature > 0.0) {
             return Err(ConfigError::Temperature(self.bon_temperature));
+        }
+        if !(self.prune_keep > 0.0 && self.prune_keep < 1.0) {
+            return Err(ConfigError::PruneKeep(self.prune_keep));
         }
         if self.sse_keepalive.is_zero() {
             return Err(ConfigError::ZeroDuration("sse-keepalive"));
@@ -346,6 +368,10 @@ mod tests {
         assert_eq!(parse(&["--bon-temperature", "0"]).validate(), Err(ConfigError::Temperature(0.0)));
         assert_eq!(parse(&["--upstream-concurrency", "0"]).validate(), Err(ConfigError::Zero("upstream-concurrency")));
         assert!(matches!(parse(&["--upstream", "localhost:11434"]).validate(), Err(ConfigError::Upstream(_))));
+        for keep in ["0", "1", "1.5", "-0.5", "NaN"] {
+            assert!(matches!(parse(&["--prune-keep", keep]).validate(), Err(ConfigError::PruneKeep(_))), "{keep}");
+        }
+        assert_eq!(parse(&["--prune-every", "32", "--prune-keep", "0.25"]).validate(), Ok(()));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub const WINNER_Z: &str = "bon_winner_zscore";
 pub const KL_BOUND: &str = "bon_kl_bound";
 pub const GUARD_FLAGS: &str = "bon_guard_flags_total";
 pub const GUARD_OVERRIDES: &str = "bon_guard_overrides_total";
+pub const PRUNING_ROUNDS: &str = "bon_pruning_rounds";
+pub const PRUNING_TOKENS_SAVED: &str = "bon_pruning_tokens_saved_total";
+pub const PRUNING_FALLBACKS: &str = "bon_pruning_fallbacks_total";
 pub const CACHE_REQUESTS: &str = "bon_cache_requests_total";
 pub const CACHE_EVICTIONS: &str = "bon_cache_evictions_total";
 pub const CACHE_ENTRIES: &str = "bon_cache_entries";
@@ -41,6 +44,7 @@ const SCORE_BUCKETS: [f64; 17] =
     [-20.0, -10.0, -5.0, -3.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
 const MARGIN_BUCKETS: [f64; 12] = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
 const Z_BUCKETS: [f64; 13] = [-2.0, -1.0, -0.5, 0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0];
+const ROUND_BUCKETS: [f64; 7] = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0];
 // log n - (n-1)/n for n = 2, 3, 4, 6, 8, 12, 16 falls in these.
 const KL_BUCKETS: [f64; 8] = [0.0, 0.2, 0.45, 0.65, 1.0, 1.2, 1.6, 1.9];
 
@@ -64,6 +68,9 @@ pub struct Metrics {
     pub kl_bound: Histogram,
     pub guard_flags: IntCounterVec,
     pub guard_overrides: IntCounter,
+    pub pruning_rounds: Histogram,
+    pub pruning_tokens_saved: IntCounter,
+    pub pruning_fallbacks: IntCounter,
     pub cache_requests: IntCounterVec,
     pub cache_evictions: IntCounterVec,
     pub cache_entries: IntGauge,
@@ -128,6 +135,15 @@ impl Metrics {
                 GUARD_OVERRIDES,
                 "Calls whose highest-scored candidate was not returned because the guard ranked it lower.",
             )?,
+            pruning_rounds: hist(PRUNING_ROUNDS, "Pruning rounds per pruned Best-of-N call.", &ROUND_BUCKETS)?,
+            pruning_tokens_saved: IntCounter::new(
+                PRUNING_TOKENS_SAVED,
+                "Completion tokens pruning saved: N times the winner's length, minus what was generated.",
+            )?,
+            pruning_fallbacks: IntCounter::new(
+                PRUNING_FALLBACKS,
+                "Pruned calls that ran as plain Best-of-N because the upstream did not stream.",
+            )?,
             cache_requests: IntCounterVec::new(
                 Opts::new(CACHE_REQUESTS, "Cache lookups by result (hit, miss, bypass)."),
                 &["result"],
@@ -171,6 +187,9 @@ impl Metrics {
         r.register(Box::new(self.kl_bound.clone()))?;
         r.register(Box::new(self.guard_flags.clone()))?;
         r.register(Box::new(self.guard_overrides.clone()))?;
+        r.register(Box::new(self.pruning_rounds.clone()))?;
+        r.register(Box::new(self.pruning_tokens_saved.clone()))?;
+        r.register(Box::new(self.pruning_fallbacks.clone()))?;
         r.register(Box::new(self.cache_requests.clone()))?;
         r.register(Box::new(self.cache_evictions.clone()))?;
         r.register(Box::new(self.cache_entries.clone()))?;

@@ -35,6 +35,15 @@ pub struct BonOptions {
     /// The degenerate-text guard for this request (default: `--degenerate-guard`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<bool>,
+    /// Content tokens between pruning rounds, 0 for none (default: `--prune-every`; the header wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_every: Option<Value>,
+    /// Share of candidates kept per pruning round, in (0, 1) (default: `--prune-keep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_keep: Option<Value>,
+    /// Milliseconds the last candidates get once half have finished (default: `--straggler-wait`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub straggler_wait_ms: Option<Value>,
 }
 
 /// One chat message. `content` may be a string, an array of parts, or null (assistant tool calls).

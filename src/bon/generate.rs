@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::future::join_all;
+use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 use serde_json::{Map, Value, json};
 
 use super::{Candidate, Plan};
@@ -60,18 +60,49 @@ impl Generation<'_> {
         got
     }
 
-    /// Candidates `from..n`, one request each, concurrently.
+    /// Candidates `from..n`, one request each, concurrently. With `plan.straggler_wait`, once half of all N
+    /// candidates (rounded up) have answered, the others get that long to finish and are then stopped.
     async fn fan_out(&self, plan: &Plan, from: u32) -> Vec<Candidate> {
-        let calls = (from..plan.n).map(|i| {
-            let mut body = plan.body.clone();
-            body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
-            self.call(body, &plan.upstream_auth)
-        });
-        join_all(calls)
-            .await
-            .into_iter()
-            .map(|(result, latency)| {
-                let result = result.and_then(first_choice_only);
+        let started = Instant::now();
+        let mut calls: FuturesUnordered<_> = (from..plan.n)
+            .map(|i| {
+                let mut body = plan.body.clone();
+                body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
+                self.call(body, &plan.upstream_auth).map(move |r| (i, r))
+            })
+            .collect();
+        let mut got: Vec<Option<(Result<ChatCompletion, UpstreamError>, Duration)>> =
+            (from..plan.n).map(|_| None).collect();
+        let half = plan.n.div_ceil(2) as usize;
+        let mut answered = from as usize;
+        let mut cut_at: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match cut_at {
+                Some(at) => match tokio::time::timeout_at(at, calls.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+                None => calls.next().await,
+            };
+            let Some((i, (result, latency))) = next else { break };
+            if result.is_ok() {
+                answered += 1;
+            }
+            got[(i - from) as usize] = Some((result.and_then(first_choice_only), latency));
+            if cut_at.is_none()
+                && answered >= half
+                && let Some(wait) = plan.straggler_wait
+            {
+                cut_at = Some(tokio::time::Instant::now() + wait);
+            }
+        }
+        drop(calls);
+        got.into_iter()
+            .map(|slot| {
+                let (result, latency) = slot.unwrap_or_else(|| {
+                    let wait = plan.straggler_wait.unwrap_or_default();
+                    (Err(UpstreamError::Straggler(wait)), started.elapsed())
+                });
                 self.count(&result, latency);
                 Candidate::new(result, latency)
             })
@@ -123,11 +154,16 @@ impl Generation<'_> {
         (result, started.elapsed())
     }
 
-    fn count(&self, result: &Result<ChatCompletion, UpstreamError>, latency: Duration) {
+    pub(super) fn count(&self, result: &Result<ChatCompletion, UpstreamError>, latency: Duration) {
         let outcome = match result {
             Ok(_) => "ok",
             Err(e) => e.kind(),
         };
+        self.count_outcome(outcome, latency);
+    }
+
+    /// One candidate's fate in `bon_candidates_total` and `bon_candidate_duration_seconds`.
+    pub(super) fn count_outcome(&self, outcome: &str, latency: Duration) {
         self.metrics.candidates.with_label_values(&[outcome]).inc();
         self.metrics.candidate_duration.with_label_values(&[outcome]).observe(latency.as_secs_f64());
     }

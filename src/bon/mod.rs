@@ -5,14 +5,20 @@
 //! client disconnects and axum drops the handler, every in-flight upstream request is dropped and its connection
 //! closed.
 
+mod assemble;
 mod generate;
 pub mod guard;
+pub mod prune;
 pub mod strategy;
 
 pub use generate::Generation;
+pub use prune::{Live, LiveTx, Prune};
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -43,6 +49,12 @@ pub struct Plan {
     pub upstream_auth: Option<Arc<str>>,
     /// Rank repetitive and length-cut candidates below the others (`--degenerate-guard`, `bon.guard`).
     pub guard: bool,
+    /// Speculative rejection (`--prune-every`, `--prune-keep`); None: every candidate runs to the end.
+    pub prune: Option<Prune>,
+    /// Pruning never leaves fewer candidates than this (the OpenAI `n` choices asked for).
+    pub keep_at_least: u32,
+    /// Once half of the candidates have finished, how long the others get (`--straggler-wait`).
+    pub straggler_wait: Option<Duration>,
 }
 
 /// One candidate's fate.
@@ -53,13 +65,20 @@ pub struct Candidate {
     pub score: Option<f32>,
     /// What the degenerate-text guard saw (always computed; it only decides the ranking when the plan says so).
     pub flags: guard::Flags,
+    /// Stopped early by pruning: `result` holds the partial answer and `score` its last (prefix) score.
+    pub pruned: bool,
 }
 
 impl Candidate {
     /// A candidate as generated: flagged, not yet scored.
     pub fn new(result: Result<ChatCompletion, UpstreamError>, latency: Duration) -> Self {
         let flags = result.as_ref().map(guard::Flags::of).unwrap_or_default();
-        Self { result, latency, score: None, flags }
+        Self { result, latency, score: None, flags, pruned: false }
+    }
+
+    /// A finished answer that can be selected.
+    pub fn selectable(&self) -> bool {
+        self.result.is_ok() && !self.pruned
     }
 }
 
@@ -94,9 +113,14 @@ impl Outcome {
         self.candidates[i].result.as_ref().ok().map(|c| (i, c))
     }
 
-    /// Scores in candidate order (None: failed or not scored).
+    /// Scores in candidate order (None: failed or not scored; a pruned candidate's last prefix score).
     pub fn scores(&self) -> Vec<Option<f32>> {
         self.candidates.iter().map(|c| c.score).collect()
+    }
+
+    /// Indices of the candidates pruning stopped early.
+    pub fn pruned(&self) -> Vec<usize> {
+        (0..self.candidates.len()).filter(|&i| self.candidates[i].pruned).collect()
     }
 }
 
@@ -113,11 +137,40 @@ impl Weigh for Arc<Outcome> {
     }
 }
 
-/// Runs generation and selection for `plan`.
-pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -> Result<Outcome, ApiError> {
+/// Runs generation and selection for `plan`. With pruning and `live`, the last candidate standing is handed to
+/// `live` while it generates (when pruning leaves one).
+pub async fn run(
+    generation: &Generation<'_>,
+    scorer: &dyn Score,
+    plan: &Plan,
+    live: Option<&LiveTx>,
+) -> Result<Outcome, ApiError> {
     let metrics = generation.metrics;
     metrics.n_used.observe(f64::from(plan.n));
-    let mut candidates = generation.candidates(plan).await;
+    let id = completion_id();
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut rounds = 0;
+    let mut candidates = match plan.prune {
+        None => generation.candidates(plan).await,
+        Some(prune) => {
+            match prune::candidates(generation, scorer, plan, prune, live.map(|tx| (tx, id.as_str(), created))).await {
+                Ok((candidates, report)) => {
+                    rounds = report.rounds;
+                    metrics.pruning_rounds.observe(f64::from(report.rounds));
+                    if report.unstreamed {
+                        fell_back("the upstream answered `stream: true` with a whole completion");
+                        metrics.pruning_fallbacks.inc();
+                    }
+                    candidates
+                }
+                Err(prune::Refused(e)) => {
+                    fell_back(&e.to_string());
+                    metrics.pruning_fallbacks.inc();
+                    generation.candidates(plan).await
+                }
+            }
+        }
+    };
 
     let mut usage = Usage::default();
     for c in &candidates {
@@ -128,7 +181,7 @@ pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -
     metrics.tokens.with_label_values(&["prompt"]).inc_by(usage.prompt_tokens);
     metrics.tokens.with_label_values(&["completion"]).inc_by(usage.completion_tokens);
 
-    let ok: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i].result.is_ok()).collect();
+    let ok: Vec<usize> = (0..candidates.len()).filter(|&i| candidates[i].selectable()).collect();
     if ok.is_empty() {
         return Err(all_failed(candidates.into_iter().filter_map(|c| c.result.err()).collect()));
     }
@@ -139,7 +192,8 @@ pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -
             metrics.guard_flags.with_label_values(&[name]).inc();
         }
     }
-    let (order, unscored) = if ok.len() == 1 {
+    // After pruning rounds, the last one standing is still scored whole: its score is the one reported.
+    let (order, unscored) = if ok.len() == 1 && rounds == 0 {
         (vec![0], Some(Unscored::SingleSurvivor))
     } else {
         let inputs = ok
@@ -176,17 +230,24 @@ pub async fn run(generation: &Generation<'_>, scorer: &dyn Score, plan: &Plan) -
             }
         }
     };
-    let ranked = order.into_iter().map(|j| ok[j]).collect();
+    let ranked: Vec<usize> = order.into_iter().map(|j| ok[j]).collect();
+    if rounds > 0 {
+        // What plain Best-of-N would have generated (N answers as long as the winner's) minus what was.
+        let winner =
+            candidates[ranked[0]].result.as_ref().ok().and_then(|c| c.usage).map_or(0, |u| u.completion_tokens);
+        let saved = (u64::from(plan.n) * winner).saturating_sub(usage.completion_tokens);
+        metrics.pruning_tokens_saved.inc_by(saved);
+    }
 
-    Ok(Outcome {
-        id: completion_id(),
-        created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        n: plan.n,
-        candidates,
-        ranked,
-        usage,
-        unscored,
-    })
+    Ok(Outcome { id, created, n: plan.n, candidates, ranked, usage, unscored })
+}
+
+/// Pruning could not stream this call; logged once per process (the metric counts every time).
+fn fell_back(reason: &str) {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    if !LOGGED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(reason, "pruning needs a streaming upstream; this call ran as plain Best-of-N (logged once)");
+    }
 }
 
 /// Per-call score metrics: the winner's score, the reward model's own margin, and the over-optimisation signals

@@ -1,11 +1,14 @@
 //! `bon::run` against a fake upstream and a fake scorer (no I/O; paused time makes the timeouts deterministic).
 
 use std::{
-    sync::{Arc, Mutex, atomic::AtomicBool},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize},
+    },
     time::Duration,
 };
 
-use futures::{FutureExt, future::BoxFuture};
+use futures::{FutureExt, StreamExt, future::BoxFuture};
 use serde_json::{Map, Value, json};
 
 use super::*;
@@ -14,7 +17,7 @@ use crate::{
     metrics::Metrics,
     openai::{Choice, Content},
     reward::RewardError,
-    upstream::Upstream,
+    upstream::{Streamed, Upstream},
 };
 
 /// What the fake upstream does for the candidate with seed offset `i`.
@@ -35,6 +38,29 @@ struct FakeUpstream {
     seen: Mutex<Vec<Map<String, Value>>>,
     /// Answer `n = k` with k choices (llama.cpp, vLLM), rather than ignore it (Ollama).
     honours_n: bool,
+    /// Stream `stream: true` requests one character per delta, 10 ms apart (else answer them whole).
+    streams: bool,
+    /// Answer `stream: true` with a 400.
+    refuses_stream: bool,
+    /// Streams dropped by the proxy before they ended.
+    closed_early: Arc<AtomicUsize>,
+}
+
+/// Counts a stream dropped before it ended.
+struct EarlyClose(Arc<AtomicUsize>, bool);
+
+impl EarlyClose {
+    fn ended(mut self) {
+        self.1 = true;
+    }
+}
+
+impl Drop for EarlyClose {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 impl Upstream for FakeUpstream {
@@ -71,6 +97,54 @@ impl Upstream for FakeUpstream {
             }
         }
         .boxed()
+    }
+
+    fn chat_stream(
+        &self,
+        mut body: Map<String, Value>,
+        auth: Option<Arc<str>>,
+    ) -> BoxFuture<'_, Result<Streamed, UpstreamError>> {
+        assert_eq!(body["stream"], json!(true));
+        assert_eq!(body["stream_options"], json!({"include_usage": true}));
+        if self.refuses_stream {
+            return async { Err(status(400, "streaming is not supported")) }.boxed();
+        }
+        if !self.streams {
+            body.insert("stream".into(), json!(false));
+            return self.chat(body, auth).map(|r| r.map(Streamed::Whole)).boxed();
+        }
+        let i = (body["seed"].as_i64().unwrap() - self.base) as usize;
+        self.seen.lock().unwrap().push(body);
+        let text = match self.acts[i].clone() {
+            Act::Say(t) | Act::Cut(t) => t.to_owned(),
+            Act::SayOwned(t) => t,
+            Act::Fail(e) => return async move { Err(e) }.boxed(),
+            Act::Hang => return async { Ok(Streamed::Chunks(futures::stream::pending().boxed())) }.boxed(),
+        };
+        let chars: Vec<String> = text.chars().map(String::from).collect();
+        let guard = EarlyClose(self.closed_early.clone(), false);
+        let chunks = futures::stream::unfold((0, guard), move |(k, guard)| {
+            let chars = chars.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let chunk = |delta: Value, finish: Value| json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+                match k.cmp(&chars.len()) {
+                    std::cmp::Ordering::Less => {
+                        Some((Ok(chunk(json!({"content": chars[k]}), Value::Null)), (k + 1, guard)))
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let mut last = chunk(json!({}), json!("stop"));
+                        last["usage"] = json!({"prompt_tokens": 7, "completion_tokens": chars.len(), "total_tokens": 7 + chars.len()});
+                        Some((Ok(last), (k + 1, guard)))
+                    }
+                    std::cmp::Ordering::Greater => {
+                        guard.ended();
+                        None
+                    }
+                }
+            }
+        });
+        async move { Ok(Streamed::Chunks(chunks.boxed())) }.boxed()
     }
 
     fn models(&self, _auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
@@ -124,11 +198,30 @@ fn scorer(fail: bool) -> FakeScorer {
 fn plan(n: u32, base_seed: i64) -> Plan {
     let mut body = Map::new();
     body.insert("model".into(), json!("m"));
-    Plan { body, n, base_seed, conversation: Arc::from(Vec::new()), tools: None, upstream_auth: None, guard: true }
+    Plan {
+        body,
+        n,
+        base_seed,
+        conversation: Arc::from(Vec::new()),
+        tools: None,
+        upstream_auth: None,
+        guard: true,
+        prune: None,
+        keep_at_least: 1,
+        straggler_wait: None,
+    }
 }
 
 fn upstream(base: i64, acts: Vec<Act>) -> FakeUpstream {
-    FakeUpstream { base, acts, seen: Mutex::new(Vec::new()), honours_n: false }
+    FakeUpstream {
+        base,
+        acts,
+        seen: Mutex::new(Vec::new()),
+        honours_n: false,
+        streams: false,
+        refuses_stream: false,
+        closed_early: Arc::default(),
+    }
 }
 
 async fn go(
@@ -151,7 +244,7 @@ async fn generate(
     native_works: &AtomicBool,
 ) -> Result<Outcome, ApiError> {
     let generation = Generation { upstream: up, mode, candidate_timeout: limit, native_works, metrics: m };
-    run(&generation, sc, plan).await
+    run(&generation, sc, plan, None).await
 }
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -370,4 +463,134 @@ async fn over_optimisation_signals_are_observed_per_scored_call() {
     // Scores 0..3: mean 1.5, population sd sqrt(1.25); the winner (3) is 1.342 sd above.
     assert!((m.winner_z.get_sample_sum() - 1.5 / 1.25f64.sqrt()).abs() < 1e-6);
     assert!((m.kl_bound.get_sample_sum() - (4f64.ln() - 0.75)).abs() < 1e-9);
+}
+
+fn streaming(acts: Vec<Act>) -> FakeUpstream {
+    FakeUpstream { streams: true, ..upstream(0, acts) }
+}
+
+fn pruned_plan(n: u32, every: u32) -> Plan {
+    Plan { prune: Some(Prune { every, keep: 0.5 }), ..plan(n, 0) }
+}
+
+/// Scores count `!`: after 2 characters C and D are behind, after 4 B is; A runs to the end.
+fn race() -> Vec<Act> {
+    vec![Act::Say("a!!!!!!!"), Act::Say("!!aaaaaa"), Act::Say("aaaaaaaa"), Act::Say("!aaaaaaa")]
+}
+
+#[tokio::test(start_paused = true)]
+async fn pruning_stops_the_losers_round_by_round_and_closes_their_streams() {
+    let up = streaming(race());
+    let sc = scorer(false);
+    let m = Metrics::new().unwrap();
+    let out = go(&up, &sc, &pruned_plan(4, 2), LIMIT, &m).await.unwrap();
+    assert_eq!(out.winner().unwrap().0, 0);
+    assert_eq!(out.pruned(), vec![1, 2, 3]);
+    // Prefix scores for the pruned (B after 4 characters, C and D after 2), the whole answer for the winner.
+    assert_eq!(out.scores(), vec![Some(7.0), Some(2.0), Some(0.0), Some(1.0)]);
+    assert_eq!(*sc.calls.lock().unwrap(), vec![4, 2, 1], "two rounds, then the survivor scored whole");
+    assert_eq!(up.closed_early.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let partial = |i: usize| out.candidates[i].result.as_ref().unwrap().choices[0].message.text();
+    assert_eq!((partial(1).as_str(), partial(2).as_str(), partial(3).as_str()), ("!!aa", "aa", "!a"));
+    // Usage: the winner as reported, the pruned as counted (one token per delta, the same prompt).
+    assert_eq!(out.usage.completion_tokens, 8 + 4 + 2 + 2);
+    assert_eq!(out.usage.prompt_tokens, 4 * 7);
+    assert_eq!(m.candidates.with_label_values(&["pruned"]).get(), 3);
+    assert_eq!(m.pruning_rounds.get_sample_sum(), 2.0);
+    assert_eq!(m.pruning_tokens_saved.get(), 4 * 8 - 16);
+    assert!(out.unscored.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_last_one_standing_is_handed_over_live() {
+    let up = streaming(race());
+    let m = Metrics::new().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let generation = Generation {
+        upstream: &up,
+        mode: UpstreamN::Fanout,
+        candidate_timeout: LIMIT,
+        native_works: &AtomicBool::new(true),
+        metrics: &m,
+    };
+    let out = run(&generation, &scorer(false), &pruned_plan(4, 2), Some(&tx)).await.unwrap();
+    let mut got = Vec::new();
+    while let Ok(update) = rx.try_recv() {
+        got.push(update);
+    }
+    let Some(Live::Begin { id, text, model, .. }) = got.first().cloned() else { panic!("{got:?}") };
+    assert_eq!((id, text.as_str(), model.as_str()), (out.id.clone(), "a!!!", "m"));
+    let rest: String = got[1..].iter().map(|u| if let Live::Delta(t) = u { t.as_str() } else { "?" }).collect();
+    assert_eq!(text + &rest, "a!!!!!!!", "the live text is the winner's, nothing lost or doubled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn top_n_pruning_stops_at_n_and_a_finished_candidate_competes_whole() {
+    // B finishes after 3 characters with the best score so far; pruning keeps 2 (n = 2 choices).
+    let acts = vec![Act::Say("a!!!!!!!"), Act::Say("!!!"), Act::Say("aaaaaaaa"), Act::Say("aaaaaaa!")];
+    let up = streaming(acts);
+    let plan = Plan { keep_at_least: 2, ..pruned_plan(4, 2) };
+    let out = go(&up, &scorer(false), &plan, LIMIT, &Metrics::new().unwrap()).await.unwrap();
+    assert_eq!(out.ranked, vec![0, 1]);
+    assert_eq!(out.pruned(), vec![2, 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_that_refuses_to_stream_gets_plain_best_of_n() {
+    let up = FakeUpstream { refuses_stream: true, ..upstream(0, race()) };
+    let m = Metrics::new().unwrap();
+    let out = go(&up, &scorer(false), &pruned_plan(4, 2), LIMIT, &m).await.unwrap();
+    assert_eq!(out.winner().unwrap().0, 0);
+    assert!(out.pruned().is_empty());
+    assert_eq!(m.pruning_fallbacks.get(), 1);
+    // One that answers `stream: true` with whole completions: nothing to prune, counted as well.
+    let up = upstream(0, race());
+    let out = go(&up, &scorer(false), &pruned_plan(4, 2), LIMIT, &m).await.unwrap();
+    assert_eq!((out.winner().unwrap().0, out.pruned().len()), (0, 0));
+    assert_eq!(m.pruning_fallbacks.get(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_stream_is_dropped_like_a_failed_candidate() {
+    let up = streaming(vec![Act::Say("a!!!"), Act::Hang, Act::Say("!!aa")]);
+    let m = Metrics::new().unwrap();
+    let out = go(&up, &scorer(false), &pruned_plan(3, 2), LIMIT, &m).await.unwrap();
+    assert!(matches!(out.candidates[1].result, Err(UpstreamError::Timeout(_))));
+    assert_eq!(m.candidates.with_label_values(&["timeout"]).get(), 1);
+    // No round could run while one candidate had no tokens: both others finished and were compared whole.
+    assert_eq!(out.winner().unwrap().0, 0);
+    assert!(out.pruned().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_loop_is_pruned_by_the_guard_whatever_its_score() {
+    let looping = "the promise of a new life ! ".repeat(8);
+    let up = streaming(vec![
+        Act::SayOwned(looping),
+        Act::Say(&*Box::leak("A fine answer, with care.".repeat(3).into_boxed_str())),
+    ]);
+    let m = Metrics::new().unwrap();
+    let out = go(&up, &scorer(false), &pruned_plan(2, 120), LIMIT, &m).await.unwrap();
+    assert_eq!(out.pruned(), vec![0]);
+    assert_eq!(out.winner().unwrap().0, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stragglers_are_stopped_once_half_have_finished() {
+    let up = upstream(0, vec![Act::Say("a"), Act::Hang, Act::Say("b!"), Act::Hang]);
+    let m = Metrics::new().unwrap();
+    let plan = Plan { straggler_wait: Some(Duration::from_millis(300)), ..plan(4, 0) };
+    let started = tokio::time::Instant::now();
+    let out = go(&up, &scorer(false), &plan, LIMIT, &m).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(300), "not the 5 s candidate timeout");
+    assert_eq!(out.winner().unwrap().0, 2);
+    assert!(matches!(out.candidates[1].result, Err(UpstreamError::Straggler(_))));
+    assert_eq!(m.candidates.with_label_values(&["straggler"]).get(), 2);
+    // The same with pruning on (streams): the hanging ones are stopped as stragglers too.
+    let up = streaming(vec![Act::Say("a"), Act::Hang, Act::Say("b!"), Act::Hang]);
+    let plan = Plan { straggler_wait: Some(Duration::from_millis(300)), ..pruned_plan(4, 50) };
+    let out = go(&up, &scorer(false), &plan, LIMIT, &m).await.unwrap();
+    assert_eq!(out.winner().unwrap().0, 2);
+    assert!(matches!(out.candidates[3].result, Err(UpstreamError::Straggler(_))));
+    assert_eq!(m.candidates.with_label_values(&["straggler"]).get(), 4);
 }

@@ -8,7 +8,7 @@ use axum::{
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::{
     inflight::{Finished, Held, InFlight},
@@ -17,7 +17,7 @@ use super::{
     sse,
 };
 use crate::{
-    bon,
+    bon::{self, LiveTx},
     cache::{CacheKey, CacheMode},
     error::{ApiError, ApiJson},
     openai::ChatRequest,
@@ -38,10 +38,18 @@ pub async fn chat_completions(
             return e.into_response();
         }
     };
-    let work = best_of_n(state.clone(), &headers, &prepared);
     if prepared.stream {
-        return sse::respond(work, Held { inflight, permit }, prepared, state).await;
+        // With pruning and one choice, the last candidate standing is streamed while it generates.
+        let (live, updates) = if prepared.plan.prune.is_some() && prepared.choices == 1 {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let work = best_of_n(state.clone(), &headers, &prepared, live);
+        return sse::respond(work, updates, Held { inflight, permit }, prepared, state).await;
     }
+    let work = best_of_n(state.clone(), &headers, &prepared, None);
     let result = work.await;
     inflight.finish(result.as_ref().map(|(_, cache)| *cache));
     drop(permit);
@@ -69,11 +77,13 @@ fn admit(
 }
 
 /// The cached-or-computed Best-of-N result. Owns what it needs, so a stream can carry it; dropping it cancels
-/// every upstream call.
+/// every upstream call. `live` gets the last candidate standing while it generates (not when the result comes from
+/// the cache or from an identical request already in flight: those arrive whole).
 fn best_of_n(
     state: AppState,
     headers: &HeaderMap,
     prepared: &Prepared,
+    live: Option<LiveTx>,
 ) -> impl Future<Output = Finished> + Send + 'static {
     let caller = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let key = CacheKey::new(&prepared.key_body, prepared.plan.n, &state.reward_model_id, caller);
@@ -89,7 +99,7 @@ fn best_of_n(
                 native_works: &state.native_n_works,
                 metrics: &state.metrics,
             };
-            let run = bon::run(&generation, state.scorer.as_ref(), &plan);
+            let run = bon::run(&generation, state.scorer.as_ref(), &plan, live.as_ref());
             match tokio::time::timeout(config.request_timeout, run).await {
                 Ok(result) => result.map(Arc::new),
                 Err(_) => Err(ApiError::Timeout),

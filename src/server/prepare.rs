@@ -1,12 +1,12 @@
 //! Turning a client's chat request into a Best-of-N plan: validation, N, sampling defaults, the forwarded body.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 
 use crate::{
-    bon::Plan,
+    bon::{Plan, Prune},
     config::{Config, Switch},
     error::ApiError,
     openai::{ChatRequest, ROLES},
@@ -14,6 +14,8 @@ use crate::{
 
 /// Request header that sets N.
 pub const HEADER_N: &str = "x-bon-n";
+/// Request header that sets the pruning interval in content tokens (0: off).
+pub const HEADER_PRUNE_EVERY: &str = "x-bon-prune-every";
 /// Request header that asks for every candidate in the response (`true`/`1`).
 pub const HEADER_RETURN_CANDIDATES: &str = "x-bon-return-candidates";
 
@@ -81,6 +83,9 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     };
     let guard = req.bon.as_ref().and_then(|b| b.guard).unwrap_or(cfg.degenerate_guard == Switch::On);
     let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
+    let (prune, straggler_wait) = speed_options(headers, &req, cfg)?;
+    // Pruning works down to the choices returned; with nothing to prune it is off.
+    let prune = prune.filter(|_| n > choices);
 
     let mut body = req.extra;
     // Per-candidate requests are never streamed upstream, and never ask for several choices; seeds are per candidate.
@@ -100,8 +105,18 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         key_body.insert("seed".into(), json!(seed));
     }
     // The guard decides the ranking a cached result holds. ("bon" is never forwarded, so it cannot collide.)
+    let mut bon_key = Map::new();
     if !guard {
-        key_body.insert("bon".into(), json!({"guard": false}));
+        bon_key.insert("guard".into(), json!(false));
+    }
+    if let Some(p) = prune {
+        bon_key.insert("prune".into(), json!([p.every, p.keep]));
+    }
+    if let Some(wait) = straggler_wait {
+        bon_key.insert("straggler_wait_ms".into(), json!(wait.as_millis() as u64));
+    }
+    if !bon_key.is_empty() {
+        key_body.insert("bon".into(), Value::Object(bon_key));
     }
     // Without a client seed, candidates still get distinct seeds; 31 bits suit every upstream's seed type.
     let base_seed = seed.unwrap_or_else(|| i64::from(rand::random::<u32>() >> 1));
@@ -115,6 +130,9 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
             tools,
             upstream_auth: forwarded_auth(headers, cfg),
             guard,
+            prune,
+            keep_at_least: choices,
+            straggler_wait,
         },
         key_body,
         choices,
@@ -132,6 +150,44 @@ pub fn forwarded_auth(headers: &HeaderMap, cfg: &Config) -> Option<Arc<str>> {
     }
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     value.strip_prefix("Bearer ").map(|t| Arc::from(t.trim()))
+}
+
+/// Pruning (`x-bon-prune-every`, else `bon.prune_every`, else `--prune-every`; `bon.prune_keep`, else
+/// `--prune-keep`) and the straggler wait (`bon.straggler_wait_ms`, else `--straggler-wait`; 0 waits for all).
+fn speed_options(
+    headers: &HeaderMap,
+    req: &ChatRequest,
+    cfg: &Config,
+) -> Result<(Option<Prune>, Option<Duration>), ApiError> {
+    let bon = req.bon.clone().unwrap_or_default();
+    let bad = |param: &str, what: &str, got: String| {
+        ApiError::invalid(format!("{param} must be {what} (got {got})"), param.to_owned())
+    };
+    let every = if let Some(value) = headers.get(HEADER_PRUNE_EVERY) {
+        let text = value.to_str().unwrap_or("a non-ASCII value");
+        text.trim().parse::<u32>().map_err(|_| bad(HEADER_PRUNE_EVERY, "an integer >= 0", format!("{text:?}")))?
+    } else if let Some(v) = &bon.prune_every {
+        v.as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .ok_or_else(|| bad("bon.prune_every", "an integer >= 0", v.to_string()))?
+    } else {
+        cfg.prune_every
+    };
+    let keep = match &bon.prune_keep {
+        Some(v) => v
+            .as_f64()
+            .filter(|k| *k > 0.0 && *k < 1.0)
+            .ok_or_else(|| bad("bon.prune_keep", "a number strictly between 0 and 1", v.to_string()))?,
+        None => cfg.prune_keep,
+    };
+    let wait = match &bon.straggler_wait_ms {
+        Some(v) => {
+            let ms = v.as_u64().ok_or_else(|| bad("bon.straggler_wait_ms", "an integer >= 0", v.to_string()))?;
+            (ms > 0).then(|| Duration::from_millis(ms))
+        }
+        None => cfg.straggler_wait,
+    };
+    Ok(((every > 0).then_some(Prune { every, keep }), wait))
 }
 
 /// N from the `x-bon-n` header, else the body's `bon.n`, else `--default-n`; must be an integer in 1..=max_n.

@@ -16,6 +16,7 @@ pub const HEADER_CACHE: &str = "x-bon-cache";
 pub const HEADER_REWARD_MODEL: &str = "x-bon-reward-model";
 pub const HEADER_WINNER_TOKENS: &str = "x-bon-winner-completion-tokens";
 pub const HEADER_SELECTION: &str = "x-bon-selection";
+pub const HEADER_PRUNED: &str = "x-bon-pruned";
 
 /// The OpenAI `chat.completion` for an outcome: the top `choices` candidates, usage summed over all candidates.
 pub fn completion_body(outcome: &Outcome, choices: u32, requested_model: &str) -> Value {
@@ -93,6 +94,10 @@ pub fn bon_object(outcome: &Outcome, cache: CacheResult, reward_model: &str, can
         "cache": cache.as_str(),
         "reward_model": reward_model,
     });
+    let pruned = outcome.pruned();
+    if !pruned.is_empty() {
+        bon["pruned"] = json!(pruned);
+    }
     if candidates {
         bon["candidates"] = outcome
             .candidates
@@ -101,12 +106,18 @@ pub fn bon_object(outcome: &Outcome, cache: CacheResult, reward_model: &str, can
             .map(|(i, c)| {
                 let latency_ms = (c.latency.as_secs_f64() * 1000.0 * 10.0).round() / 10.0;
                 match &c.result {
-                    Ok(done) => json!({
-                        "index": i, "score": c.score, "latency_ms": latency_ms,
-                        "message": done.choices[0].message, "finish_reason": done.choices[0].finish_reason,
-                        "completion_tokens": done.usage.map(|u| u.completion_tokens),
-                        "flags": c.flags.names(),
-                    }),
+                    Ok(done) => {
+                        let mut one = json!({
+                            "index": i, "score": c.score, "latency_ms": latency_ms,
+                            "message": done.choices[0].message, "finish_reason": done.choices[0].finish_reason,
+                            "completion_tokens": done.usage.map(|u| u.completion_tokens),
+                            "flags": c.flags.names(),
+                        });
+                        if c.pruned {
+                            one["pruned"] = json!(true);
+                        }
+                        one
+                    }
                     Err(e) => json!({"index": i, "score": null, "latency_ms": latency_ms, "error": e.to_string()}),
                 }
             })
@@ -135,4 +146,8 @@ pub fn bon_headers(h: &mut HeaderMap, outcome: &Outcome, cache: CacheResult, rew
     set(HEADER_CACHE, cache.as_str().to_owned());
     set(HEADER_REWARD_MODEL, reward_model.to_owned());
     set(HEADER_SELECTION, selection(outcome).to_owned());
+    let pruned = outcome.pruned();
+    if !pruned.is_empty() {
+        set(HEADER_PRUNED, pruned.iter().map(usize::to_string).collect::<Vec<_>>().join(","));
+    }
 }

@@ -8,7 +8,7 @@
 //! tool calls as `delta.tool_calls`, a `finish_reason` chunk, a usage chunk when `stream_options.include_usage` is
 //! set, then `data: [DONE]`. The last chunk before `[DONE]` carries the `bon` object (winner, scores, ...).
 
-use std::{convert::Infallible, future::Future};
+use std::{convert::Infallible, future::Future, pin::Pin};
 
 use axum::{
     http::{HeaderName, HeaderValue},
@@ -25,7 +25,14 @@ use super::{
     prepare::{HEADER_N, Prepared},
     response::{HEADER_REWARD_MODEL, bon_headers, bon_object, model_name, ranked_choices, usage_json},
 };
-use crate::{bon::Outcome, cache::CacheResult, error::ApiError, state::AppState};
+use tokio::sync::mpsc;
+
+use crate::{
+    bon::{Live, Outcome},
+    cache::CacheResult,
+    error::ApiError,
+    state::AppState,
+};
 
 /// Roughly how many characters go in one content chunk (a few tokens).
 const CHUNK_CHARS: usize = 16;
@@ -39,9 +46,10 @@ struct Shape {
     reward_model: String,
 }
 
-/// The streaming response for `work`.
+/// The streaming response for `work`. `updates` brings the last candidate standing while it generates (pruning).
 pub async fn respond(
     work: impl Future<Output = Finished> + Send + 'static,
+    updates: Option<mpsc::UnboundedReceiver<Live>>,
     mut held: Held,
     prepared: Prepared,
     state: AppState,
@@ -54,35 +62,42 @@ pub async fn respond(
         reward_model: state.reward_model_id.clone(),
     };
     let keepalive = state.config.sse_keepalive;
-    let mut work = Box::pin(work);
-    // Wait one keep-alive interval: a result by then goes out with every header, an error as a proper status.
-    if let Ok(result) = tokio::time::timeout(keepalive, &mut work).await {
-        held.inflight.finish(result.as_ref().map(|(_, cache)| *cache));
-        return match result {
-            Ok((outcome, cache)) => {
-                let events: Vec<Result<Event, Infallible>> =
-                    chunks(&outcome, cache, &shape).into_iter().map(|d| Ok(Event::default().data(d))).collect();
-                let mut response = Sse::new(stream::iter(events)).into_response();
-                bon_headers(response.headers_mut(), &outcome, cache, &shape.reward_model);
-                response
-            }
-            Err(e) => e.into_response(),
-        };
-    }
+    let mut work: Work = Box::pin(work);
+    let mut updates = updates;
+    // Wait one keep-alive interval: a result by then goes out with every header, an error as a proper status. A
+    // live candidate before then starts the stream at once.
+    let first = tokio::time::timeout(keepalive, async {
+        tokio::select! {
+            result = &mut work => Err(result),
+            Some(update) = next_update(&mut updates) => Ok(update),
+        }
+    })
+    .await;
+    let pending = match first {
+        Ok(Err(result)) => {
+            held.inflight.finish(result.as_ref().map(|(_, cache)| *cache));
+            return match result {
+                Ok((outcome, cache)) => {
+                    let events: Vec<Result<Event, Infallible>> = chunks(&outcome, cache, &shape, false)
+                        .into_iter()
+                        .map(|d| Ok(Event::default().data(d)))
+                        .collect();
+                    let mut response = Sse::new(stream::iter(events)).into_response();
+                    bon_headers(response.headers_mut(), &outcome, cache, &shape.reward_model);
+                    response
+                }
+                Err(e) => e.into_response(),
+            };
+        }
+        Ok(Ok(update)) => Some(update),
+        Err(_) => None,
+    };
     // Commit to a 200 stream; the work, the admission permit and the in-flight record travel inside it, so a
     // client that disconnects drops them all (cancelling the upstream calls).
     let n = prepared.plan.n;
-    let body = stream::once(async move {
-        let result = work.await;
-        held.inflight.finish(result.as_ref().map(|(_, cache)| *cache));
-        drop(held);
-        let data = match result {
-            Ok((outcome, cache)) => chunks(&outcome, cache, &shape),
-            Err(e) => vec![error_event(&e)],
-        };
-        stream::iter(data.into_iter().map(|d| Ok::<_, Infallible>(Event::default().data(d))))
-    })
-    .flatten();
+    let start = Streaming { work, updates, pending, live: None, held: Some(held), shape, done: false };
+    let body = stream::unfold(start, Streaming::step)
+        .flat_map(|data| stream::iter(data.into_iter().map(|d| Ok::<_, Infallible>(Event::default().data(d)))));
     let mut response =
         Sse::new(body).keep_alive(KeepAlive::new().interval(keepalive).text("bon: generating")).into_response();
     let headers = response.headers_mut();
@@ -91,6 +106,100 @@ pub async fn respond(
         headers.insert(HeaderName::from_static(HEADER_REWARD_MODEL), v);
     }
     response
+}
+
+type Work = Pin<Box<dyn Future<Output = Finished> + Send>>;
+
+/// The next live update; pending for ever when there are none (so `select!` waits on the work instead).
+async fn next_update(updates: &mut Option<mpsc::UnboundedReceiver<Live>>) -> Option<Live> {
+    match updates {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A committed stream: live updates as they come, then the rest of the answer once the work is done.
+struct Streaming {
+    work: Work,
+    updates: Option<mpsc::UnboundedReceiver<Live>>,
+    pending: Option<Live>,
+    /// The live candidate's chunk header (id, created, model), once it began.
+    live: Option<(String, u64, String)>,
+    held: Option<Held>,
+    shape: Shape,
+    done: bool,
+}
+
+impl Streaming {
+    /// The next batch of `data:` payloads.
+    async fn step(mut self) -> Option<(Vec<String>, Self)> {
+        if self.done {
+            return None;
+        }
+        if let Some(update) = self.pending.take() {
+            let data = self.live_chunks(update);
+            return Some((data, self));
+        }
+        tokio::select! {
+            biased;
+            update = next_update(&mut self.updates), if self.updates.is_some() => {
+                let data = match update {
+                    Some(update) => self.live_chunks(update),
+                    None => {
+                        self.updates = None;
+                        Vec::new()
+                    }
+                };
+                Some((data, self))
+            }
+            result = &mut self.work => {
+                self.done = true;
+                if let Some(mut held) = self.held.take() {
+                    held.inflight.finish(result.as_ref().map(|(_, cache)| *cache));
+                }
+                // Deltas sent before the work returned come first.
+                let mut data = Vec::new();
+                while let Some(update) = self.updates.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                    data.extend(self.live_chunks(update));
+                }
+                match result {
+                    Ok((outcome, cache)) => data.extend(chunks(&outcome, cache, &self.shape, self.live.is_some())),
+                    Err(e) => data.push(error_event(&e)),
+                }
+                Some((data, self))
+            }
+        }
+    }
+
+    fn live_chunks(&mut self, update: Live) -> Vec<String> {
+        let (first, text) = match update {
+            Live::Begin { id, created, model, text } => {
+                let model = if model.is_empty() { self.shape.model.clone() } else { model };
+                self.live = Some((id, created, model));
+                (true, text)
+            }
+            Live::Delta(text) => (false, text),
+        };
+        let Some((id, created, model)) = &self.live else { return Vec::new() };
+        let chunk = |delta: Value| {
+            let mut c = json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": null}],
+            });
+            if self.shape.include_usage {
+                c["usage"] = Value::Null;
+            }
+            c.to_string()
+        };
+        let mut out = Vec::new();
+        if first {
+            out.push(chunk(json!({"role": "assistant", "content": ""})));
+        }
+        if !text.is_empty() {
+            out.push(chunk(json!({"content": text})));
+        }
+        out
+    }
 }
 
 /// An error after the stream started, as OpenAI sends one (the SDKs raise it as an `APIError`).
@@ -103,8 +212,8 @@ fn error_event(e: &ApiError) -> String {
         .to_string()
 }
 
-/// The `data:` payloads, in order, `[DONE]` last.
-fn chunks(outcome: &Outcome, cache: CacheResult, shape: &Shape) -> Vec<String> {
+/// The `data:` payloads, in order, `[DONE]` last. `streamed`: the winner's role and content already went out live.
+fn chunks(outcome: &Outcome, cache: CacheResult, shape: &Shape, streamed: bool) -> Vec<String> {
     let chunk = |choices: Value| {
         let mut c = json!({
             "id": outcome.id,
@@ -122,9 +231,11 @@ fn chunks(outcome: &Outcome, cache: CacheResult, shape: &Shape) -> Vec<String> {
     let mut out = Vec::new();
     for (index, choice) in ranked_choices(outcome, shape.choices).enumerate() {
         let delta = |d: Value| json!([{"index": index, "delta": d, "logprobs": null, "finish_reason": null}]);
-        out.push(chunk(delta(json!({"role": "assistant", "content": ""}))));
-        for piece in split_text(&choice.message.text()) {
-            out.push(chunk(delta(json!({"content": piece}))));
+        if !(streamed && index == 0) {
+            out.push(chunk(delta(json!({"role": "assistant", "content": ""}))));
+            for piece in split_text(&choice.message.text()) {
+                out.push(chunk(delta(json!({"content": piece}))));
+            }
         }
         if let Some(Value::Array(calls)) = choice.message.extra.get("tool_calls") {
             for (k, call) in calls.iter().enumerate() {

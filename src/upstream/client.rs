@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use futures::{FutureExt, future::BoxFuture};
+use eventsource_stream::Eventsource;
+use futures::{FutureExt, StreamExt, future::BoxFuture};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
-use super::{Upstream, UpstreamError};
+use super::{Streamed, Upstream, UpstreamError};
 use crate::openai::ChatCompletion;
 
 /// Largest upstream response body read (a chat completion is far smaller; this stops a broken upstream).
@@ -47,17 +48,21 @@ impl Client {
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), UpstreamError> {
         // The permit is held until the body is read; dropping this future (client gone) frees it.
         let _permit = self.slots.acquire().await.map_err(|_| UpstreamError::Transport("client closed".into()))?;
-        let mut resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(UpstreamError::Decode(format!("response larger than {MAX_RESPONSE_BYTES} bytes")));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((status.as_u16(), body))
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        Ok((status, read_body(resp).await?))
     }
+}
+
+async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, UpstreamError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(UpstreamError::Decode(format!("response larger than {MAX_RESPONSE_BYTES} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 impl Upstream for Client {
@@ -70,6 +75,45 @@ impl Upstream for Client {
             let req = self.request(reqwest::Method::POST, "/v1/chat/completions", auth.as_deref()).json(&body);
             let (status, bytes) = self.send(req).await?;
             decode_chat(status, &bytes)
+        }
+        .boxed()
+    }
+
+    fn chat_stream(
+        &self,
+        body: Map<String, Value>,
+        auth: Option<Arc<str>>,
+    ) -> BoxFuture<'_, Result<Streamed, UpstreamError>> {
+        async move {
+            // The slot is held for as long as the stream lives: dropping the stream frees it and closes the
+            // connection, which is what stops the upstream generating (llama.cpp's server frees its slot).
+            let permit = self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| UpstreamError::Transport("client closed".into()))?;
+            let req = self.request(reqwest::Method::POST, "/v1/chat/completions", auth.as_deref()).json(&body);
+            let resp = req.send().await.map_err(transport)?;
+            let status = resp.status().as_u16();
+            let is_sse = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+            if !(200..300).contains(&status) || !is_sse {
+                return decode_chat(status, &read_body(resp).await?).map(Streamed::Whole);
+            }
+            let events = resp
+                .bytes_stream()
+                .eventsource()
+                .take_while(|e| std::future::ready(!matches!(e, Ok(ev) if ev.data.trim() == "[DONE]")))
+                .map(move |e| {
+                    let _held = &permit;
+                    let event = e.map_err(|e| UpstreamError::Transport(format!("event stream: {e}")))?;
+                    decode_chunk(&event.data)
+                });
+            Ok(Streamed::Chunks(events.boxed()))
         }
         .boxed()
     }
@@ -97,6 +141,15 @@ pub fn decode_chat(status: u16, body: &[u8]) -> Result<ChatCompletion, UpstreamE
         return Err(UpstreamError::EmptyChoices);
     }
     Ok(completion)
+}
+
+/// One `data:` payload of a streamed completion: a chunk, or the error event an upstream sends mid-stream.
+fn decode_chunk(data: &str) -> Result<Value, UpstreamError> {
+    let value: Value = serde_json::from_str(data).map_err(|e| UpstreamError::Decode(format!("stream chunk: {e}")))?;
+    if value.get("error").is_some() {
+        return Err(status_error(500, data.as_bytes()));
+    }
+    Ok(value)
 }
 
 fn transport(e: reqwest::Error) -> UpstreamError {

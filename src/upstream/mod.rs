@@ -7,7 +7,7 @@ pub use client::{Client, decode_chat};
 
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
+use futures::{FutureExt, future::BoxFuture, stream::BoxStream};
 use serde_json::{Map, Value};
 
 use crate::openai::ChatCompletion;
@@ -22,8 +22,37 @@ pub trait Upstream: Send + Sync + 'static {
         auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>>;
 
+    /// Sends one chat completion request with `stream: true` (the caller sets it in `body`). An upstream that
+    /// answers with a whole completion instead of a stream yields `Streamed::Whole`; so does this default, for
+    /// upstreams that cannot stream at all.
+    fn chat_stream(
+        &self,
+        body: Map<String, Value>,
+        auth: Option<Arc<str>>,
+    ) -> BoxFuture<'_, Result<Streamed, UpstreamError>> {
+        async move {
+            let mut body = body;
+            body.insert("stream".into(), Value::Bool(false));
+            body.remove("stream_options");
+            self.chat(body, auth).await.map(Streamed::Whole)
+        }
+        .boxed()
+    }
+
     /// `GET /v1/models`, passed through.
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>>;
+}
+
+/// The `data:` objects of a streamed completion (`chat.completion.chunk`), in order; ends after `[DONE]` or when
+/// the upstream closes the stream. Dropping it closes the connection, which stops the upstream generating.
+pub type ChunkStream = BoxStream<'static, Result<Value, UpstreamError>>;
+
+/// What a streaming request got back.
+pub enum Streamed {
+    /// Server-sent events, as asked.
+    Chunks(ChunkStream),
+    /// A whole completion: the upstream does not stream.
+    Whole(ChatCompletion),
 }
 
 /// Why one upstream call failed.
@@ -44,6 +73,9 @@ pub enum UpstreamError {
     /// A completion with no choices.
     #[error("upstream returned no choices")]
     EmptyChoices,
+    /// Stopped by the proxy: still generating `--straggler-wait` after half of the candidates had finished.
+    #[error("stopped as a straggler: still generating {0:?} after half of the candidates had finished")]
+    Straggler(std::time::Duration),
 }
 
 impl UpstreamError {
@@ -57,6 +89,7 @@ impl UpstreamError {
             UpstreamError::Timeout(_) => "timeout",
             UpstreamError::Decode(_) => "decode",
             UpstreamError::EmptyChoices => "empty",
+            UpstreamError::Straggler(_) => "straggler",
         }
     }
 

@@ -1,0 +1,361 @@
+//! Speculative rejection (Sun et al., "Fast Best-of-N Decoding via Speculative Rejection", NeurIPS 2024): every
+//! candidate is streamed from the upstream; whenever each live candidate has received `every` more content tokens
+//! (one SSE content delta counts as one) or has finished, the partial answers are scored in one batch and only the
+//! best `ceil(c × keep)` of the `c` competing candidates go on (at least one is stopped per round, never more than
+//! leaves the number of choices asked for). A stopped candidate's stream is dropped, which closes its connection and
+//! stops the upstream generating it. Rounds repeat until `keep_at_least` remain; the last one standing can be handed
+//! to a streaming client live (`Live`).
+//!
+//! Content only: a candidate streaming tool calls neither holds up a round nor is stopped by one; it competes when
+//! complete. The guard ranks repetitive partial answers below the others, so a loop is stopped early.
+
+use std::{
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::{Candidate, Plan, assemble::Assembly, guard, response_message, strategy};
+use crate::{
+    openai::{ChatCompletion, Usage},
+    reward::{Score, ScoreInput},
+    upstream::{ChunkStream, Streamed, UpstreamError},
+};
+
+/// Pruning settings of one call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prune {
+    /// Content tokens between rounds.
+    pub every: u32,
+    /// Share of the competing candidates that go on after a round, in (0, 1).
+    pub keep: f64,
+}
+
+/// The last candidate standing, handed to a streaming client while it is still generating.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Live {
+    /// From now on this candidate is the answer: its text so far.
+    Begin { id: String, created: u64, model: String, text: String },
+    /// More of its content, as the upstream sent it.
+    Delta(String),
+}
+
+/// Where `Live` events go.
+pub type LiveTx = mpsc::UnboundedSender<Live>;
+
+/// What pruning did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub rounds: u32,
+    /// The upstream answered a streaming request with a whole completion (it does not stream).
+    pub unstreamed: bool,
+}
+
+/// Why pruning gave up before it started: the upstream refused `stream: true`.
+pub struct Refused(pub UpstreamError);
+
+enum Phase<'a> {
+    Opening(BoxFuture<'a, Result<Streamed, UpstreamError>>),
+    Streaming(ChunkStream),
+    Done(Result<ChatCompletion, UpstreamError>),
+    Pruned,
+}
+
+struct Slot<'a> {
+    phase: Phase<'a>,
+    asm: Assembly,
+    since_round: u64,
+    latency: Duration,
+    score: Option<f32>,
+}
+
+impl Slot<'_> {
+    fn live(&self) -> bool {
+        matches!(self.phase, Phase::Opening(_) | Phase::Streaming(_))
+    }
+
+    /// Competes in a round: streaming content, or finished well and not yet stopped.
+    fn competes(&self) -> bool {
+        match &self.phase {
+            Phase::Streaming(_) => !self.asm.has_tool_calls(),
+            Phase::Done(r) => r.is_ok(),
+            _ => false,
+        }
+    }
+
+    fn end(&mut self, result: Result<ChatCompletion, UpstreamError>, started: Instant) {
+        self.phase = Phase::Done(result);
+        self.latency = started.elapsed();
+    }
+}
+
+enum Event {
+    Chunk(Value),
+    End,
+    Whole(ChatCompletion),
+    Failed(UpstreamError),
+}
+
+/// Generates `plan.n` candidates with pruning. `Err(Refused)`: the upstream refused to stream; nothing was kept.
+pub async fn candidates(
+    generation: &super::Generation<'_>,
+    scorer: &dyn Score,
+    plan: &Plan,
+    prune: Prune,
+    live: Option<(&LiveTx, &str, u64)>,
+) -> Result<(Vec<Candidate>, Report), Refused> {
+    let started = Instant::now();
+    let deadline = started + generation.candidate_timeout;
+    let mut slots: Vec<Slot<'_>> = (0..plan.n)
+        .map(|i| {
+            let mut body = plan.body.clone();
+            body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
+            body.insert("stream".into(), json!(true));
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+            Slot {
+                phase: Phase::Opening(generation.upstream.chat_stream(body, plan.upstream_auth.clone())),
+                asm: Assembly::default(),
+                since_round: 0,
+                latency: Duration::ZERO,
+                score: None,
+            }
+        })
+        .collect();
+    let mut report = Report::default();
+    let mut pruning = true;
+    let mut live_index: Option<usize> = None;
+    let mut straggle_at: Option<Instant> = None;
+    let mut cursor = 0;
+    let half = plan.n.div_ceil(2) as usize;
+    while slots.iter().any(Slot::live) {
+        let until = straggle_at.map_or(deadline, |t| t.min(deadline));
+        let next = std::future::poll_fn(|cx| poll_slots(&mut slots, &mut cursor, cx));
+        let Ok((i, event)) = tokio::time::timeout_at(until.into(), next).await else {
+            let cause = match (straggle_at, plan.straggler_wait) {
+                (Some(at), Some(wait)) if at < deadline => UpstreamError::Straggler(wait),
+                _ => UpstreamError::Timeout(generation.candidate_timeout),
+            };
+            for slot in slots.iter_mut().filter(|s| s.live()) {
+                slot.end(Err(cause.clone()), started);
+            }
+            break;
+        };
+        match event {
+            Event::Chunk(chunk) => {
+                let text = slots[i].asm.push(&chunk);
+                if !text.is_empty() {
+                    slots[i].since_round += 1;
+                    if live_index == Some(i)
+                        && let Some((tx, _, _)) = live
+                    {
+                        // A client gone mid-stream drops this whole future; a closed channel changes nothing here.
+                        let _ = tx.send(Live::Delta(text));
+                    }
+                }
+            }
+            Event::End => {
+                let result = slots[i].asm.finish();
+                slots[i].end(result, started);
+            }
+            Event::Whole(c) => {
+                report.unstreamed = true;
+                slots[i].end(Ok(c), started);
+            }
+            Event::Failed(e) => {
+                if matches!(slots[i].phase, Phase::Opening(_)) && e.is_client_error() {
+                    return Err(Refused(e));
+                }
+                slots[i].end(Err(e), started);
+            }
+        }
+        if straggle_at.is_none()
+            && let Some(wait) = plan.straggler_wait
+            && slots.iter().filter(|s| matches!(s.phase, Phase::Done(Ok(_)))).count() >= half
+        {
+            straggle_at = Some(Instant::now() + wait);
+        }
+        if pruning && round_due(&slots, prune.every, plan.keep_at_least) {
+            match round(&mut slots, scorer, plan, prune, started).await {
+                Ok(()) => report.rounds += 1,
+                Err(reason) => {
+                    tracing::warn!(error = %reason, "scoring partial answers failed; the candidates run to the end");
+                    pruning = false;
+                }
+            }
+        }
+        if live_index.is_none()
+            && let Some((tx, id, created)) = live
+            && let [only] = competing(&slots)[..]
+            && matches!(slots[only].phase, Phase::Streaming(_))
+            && slots.iter().enumerate().all(|(k, s)| k == only || !s.live())
+        {
+            live_index = Some(only);
+            let asm = &slots[only].asm;
+            let begin = Live::Begin {
+                id: id.to_owned(),
+                created,
+                model: asm.model().to_owned(),
+                text: asm.content().to_owned(),
+            };
+            let _ = tx.send(begin);
+        }
+    }
+    Ok((finish(slots, generation), report))
+}
+
+/// Polls every live slot once, starting after the last one that yielded (so that none starves).
+fn poll_slots(slots: &mut [Slot<'_>], cursor: &mut usize, cx: &mut Context<'_>) -> Poll<(usize, Event)> {
+    let n = slots.len();
+    for k in 0..n {
+        let i = (*cursor + k) % n;
+        let event = loop {
+            match &mut slots[i].phase {
+                Phase::Opening(open) => match open.poll_unpin(cx) {
+                    Poll::Ready(Ok(Streamed::Chunks(stream))) => slots[i].phase = Phase::Streaming(stream),
+                    Poll::Ready(Ok(Streamed::Whole(c))) => break Some(Event::Whole(c)),
+                    Poll::Ready(Err(e)) => break Some(Event::Failed(e)),
+                    Poll::Pending => break None,
+                },
+                Phase::Streaming(stream) => match stream.poll_next_unpin(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => break Some(Event::Chunk(chunk)),
+                    Poll::Ready(Some(Err(e))) => break Some(Event::Failed(e)),
+                    Poll::Ready(None) => break Some(Event::End),
+                    Poll::Pending => break None,
+                },
+                Phase::Done(_) | Phase::Pruned => break None,
+            }
+        };
+        if let Some(event) = event {
+            *cursor = i + 1;
+            return Poll::Ready((i, event));
+        }
+    }
+    Poll::Pending
+}
+
+fn competing(slots: &[Slot<'_>]) -> Vec<usize> {
+    (0..slots.len()).filter(|&i| slots[i].competes()).collect()
+}
+
+/// A round is due when more than `keep_at_least` compete and every live content candidate has `every` new tokens.
+fn round_due(slots: &[Slot<'_>], every: u32, keep_at_least: u32) -> bool {
+    let streaming: Vec<&Slot<'_>> = slots
+        .iter()
+        .filter(|s| s.live() && !(s.asm.has_tool_calls() && matches!(s.phase, Phase::Streaming(_))))
+        .collect();
+    !streaming.is_empty()
+        && competing(slots).len() > keep_at_least as usize
+        && streaming.iter().all(|s| matches!(s.phase, Phase::Streaming(_)) && s.since_round >= u64::from(every))
+}
+
+/// Scores the competing candidates as they stand and stops the losers.
+async fn round(
+    slots: &mut [Slot<'_>],
+    scorer: &dyn Score,
+    plan: &Plan,
+    prune: Prune,
+    started: Instant,
+) -> Result<(), String> {
+    let comp = competing(slots);
+    let views: Vec<ChatCompletion> = comp
+        .iter()
+        .map(|&i| match &slots[i].phase {
+            Phase::Done(Ok(c)) => c.clone(),
+            _ => slots[i].asm.completion(),
+        })
+        .collect();
+    let inputs = views
+        .iter()
+        .map(|c| ScoreInput {
+            conversation: plan.conversation.clone(),
+            tools: plan.tools.clone(),
+            response: response_message(c),
+        })
+        .collect();
+    let scores = scorer.score(inputs).await.map_err(|e| e.to_string())?;
+    if scores.len() != comp.len() {
+        return Err(format!("scorer returned {} scores for {} candidates", scores.len(), comp.len()));
+    }
+    let by_score = strategy::rank(&scores);
+    let order = if plan.guard {
+        let flags: Vec<guard::Flags> = views.iter().map(guard::Flags::of).collect();
+        guard::rank(by_score, &flags)
+    } else {
+        by_score
+    };
+    let keep = survivors(comp.len(), prune.keep, plan.keep_at_least);
+    for (j, &i) in comp.iter().enumerate() {
+        slots[i].score = Some(scores[j]);
+    }
+    for &j in &order[keep..] {
+        let slot = &mut slots[comp[j]];
+        slot.phase = Phase::Pruned;
+        slot.latency = started.elapsed();
+    }
+    for slot in slots.iter_mut() {
+        slot.since_round = 0;
+    }
+    Ok(())
+}
+
+/// How many of `competing` go on: `ceil(competing × keep)`, at least `keep_at_least`, at most `competing - 1`.
+pub fn survivors(competing: usize, keep: f64, keep_at_least: u32) -> usize {
+    let wanted = (competing as f64 * keep).ceil() as usize;
+    wanted.min(competing.saturating_sub(1)).max(keep_at_least as usize).min(competing)
+}
+
+/// The slots as candidates, counted in `bon_candidates_total`. A stopped candidate keeps its partial answer, its
+/// last (prefix) score and an estimated usage: the prompt as the finished ones report it, one token per delta.
+fn finish(slots: Vec<Slot<'_>>, generation: &super::Generation<'_>) -> Vec<Candidate> {
+    let prompt_tokens = slots
+        .iter()
+        .find_map(|s| match &s.phase {
+            Phase::Done(Ok(c)) => c.usage.map(|u| u.prompt_tokens),
+            _ => None,
+        })
+        .unwrap_or(0);
+    slots
+        .into_iter()
+        .map(|s| match s.phase {
+            Phase::Pruned => {
+                let mut partial = s.asm.completion();
+                let tokens = s.asm.tokens;
+                partial.usage =
+                    Some(Usage { prompt_tokens, completion_tokens: tokens, total_tokens: prompt_tokens + tokens });
+                generation.count_outcome("pruned", s.latency);
+                let mut c = Candidate::new(Ok(partial), s.latency);
+                c.pruned = true;
+                c.score = s.score;
+                c
+            }
+            Phase::Done(result) => {
+                generation.count(&result, s.latency);
+                Candidate::new(result, s.latency)
+            }
+            Phase::Opening(_) | Phase::Streaming(_) => {
+                // The loop only ends once no slot is live.
+                let e = UpstreamError::Transport("candidate abandoned".into());
+                Candidate::new(Err(e), s.latency)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survivors_halve_and_always_make_progress() {
+        assert_eq!(survivors(8, 0.5, 1), 4);
+        assert_eq!(survivors(4, 0.5, 1), 2);
+        assert_eq!(survivors(2, 0.5, 1), 1);
+        assert_eq!(survivors(3, 0.5, 1), 2);
+        assert_eq!(survivors(8, 0.99, 1), 7, "at least one stopped per round");
+        assert_eq!(survivors(8, 0.01, 1), 1);
+        assert_eq!(survivors(8, 0.1, 3), 3, "never below the choices asked for");
+    }
+}
