@@ -369,7 +369,8 @@ mod tests {
         assert_eq!(parse(&["--upstream-concurrency", "0"]).validate(), Err(ConfigError::Zero("upstream-concurrency")));
         assert!(matches!(parse(&["--upstream", "localhost:11434"]).validate(), Err(ConfigError::Upstream(_))));
         for keep in ["0", "1", "1.5", "-0.5", "NaN"] {
-            assert!(matches!(parse(&["--prune-keep", keep]).validate(), Err(ConfigError::PruneKeep(_))), "{keep}");
+            let flag = format!("--prune-keep={keep}");
+            assert!(matches!(parse(&[&flag]).validate(), Err(ConfigError::PruneKeep(_))), "{keep}");
         }
         assert_eq!(parse(&["--prune-every", "32", "--prune-keep", "0.25"]).validate(), Ok(()));
     }
