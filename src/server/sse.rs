@@ -1,12 +1,16 @@
 //! `stream: true`: the winner as an OpenAI server-sent-event stream.
 //!
-//! Best-of-N must see every candidate whole before it can pick one. If the result is ready within the first
+//! Plain Best-of-N must see every candidate whole before it can pick one. If the result is ready within the first
 //! keep-alive interval (a cache hit, a fast upstream), the response is sent with all `x-bon-*` headers, and errors
 //! are plain HTTP errors. Otherwise the stream starts at once with `x-bon-n` and `x-bon-reward-model` and sends SSE
 //! comment lines every `--sse-keepalive` so idle timeouts do not cut it; an error then arrives as an OpenAI error
 //! event. Either way the winner is sent as a token stream would send it: a role chunk, content in small pieces,
 //! tool calls as `delta.tool_calls`, a `finish_reason` chunk, a usage chunk when `stream_options.include_usage` is
 //! set, then `data: [DONE]`. The last chunk before `[DONE]` carries the `bon` object (winner, scores, ...).
+//!
+//! With pruning, the last candidate standing arrives live (`bon::Live`): the stream starts when it is known, its
+//! text so far goes out in one chunk and every later delta as it comes; the rest (tool calls, finish, usage, `bon`)
+//! follows when the call is done.
 
 use std::{convert::Infallible, future::Future, pin::Pin};
 

@@ -96,6 +96,30 @@ def test_streaming_sends_the_same_winner_as_the_non_streamed_call(client):
     assert chunks[-1].model_extra["bon"]["winner"] == completion.model_extra["bon"]["winner"]
 
 
+def test_pruning_stops_losers_early_and_streams_the_survivor_live(client, scorer):
+    story = [{"role": "user", "content": "Write a short story about a cat who finds a key."}]
+    raw = client.chat.completions.with_raw_response.create(
+        model="smollm2", messages=story, max_tokens=64, seed=404, stream=True, stream_options={"include_usage": True},
+        extra_headers={"x-bon-n": "4", "x-bon-prune-every": "8", **NO_STORE},
+        extra_body={"bon": {"return_candidates": True}},
+    )
+    chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    bon = chunks[-1].model_extra["bon"]
+    candidates, winner, pruned = bon["candidates"], bon["winner"], bon["pruned"]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert len(pruned) >= 1 and winner not in pruned, bon
+    assert text == candidates[winner]["message"]["content"]
+    # The survivor is scored whole; each stopped candidate keeps its partial answer and that prefix's score.
+    assert abs(scorer.score(story, text) - bon["scores"][winner]) < 1e-3
+    for i in pruned:
+        partial = candidates[i]["message"]["content"]
+        assert candidates[i]["pruned"] is True and candidates[i]["finish_reason"] is None
+        assert abs(scorer.score(story, partial) - bon["scores"][i]) < 1e-3, (i, partial)
+    # usage counts what was generated, stopped candidates included.
+    assert chunks[-1].usage.completion_tokens == sum(c["completion_tokens"] for c in candidates)
+
+
 def test_n_2_returns_the_two_best_candidates_in_score_order(client):
     _, completion = best_of_4(client, seed=303, n=2)
     bon = completion.model_extra["bon"]
