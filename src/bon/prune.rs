@@ -77,6 +77,11 @@ impl Slot<'_> {
         matches!(self.phase, Phase::Opening(_) | Phase::Streaming(_))
     }
 
+    /// Finished with an answer and not stopped: selectable.
+    fn finished_well(&self) -> bool {
+        matches!(self.phase, Phase::Done(Ok(_)))
+    }
+
     /// Competes in a round: streaming content, or finished well and not yet stopped.
     fn competes(&self) -> bool {
         match &self.phase {
@@ -138,6 +143,11 @@ pub async fn candidates(
                 (Some(at), Some(wait)) if at < deadline => UpstreamError::Straggler(wait),
                 _ => UpstreamError::Timeout(generation.candidate_timeout),
             };
+            if matches!(cause, UpstreamError::Straggler(_)) && !slots.iter().any(Slot::finished_well) {
+                // The finished ones were pruned since: the live ones are all there is to choose from.
+                straggle_at = None;
+                continue;
+            }
             for slot in slots.iter_mut().filter(|s| s.live()) {
                 slot.end(Err(cause.clone()), started);
             }
@@ -173,7 +183,7 @@ pub async fn candidates(
         }
         if straggle_at.is_none()
             && let Some(wait) = plan.straggler_wait
-            && slots.iter().filter(|s| matches!(s.phase, Phase::Done(Ok(_)))).count() >= half
+            && slots.iter().filter(|s| s.finished_well()).count() >= half
         {
             straggle_at = Some(Instant::now() + wait);
         }

@@ -594,3 +594,16 @@ async fn stragglers_are_stopped_once_half_have_finished() {
     assert!(matches!(out.candidates[3].result, Err(UpstreamError::Straggler(_))));
     assert_eq!(m.candidates.with_label_values(&["straggler"]).get(), 4);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_straggler_wait_never_stops_the_last_candidate_standing() {
+    // A and B finish at once (half of four: the straggler clock starts), then lose the pruning rounds to C, which
+    // is left alone and still generating when the wait runs out: it is not cut, it is the answer.
+    let acts = vec![Act::Say("a"), Act::Say("b"), Act::Say("!!!!!!!!!!!!!!!!!!!!"), Act::Say("aaaaaaaaaaaaaaaaaaaa")];
+    let up = streaming(acts);
+    let plan = Plan { straggler_wait: Some(Duration::from_millis(50)), ..pruned_plan(4, 2) };
+    let out = go(&up, &scorer(false), &plan, LIMIT, &Metrics::new().unwrap()).await.unwrap();
+    assert_eq!(out.winner().unwrap().0, 2);
+    assert_eq!(out.pruned(), vec![0, 1, 3]);
+    assert_eq!(out.candidates[2].result.as_ref().unwrap().choices[0].message.text().len(), 20);
+}
