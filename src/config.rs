@@ -95,6 +95,11 @@ pub struct Config {
     #[arg(long, env = "BON_REWARD_MAX_BATCH", default_value_t = 64)]
     pub reward_max_batch: usize,
 
+    /// ONNX Runtime intra-op threads for the reward model (default: ONNX Runtime's, one per physical core). Leave
+    /// cores to an upstream on the same machine.
+    #[arg(long, env = "BON_REWARD_THREADS", value_name = "N")]
+    pub reward_threads: Option<usize>,
+
     /// Execution provider for the reward model.
     #[arg(long, env = "BON_DEVICE", value_enum, default_value_t = Device::Auto)]
     pub device: Device,
@@ -276,6 +281,7 @@ impl Config {
             ("reward-max-tokens", self.reward_max_tokens),
             ("reward-max-batch", self.reward_max_batch),
             ("max-body-bytes", self.max_body_bytes),
+            ("reward-threads", self.reward_threads.unwrap_or(1)),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -373,6 +379,8 @@ mod tests {
             assert!(matches!(parse(&[&flag]).validate(), Err(ConfigError::PruneKeep(_))), "{keep}");
         }
         assert_eq!(parse(&["--prune-every", "32", "--prune-keep", "0.25"]).validate(), Ok(()));
+        assert_eq!(parse(&["--reward-threads", "0"]).validate(), Err(ConfigError::Zero("reward-threads")));
+        assert_eq!(parse(&["--reward-threads", "1"]).validate(), Ok(()));
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl AppState {
             max_tokens: config.reward_max_tokens,
             max_batch: config.reward_max_batch,
             output: config.reward_output.clone(),
+            threads: config.reward_threads,
         };
         let scorer = Arc::new(Scorer::load(&opts, metrics.clone())?);
         let id = scorer.id().to_owned();

@@ -50,6 +50,7 @@ async fn the_default_model_is_used_without_reward_model_and_matches_python() {
         max_tokens: 4096,
         max_batch: 64,
         output: None,
+        threads: None,
     };
     let scorer = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
     assert_eq!(scorer.id(), reference["model_id"].as_str().unwrap());

@@ -38,6 +38,7 @@ fn scorer(dir: &Path, max_tokens: usize) -> Scorer {
         max_tokens,
         max_batch: 64,
         output: None,
+        threads: None,
     };
     Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap()
 }
@@ -135,6 +136,7 @@ fn a_bad_model_directory_is_a_clear_load_error() {
         max_tokens: 16,
         max_batch: 4,
         output: None,
+        threads: None,
     };
     let err = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).err().unwrap();
     assert!(matches!(err, RewardError::Load(ref m) if m.contains("does-not-exist")), "{err}");
@@ -154,6 +156,7 @@ fn device_cuda_is_cuda_or_an_error() {
         max_tokens: 64,
         max_batch: 4,
         output: None,
+        threads: None,
     };
     match Scorer::load(&opts, Arc::new(Metrics::new().unwrap())) {
         Ok(s) => assert_eq!(s.provider(), "cuda"),

@@ -177,6 +177,7 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
         max_tokens: args.reward_max_tokens,
         max_batch: 64,
         output: None,
+        threads: None,
     };
     let scorer = Scorer::load(&opts, Arc::new(crate::metrics::Metrics::new()?))?;
     let upstream: Arc<dyn Upstream> =

@@ -65,6 +65,8 @@ pub struct RewardOptions {
     pub max_tokens: usize,
     pub max_batch: usize,
     pub output: Option<String>,
+    /// ONNX Runtime intra-op threads (None: ONNX Runtime's default, one per physical core).
+    pub threads: Option<usize>,
 }
 
 /// Handle to the scoring thread.
@@ -86,7 +88,7 @@ impl Scorer {
             opts.dir.file_name().map_or_else(|| "reward-model".to_owned(), |n| n.to_string_lossy().into_owned())
         });
         let encoder = Encoder::new(files.tokenizer, files.template, max_tokens)?;
-        let opened = runtime::open(&files.onnx, opts.device)?;
+        let opened = runtime::open(&files.onnx, opts.device, opts.threads)?;
         let mut graph = worker::Graph::new(opened.session, opts.output.as_deref(), files.pad_id)?;
 
         // Fail at start-up, not on the first request, if the graph cannot run.

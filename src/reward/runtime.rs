@@ -86,11 +86,11 @@ pub struct Opened {
 }
 
 /// Opens `model` on `device`. `Auto` tries CUDA and falls back to the CPU; `Cuda` fails if CUDA cannot be had.
-pub fn open(model: &Path, device: Device) -> Result<Opened, RewardError> {
+pub fn open(model: &Path, device: Device, threads: Option<usize>) -> Result<Opened, RewardError> {
     let env = environment()?;
     let cuda_error = match device {
         Device::Cpu => None,
-        Device::Cuda | Device::Auto => match open_with(env, model, true) {
+        Device::Cuda | Device::Auto => match open_with(env, model, true, threads) {
             Ok(session) => return Ok(Opened { session, provider: "cuda" }),
             Err(RewardError::Load(e)) if device == Device::Cuda => {
                 return Err(RewardError::Load(format!(
@@ -101,19 +101,22 @@ pub fn open(model: &Path, device: Device) -> Result<Opened, RewardError> {
             Err(e) => Some(e),
         },
     };
-    let session = open_with(env, model, false)?;
+    let session = open_with(env, model, false, threads)?;
     if let Some(e) = cuda_error {
         tracing::info!(reason = %e, "CUDA execution provider unavailable; scoring on the CPU");
     }
     Ok(Opened { session, provider: "cpu" })
 }
 
-fn open_with(env: &Environment, model: &Path, cuda: bool) -> Result<Session, RewardError> {
+fn open_with(env: &Environment, model: &Path, cuda: bool, threads: Option<usize>) -> Result<Session, RewardError> {
     let load = |e: ort::Error| RewardError::Load(format!("{}: {e}", model.display()));
     let mut builder = Session::builder(env)
         .map_err(load)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
         .map_err(|e| load(e.into()))?;
+    if let Some(n) = threads {
+        builder = builder.with_intra_threads(n).map_err(|e| load(e.into()))?;
+    }
     if cuda {
         builder = builder
             .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
