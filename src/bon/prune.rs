@@ -252,13 +252,11 @@ fn competing(slots: &[Slot<'_>]) -> Vec<usize> {
 
 /// A round is due when more than `keep_at_least` compete and every live content candidate has `every` new tokens.
 fn round_due(slots: &[Slot<'_>], every: u32, keep_at_least: u32) -> bool {
-    let streaming: Vec<&Slot<'_>> = slots
-        .iter()
-        .filter(|s| s.live() && !(s.asm.has_tool_calls() && matches!(s.phase, Phase::Streaming(_))))
-        .collect();
-    !streaming.is_empty()
+    // Live content candidates (a slot still opening has no tool calls yet, and no tokens: it holds the round up).
+    let content: Vec<&Slot<'_>> = slots.iter().filter(|s| s.live() && !s.asm.has_tool_calls()).collect();
+    !content.is_empty()
         && competing(slots).len() > keep_at_least as usize
-        && streaming.iter().all(|s| matches!(s.phase, Phase::Streaming(_)) && s.since_round >= u64::from(every))
+        && content.iter().all(|s| matches!(s.phase, Phase::Streaming(_)) && s.since_round >= u64::from(every))
 }
 
 /// Scores the competing candidates as they stand and stops the losers.
