@@ -25,15 +25,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let reference: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}/reference.json"))?)?;
     let cases = reference["cases"].as_array().context("reference.json has no cases")?;
-    let opts = RewardOptions {
-        dir: dir.into(),
-        id: None,
-        device,
-        max_tokens: 4096,
-        max_batch: 64,
-        output: None,
-        threads: None,
-    };
+    let opts = RewardOptions { device, ..RewardOptions::new(dir) };
     let scorer = Scorer::load(&opts, Arc::new(Metrics::new()?))?;
     let inputs = cases
         .iter()

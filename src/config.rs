@@ -18,6 +18,17 @@ pub enum Device {
     Cuda,
 }
 
+/// What ONNX Runtime does with the memory a reward model run needed (its CPU arena).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Arena {
+    /// Keep it: the fastest, but the process keeps the peak of the longest batch ever scored.
+    Keep,
+    /// Give back what a run grew the arena by, after every run.
+    Shrink,
+    /// No arena: every tensor is allocated and freed by the system allocator.
+    Off,
+}
+
 /// How N candidates are requested from the upstream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum UpstreamN {
@@ -95,10 +106,19 @@ pub struct Config {
     #[arg(long, env = "BON_REWARD_MAX_BATCH", default_value_t = 64)]
     pub reward_max_batch: usize,
 
+    /// Length bucketing: queued sequences are sorted by length and a batched run takes the next one while padding
+    /// stays within this share of the run's tokens (0 batches only equal lengths; 1 pads everything to the longest).
+    #[arg(long, env = "BON_REWARD_MAX_PADDING", value_name = "SHARE", default_value_t = crate::reward::DEFAULT_MAX_PADDING)]
+    pub reward_max_padding: f64,
+
     /// ONNX Runtime intra-op threads for the reward model (default: ONNX Runtime's, one per physical core). Leave
     /// cores to an upstream on the same machine.
     #[arg(long, env = "BON_REWARD_THREADS", value_name = "N")]
     pub reward_threads: Option<usize>,
+
+    /// ONNX Runtime's CPU memory arena: keep (peak memory stays), shrink (returned after each run) or off.
+    #[arg(long, env = "BON_REWARD_ARENA", value_enum, default_value_t = Arena::Shrink)]
+    pub reward_arena: Arena,
 
     /// Execution provider for the reward model.
     #[arg(long, env = "BON_DEVICE", value_enum, default_value_t = Device::Auto)]
@@ -241,6 +261,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--prune-keep must be strictly between 0 and 1 (got {0})")]
     PruneKeep(f64),
+    #[error("--reward-max-padding must be between 0 and 1 (got {0})")]
+    MaxPadding(f64),
     #[error("--{0} must be longer than 0s")]
     ZeroDuration(&'static str),
     #[error("--upstream must be an http:// or https:// URL (got {0:?})")]
@@ -268,6 +290,9 @@ impl Config {
         }
         if !(self.prune_keep > 0.0 && self.prune_keep < 1.0) {
             return Err(ConfigError::PruneKeep(self.prune_keep));
+        }
+        if !(0.0..=1.0).contains(&self.reward_max_padding) {
+            return Err(ConfigError::MaxPadding(self.reward_max_padding));
         }
         if self.sse_keepalive.is_zero() {
             return Err(ConfigError::ZeroDuration("sse-keepalive"));
@@ -381,6 +406,12 @@ mod tests {
         assert_eq!(parse(&["--prune-every", "32", "--prune-keep", "0.25"]).validate(), Ok(()));
         assert_eq!(parse(&["--reward-threads", "0"]).validate(), Err(ConfigError::Zero("reward-threads")));
         assert_eq!(parse(&["--reward-threads", "1"]).validate(), Ok(()));
+        for padding in ["-0.1", "1.5", "NaN"] {
+            let flag = format!("--reward-max-padding={padding}");
+            assert!(matches!(parse(&[&flag]).validate(), Err(ConfigError::MaxPadding(_))), "{padding}");
+        }
+        assert_eq!(parse(&["--reward-max-padding", "0"]).validate(), Ok(()));
+        assert_eq!(parse(&["--reward-max-padding", "1"]).validate(), Ok(()));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub const CANDIDATE_DURATION: &str = "bon_candidate_duration_seconds";
 pub const N_USED: &str = "bon_n";
 pub const REWARD_DURATION: &str = "bon_reward_duration_seconds";
 pub const REWARD_BATCH: &str = "bon_reward_batch_size";
+pub const REWARD_PADDING: &str = "bon_reward_padding_ratio";
 pub const REWARD_ERRORS: &str = "bon_reward_errors_total";
 pub const SCORER_FALLBACKS: &str = "bon_scorer_fallbacks_total";
 pub const WINNER_SCORE: &str = "bon_winner_score";
@@ -39,6 +40,7 @@ const LATENCY_BUCKETS: [f64; 16] =
 const REWARD_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+const PADDING_BUCKETS: [f64; 8] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9];
 const N_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0];
 const SCORE_BUCKETS: [f64; 17] =
     [-20.0, -10.0, -5.0, -3.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
@@ -59,6 +61,7 @@ pub struct Metrics {
     pub n_used: Histogram,
     pub reward_duration: Histogram,
     pub reward_batch: Histogram,
+    pub reward_padding: Histogram,
     pub reward_errors: IntCounter,
     pub scorer_fallbacks: IntCounter,
     pub winner_score: Histogram,
@@ -109,6 +112,11 @@ impl Metrics {
             n_used: hist(N_USED, "N (candidates generated) per Best-of-N request.", &N_BUCKETS)?,
             reward_duration: hist(REWARD_DURATION, "Reward model time per batch (encode + run).", &REWARD_BUCKETS)?,
             reward_batch: hist(REWARD_BATCH, "Sequences per reward model run.", &BATCH_BUCKETS)?,
+            reward_padding: hist(
+                REWARD_PADDING,
+                "Share of a reward model run's tokens that are padding.",
+                &PADDING_BUCKETS,
+            )?,
             reward_errors: IntCounter::new(REWARD_ERRORS, "Reward model jobs that failed.")?,
             scorer_fallbacks: IntCounter::new(
                 SCORER_FALLBACKS,
@@ -178,6 +186,7 @@ impl Metrics {
         r.register(Box::new(self.n_used.clone()))?;
         r.register(Box::new(self.reward_duration.clone()))?;
         r.register(Box::new(self.reward_batch.clone()))?;
+        r.register(Box::new(self.reward_padding.clone()))?;
         r.register(Box::new(self.reward_errors.clone()))?;
         r.register(Box::new(self.scorer_fallbacks.clone()))?;
         r.register(Box::new(self.winner_score.clone()))?;

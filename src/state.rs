@@ -77,8 +77,10 @@ impl AppState {
             device: config.device,
             max_tokens: config.reward_max_tokens,
             max_batch: config.reward_max_batch,
+            max_padding: config.reward_max_padding,
             output: config.reward_output.clone(),
             threads: config.reward_threads,
+            arena: config.reward_arena,
         };
         let scorer = Arc::new(Scorer::load(&opts, metrics.clone())?);
         let id = scorer.id().to_owned();

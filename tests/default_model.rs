@@ -43,15 +43,7 @@ async fn the_default_model_is_used_without_reward_model_and_matches_python() {
         assert_eq!(encoder.encode(&pair(&c["prompt"], &c["chosen"])).unwrap().ids, ids);
     }
 
-    let opts = RewardOptions {
-        dir,
-        id: None,
-        device: bon_proxy::config::Device::Cpu,
-        max_tokens: 4096,
-        max_batch: 64,
-        output: None,
-        threads: None,
-    };
+    let opts = RewardOptions { device: bon_proxy::config::Device::Cpu, ..RewardOptions::new(dir) };
     let scorer = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
     assert_eq!(scorer.id(), reference["model_id"].as_str().unwrap());
     assert_eq!(scorer.max_tokens(), 256, "model_max_length from tokenizer_config.json");

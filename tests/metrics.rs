@@ -32,7 +32,6 @@ async fn metrics_move_with_a_request() {
         ("bon_request_duration_seconds_count{cache=\"hit\"}", 1.0),
         ("bon_n_count", 1.0),
         ("bon_n_sum", 4.0),
-        ("bon_reward_batch_size_count", 1.0),
         ("bon_reward_batch_size_sum", 4.0),
         ("bon_reward_duration_seconds_count", 1.0),
         ("bon_winner_score_count", 1.0),
@@ -45,6 +44,11 @@ async fn metrics_move_with_a_request() {
     ] {
         assert_eq!(metric(&page, series), want, "{series}\n{page}");
     }
+    // The 4 candidates went through length-bucketed runs: each run observed once, none over 20 % padding.
+    let runs = metric(&page, "bon_reward_batch_size_count");
+    assert!((1.0..=4.0).contains(&runs), "{runs}");
+    assert_eq!(metric(&page, "bon_reward_padding_ratio_count"), runs);
+    assert!(metric(&page, "bon_reward_padding_ratio_bucket{le=\"0.2\"}") == runs, "{page}");
     // The winner's score is one of the reference scores.
     let best = capital_answers().iter().map(|(_, s)| *s).fold(f32::MIN, f32::max);
     assert!((metric(&page, "bon_winner_score_sum") - f64::from(best)).abs() < 1e-3);

@@ -8,7 +8,7 @@ mod common;
 use std::{path::Path, sync::Arc};
 
 use bon_proxy::{
-    config::Device,
+    config::{Arena, Device},
     metrics::Metrics,
     openai::Message,
     reward::{Encoder, ModelDir, RewardError, RewardOptions, Score, ScoreInput, Scorer},
@@ -31,15 +31,7 @@ fn max_tokens(case: &Value) -> usize {
 }
 
 fn scorer(dir: &Path, max_tokens: usize) -> Scorer {
-    let opts = RewardOptions {
-        dir: dir.to_path_buf(),
-        id: Some("test".into()),
-        device: Device::Cpu,
-        max_tokens,
-        max_batch: 64,
-        output: None,
-        threads: None,
-    };
+    let opts = RewardOptions { id: Some("test".into()), device: Device::Cpu, max_tokens, ..RewardOptions::new(dir) };
     Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap()
 }
 
@@ -71,15 +63,38 @@ async fn scores_match_transformers_one_by_one() {
     }
 }
 
+/// One call of mixed lengths: one padded run (`max_padding` 1), length buckets (0.2, the default), or one run per
+/// length (0): every score lands back on its own candidate.
 #[tokio::test]
-async fn scores_match_transformers_in_one_padded_batch() {
+async fn scores_match_transformers_in_one_padded_batch_bucketed_or_not() {
     for model in MODELS {
         let cases: Vec<Value> = reference(model).into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
-        let s = scorer(&fixture(model), 4096);
-        let got = s.score(cases.iter().map(input).collect()).await.unwrap();
-        for (case, g) in cases.iter().zip(got) {
-            let want = case["score"].as_f64().unwrap() as f32;
-            assert!((g - want).abs() < TOLERANCE, "{model}/{}: {g} vs {want}", case["name"]);
+        for max_padding in [1.0, 0.2, 0.0] {
+            let opts = RewardOptions { device: Device::Cpu, max_padding, ..RewardOptions::new(fixture(model)) };
+            let s = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
+            let got = s.score(cases.iter().map(input).collect()).await.unwrap();
+            for (case, g) in cases.iter().zip(got) {
+                let want = case["score"].as_f64().unwrap() as f32;
+                assert!((g - want).abs() < TOLERANCE, "{model}/{} at {max_padding}: {g} vs {want}", case["name"]);
+            }
+        }
+    }
+}
+
+/// Every `--reward-arena` mode scores the same (the mode only changes what happens to memory between runs).
+#[tokio::test]
+async fn every_arena_mode_scores_the_same() {
+    let model = "tiny-qwen3-export";
+    let cases: Vec<Value> = reference(model).into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
+    for arena in [Arena::Keep, Arena::Shrink, Arena::Off] {
+        let opts = RewardOptions { device: Device::Cpu, arena, ..RewardOptions::new(fixture(model)) };
+        let s = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
+        for _ in 0..2 {
+            let got = s.score(cases.iter().map(input).collect()).await.unwrap();
+            for (case, g) in cases.iter().zip(got) {
+                let want = case["score"].as_f64().unwrap() as f32;
+                assert!((g - want).abs() < TOLERANCE, "{arena:?} {}: {g} vs {want}", case["name"]);
+            }
         }
     }
 }
@@ -130,13 +145,10 @@ async fn a_wrong_pad_id_changes_batched_scores() {
 #[test]
 fn a_bad_model_directory_is_a_clear_load_error() {
     let opts = RewardOptions {
-        dir: fixture("does-not-exist"),
-        id: None,
         device: Device::Cpu,
         max_tokens: 16,
         max_batch: 4,
-        output: None,
-        threads: None,
+        ..RewardOptions::new(fixture("does-not-exist"))
     };
     let err = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).err().unwrap();
     assert!(matches!(err, RewardError::Load(ref m) if m.contains("does-not-exist")), "{err}");
@@ -150,13 +162,10 @@ fn a_bad_model_directory_is_a_clear_load_error() {
 #[test]
 fn device_cuda_is_cuda_or_an_error() {
     let opts = RewardOptions {
-        dir: fixture("tiny-qwen3-chatml"),
-        id: None,
         device: Device::Cuda,
         max_tokens: 64,
         max_batch: 4,
-        output: None,
-        threads: None,
+        ..RewardOptions::new(fixture("tiny-qwen3-chatml"))
     };
     match Scorer::load(&opts, Arc::new(Metrics::new().unwrap())) {
         Ok(s) => assert_eq!(s.provider(), "cuda"),

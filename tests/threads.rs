@@ -21,13 +21,9 @@ fn os_threads() -> usize {
 
 fn load(threads: usize) -> Scorer {
     let opts = RewardOptions {
-        dir: fixture("tiny-qwen3-chatml"),
-        id: None,
         device: Device::Cpu,
-        max_tokens: 4096,
-        max_batch: 64,
-        output: None,
         threads: Some(threads),
+        ..RewardOptions::new(fixture("tiny-qwen3-chatml"))
     };
     Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap()
 }

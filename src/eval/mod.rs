@@ -171,13 +171,10 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
 
     let resolved = source::resolve(&reward_model_spec(args.reward_model.as_deref())?, &HubOptions::from_env()).await?;
     let opts = RewardOptions {
-        dir: resolved.dir,
         id: resolved.id,
         device: args.device,
         max_tokens: args.reward_max_tokens,
-        max_batch: 64,
-        output: None,
-        threads: None,
+        ..RewardOptions::new(resolved.dir)
     };
     let scorer = Scorer::load(&opts, Arc::new(crate::metrics::Metrics::new()?))?;
     let upstream: Arc<dyn Upstream> =

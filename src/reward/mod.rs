@@ -4,6 +4,7 @@
 //! makes one warm-up run; then a dedicated OS thread owns tokenizer + session and serves `score` calls sent over a
 //! bounded channel. Dropping the `Scorer` closes the channel and joins the thread.
 
+mod batch;
 pub mod hub;
 mod model;
 pub mod runtime;
@@ -19,10 +20,15 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+pub use batch::Batching;
 pub use model::ModelDir;
 pub use tokenize::{Encoded, Encoder};
 
-use crate::{config::Device, metrics::Metrics, openai::Message};
+use crate::{
+    config::{Arena, Device},
+    metrics::Metrics,
+    openai::Message,
+};
 
 /// What a scored conversation is made of: the client's messages, the tools it offered, and one candidate.
 #[derive(Clone, Debug)]
@@ -64,10 +70,35 @@ pub struct RewardOptions {
     pub device: Device,
     pub max_tokens: usize,
     pub max_batch: usize,
+    /// Largest share of padding in one batched run (length bucketing; `1.0` merges everything queued).
+    pub max_padding: f64,
     pub output: Option<String>,
     /// ONNX Runtime intra-op threads (None: ONNX Runtime's default, one per physical core).
     pub threads: Option<usize>,
+    /// What happens to the memory a run needed.
+    pub arena: Arena,
 }
+
+impl RewardOptions {
+    /// `dir` with the defaults of the command line: no id override, `Auto` device, 4,096 tokens, batches of up to
+    /// 64 sequences with at most 20 % padding, the `logits` output, ONNX Runtime's threads.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            id: None,
+            device: Device::Auto,
+            max_tokens: 4096,
+            max_batch: 64,
+            max_padding: DEFAULT_MAX_PADDING,
+            output: None,
+            threads: None,
+            arena: Arena::Shrink,
+        }
+    }
+}
+
+/// Default largest padding share of one batched run (`--reward-max-padding`).
+pub const DEFAULT_MAX_PADDING: f64 = 0.2;
 
 /// Handle to the scoring thread.
 pub struct Scorer {
@@ -88,8 +119,9 @@ impl Scorer {
             opts.dir.file_name().map_or_else(|| "reward-model".to_owned(), |n| n.to_string_lossy().into_owned())
         });
         let encoder = Encoder::new(files.tokenizer, files.template, max_tokens)?;
-        let opened = runtime::open(&files.onnx, opts.device, opts.threads)?;
-        let mut graph = worker::Graph::new(opened.session, opts.output.as_deref(), files.pad_id)?;
+        let opened = runtime::open(&files.onnx, opts.device, opts.threads, opts.arena)?;
+        let provider = opened.provider;
+        let mut graph = worker::Graph::new(opened, opts.output.as_deref(), files.pad_id)?;
 
         // Fail at start-up, not on the first request, if the graph cannot run.
         let probe = ScoreInput {
@@ -102,19 +134,19 @@ impl Scorer {
             return Err(RewardError::Load(format!("warm-up run gave non-finite scores {warm:?}")));
         }
         tracing::info!(
-            model = %id, provider = opened.provider, chat_template = encoder.has_template(),
+            model = %id, provider, arena = ?opts.arena, chat_template = encoder.has_template(),
             pad_id = ?files.pad_id, max_tokens, "reward model loaded"
         );
-        metrics.execution_provider.with_label_values(&[opened.provider]).set(1);
+        metrics.execution_provider.with_label_values(&[provider]).set(1);
         metrics.model_loaded.set(1);
 
         let (tx, rx) = mpsc::channel(1024);
-        let max_batch = opts.max_batch;
+        let batching = Batching { max_batch: opts.max_batch, max_padding: opts.max_padding };
         let thread = std::thread::Builder::new()
             .name("bon-reward".into())
-            .spawn(move || worker::run(rx, encoder, graph, max_batch, metrics))
+            .spawn(move || worker::run(rx, encoder, graph, batching, metrics))
             .map_err(|e| RewardError::Load(format!("cannot start reward thread: {e}")))?;
-        Ok(Self { tx: Some(tx), thread: Some(thread), id, provider: opened.provider, max_tokens })
+        Ok(Self { tx: Some(tx), thread: Some(thread), id, provider, max_tokens })
     }
 
     /// The model id (`x-bon-reward-model`).

@@ -12,11 +12,11 @@ use std::{
 use ort::{
     environment::Environment,
     ep,
-    session::{Session, builder::GraphOptimizationLevel},
+    session::{RunOptions, Session, builder::GraphOptimizationLevel},
 };
 
 use super::RewardError;
-use crate::config::Device;
+use crate::config::{Arena, Device};
 
 /// The ONNX Runtime shared library this build is made for (ort rc.15, API 31).
 pub const ORT_LIB: &str = "libonnxruntime.so.1.31.1";
@@ -79,19 +79,20 @@ fn environment() -> Result<&'static Environment, RewardError> {
         .map_err(|e| RewardError::Runtime(e.clone()))
 }
 
-/// An open session and the execution provider it runs on (`"cuda"` or `"cpu"`).
+/// An open session, the execution provider it runs on (`"cuda"` or `"cpu"`), and the options every run takes.
 pub struct Opened {
     pub session: Session,
     pub provider: &'static str,
+    pub run_options: RunOptions,
 }
 
 /// Opens `model` on `device`. `Auto` tries CUDA and falls back to the CPU; `Cuda` fails if CUDA cannot be had.
-pub fn open(model: &Path, device: Device, threads: Option<usize>) -> Result<Opened, RewardError> {
+pub fn open(model: &Path, device: Device, threads: Option<usize>, arena: Arena) -> Result<Opened, RewardError> {
     let env = environment()?;
     let cuda_error = match device {
         Device::Cpu => None,
-        Device::Cuda | Device::Auto => match open_with(env, model, true, threads) {
-            Ok(session) => return Ok(Opened { session, provider: "cuda" }),
+        Device::Cuda | Device::Auto => match open_with(env, model, true, threads, arena) {
+            Ok(session) => return Ok(Opened { session, provider: "cuda", run_options: run_options(arena, true)? }),
             Err(RewardError::Load(e)) if device == Device::Cuda => {
                 return Err(RewardError::Load(format!(
                     "--device cuda: the CUDA execution provider is unavailable: {e}"
@@ -101,14 +102,30 @@ pub fn open(model: &Path, device: Device, threads: Option<usize>) -> Result<Open
             Err(e) => Some(e),
         },
     };
-    let session = open_with(env, model, false, threads)?;
+    let session = open_with(env, model, false, threads, arena)?;
     if let Some(e) = cuda_error {
         tracing::info!(reason = %e, "CUDA execution provider unavailable; scoring on the CPU");
     }
-    Ok(Opened { session, provider: "cpu" })
+    Ok(Opened { session, provider: "cpu", run_options: run_options(arena, false)? })
 }
 
-fn open_with(env: &Environment, model: &Path, cuda: bool, threads: Option<usize>) -> Result<Session, RewardError> {
+/// `Shrink`: every run hands back the arena memory it grew (ONNX Runtime's `memory.enable_memory_arena_shrinkage`).
+fn run_options(arena: Arena, cuda: bool) -> Result<RunOptions, RewardError> {
+    let err = |e: ort::Error| RewardError::Load(format!("run options: {e}"));
+    let mut options = RunOptions::new().map_err(err)?;
+    if arena == Arena::Shrink {
+        options.set("memory.enable_memory_arena_shrinkage", if cuda { "cpu:0;gpu:0" } else { "cpu:0" }).map_err(err)?;
+    }
+    Ok(options)
+}
+
+fn open_with(
+    env: &Environment,
+    model: &Path,
+    cuda: bool,
+    threads: Option<usize>,
+    arena: Arena,
+) -> Result<Session, RewardError> {
     let load = |e: ort::Error| RewardError::Load(format!("{}: {e}", model.display()));
     let mut builder = Session::builder(env)
         .map_err(load)?
@@ -117,10 +134,12 @@ fn open_with(env: &Environment, model: &Path, cuda: bool, threads: Option<usize>
     if let Some(n) = threads {
         builder = builder.with_intra_threads(n).map_err(|e| load(e.into()))?;
     }
-    if cuda {
-        builder = builder
-            .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
-            .map_err(|e| load(e.into()))?;
+    let cpu = ep::CPU::default().with_arena_allocator(arena != Arena::Off).build();
+    builder = if cuda {
+        builder.with_execution_providers([ep::CUDA::default().build().error_on_failure(), cpu])
+    } else {
+        builder.with_execution_providers([cpu])
     }
+    .map_err(|e| load(e.into()))?;
     builder.commit_from_file(model).map_err(load)
 }

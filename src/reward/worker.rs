@@ -4,13 +4,15 @@
 use std::{borrow::Cow, sync::Arc, time::Instant};
 
 use ort::{
-    session::{Session, SessionInputValue},
+    session::{RunOptions, Session, SessionInputValue},
     value::{Tensor, TensorElementType},
 };
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
     RewardError, ScoreInput,
+    batch::{self, Batching},
+    runtime::Opened,
     tokenize::{Encoded, Encoder, pad},
 };
 use crate::metrics::Metrics;
@@ -25,6 +27,7 @@ pub struct Job {
 /// The ONNX session plus what was learnt about its graph at load.
 pub struct Graph {
     session: Session,
+    run_options: RunOptions,
     token_type_ids: bool,
     position_ids: bool,
     output: String,
@@ -35,7 +38,8 @@ const KNOWN_INPUTS: [&str; 4] = ["input_ids", "attention_mask", "token_type_ids"
 
 impl Graph {
     /// Inspects the graph's inputs and outputs once.
-    pub fn new(session: Session, output: Option<&str>, pad_id: Option<u32>) -> Result<Self, RewardError> {
+    pub fn new(opened: Opened, output: Option<&str>, pad_id: Option<u32>) -> Result<Self, RewardError> {
+        let Opened { session, run_options, .. } = opened;
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for name in &names {
             if !KNOWN_INPUTS.contains(name) {
@@ -79,6 +83,7 @@ impl Graph {
             token_type_ids: names.contains(&"token_type_ids"),
             position_ids: names.contains(&"position_ids"),
             session,
+            run_options,
             output,
             pad_id,
         })
@@ -112,7 +117,7 @@ impl Graph {
         if self.position_ids {
             inputs.push(("position_ids".into(), tensor(b.position_ids)?));
         }
-        let outputs = self.session.run(inputs).map_err(run_err)?;
+        let outputs = self.session.run_with_options(inputs, &self.run_options).map_err(run_err)?;
         let value = outputs
             .get(&self.output)
             .ok_or_else(|| RewardError::Runtime(format!("run produced no `{}`", self.output)))?;
@@ -135,12 +140,12 @@ fn run_err(e: ort::Error) -> RewardError {
 }
 
 /// The thread's loop: runs until every sender is gone.
-pub fn run(mut rx: mpsc::Receiver<Job>, encoder: Encoder, mut graph: Graph, max_batch: usize, metrics: Arc<Metrics>) {
+pub fn run(mut rx: mpsc::Receiver<Job>, encoder: Encoder, mut graph: Graph, batching: Batching, metrics: Arc<Metrics>) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         let mut rows = jobs[0].inputs.len();
         // Merge what is already waiting, up to the batch bound.
-        while rows < max_batch {
+        while rows < batching.max_batch {
             match rx.try_recv() {
                 Ok(job) => {
                     rows += job.inputs.len();
@@ -154,12 +159,12 @@ pub fn run(mut rx: mpsc::Receiver<Job>, encoder: Encoder, mut graph: Graph, max_
         if jobs.is_empty() {
             continue;
         }
-        score_jobs(jobs, &encoder, &mut graph, max_batch, &metrics);
+        score_jobs(jobs, &encoder, &mut graph, batching, &metrics);
     }
     tracing::debug!("reward worker stopped");
 }
 
-fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, max_batch: usize, metrics: &Metrics) {
+fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, batching: Batching, metrics: &Metrics) {
     let started = Instant::now();
     // Encode per job: one bad input fails its own job, not its neighbours in the batch.
     let mut ready: Vec<(Job, Vec<Encoded>)> = Vec::with_capacity(jobs.len());
@@ -174,7 +179,7 @@ fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, max_batch: u
         }
     }
     let all: Vec<Encoded> = ready.iter().flat_map(|(_, seqs)| seqs.iter().cloned()).collect();
-    let merged = run_chunks(graph, &all, max_batch, metrics);
+    let merged = run_buckets(graph, &all, batching, metrics);
     metrics.reward_duration.observe(started.elapsed().as_secs_f64());
     match merged {
         Ok(scores) => {
@@ -188,7 +193,7 @@ fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, max_batch: u
         Err(e) if ready.len() > 1 => {
             tracing::warn!(error = %e, jobs = ready.len(), "merged reward run failed; retrying jobs one by one");
             for (job, seqs) in ready {
-                let result = run_chunks(graph, &seqs, max_batch, metrics);
+                let result = run_buckets(graph, &seqs, batching, metrics);
                 if result.is_err() {
                     metrics.reward_errors.inc();
                 }
@@ -204,16 +209,24 @@ fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, max_batch: u
     }
 }
 
-fn run_chunks(
+/// Runs `seqs` in length buckets (`batch::plan`) and returns their scores in the order given.
+fn run_buckets(
     graph: &mut Graph,
     seqs: &[Encoded],
-    max_batch: usize,
+    batching: Batching,
     metrics: &Metrics,
 ) -> Result<Vec<f32>, RewardError> {
-    let mut scores = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(max_batch.max(1)) {
-        metrics.reward_batch.observe(chunk.len() as f64);
-        scores.extend(graph.run(chunk)?);
+    let lengths: Vec<usize> = seqs.iter().map(|s| s.ids.len()).collect();
+    let mut scores = vec![0.0; seqs.len()];
+    for run in batch::plan(&lengths, batching.max_batch, batching.max_padding) {
+        let chunk: Vec<Encoded> = run.iter().map(|&i| seqs[i].clone()).collect();
+        let width = run.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+        let real: usize = run.iter().map(|&i| lengths[i]).sum();
+        metrics.reward_batch.observe(run.len() as f64);
+        metrics.reward_padding.observe(batch::padding_share(real, width * run.len()));
+        for (&i, score) in run.iter().zip(graph.run(&chunk)?) {
+            scores[i] = score;
+        }
     }
     Ok(scores)
 }
