@@ -9,11 +9,14 @@
    LlamaForSequenceClassification with those templates, saved by transformers and exported by models/export.py
    (parity-checked), with reference.json (rendered text, input ids, transformers' scores). tests/reward.rs checks
    them like the other fixtures.
-Run: python models/make_export_fixtures.py (torch + transformers on CPU).
+3. models/fixtures/tiny-qwen3-int8: the same Qwen3 classifier quantised by `export.py --quantize int8`
+   (`--int8` makes only this one).
+Run: python models/make_export_fixtures.py [--int8] (models/requirements-export.txt, CPU).
 """
 
 import json
 import pathlib
+import sys
 import tempfile
 
 import torch
@@ -112,7 +115,44 @@ def reference_cases(tokenizer, model):
     return cases
 
 
+def int8_fixture(texts):
+    """tiny-qwen3-int8: the tiny Qwen3 classifier through `export.py --quantize int8`. reference.json holds ONNX
+    Runtime's (Python) scores of the int8 graph, alone and in one right-padded batch (dynamic quantisation computes
+    activation scales per run, so a batch scores slightly differently), beside transformers' fp32 scores. The
+    tokenizer is trained on 300 texts, as in test_export.py: with the 1,500-text one, int8 swaps two of the parity
+    conversations whose fp32 scores are 0.11 apart and the exporter refuses the model, as it should."""
+    import numpy as np
+    import onnxruntime as ort
+
+    tokenizer = tokenizer_for("qwen3", texts)
+    model = tiny_model("qwen3", tokenizer)
+    out = FIXTURES / "tiny-qwen3-int8"
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+        export.export(tmp, out, quantize="int8")
+    cases = reference_cases(tokenizer, model)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+
+    def run(rows):
+        width = max(len(r) for r in rows)
+        ids = np.array([r + [tokenizer.pad_token_id] * (width - len(r)) for r in rows], dtype=np.int64)
+        mask = np.array([[1] * len(r) + [0] * (width - len(r)) for r in rows], dtype=np.int64)
+        return session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0][:, 0].tolist()
+
+    batched = run([c["input_ids"] for c in cases])
+    for case, in_batch in zip(cases, batched):
+        case["transformers_score"] = case["score"]
+        case["score"] = run([case["input_ids"]])[0]
+        case["batched_score"] = in_batch
+    (out / "reference.json").write_text(json.dumps({"cases": cases}, indent=1, ensure_ascii=False) + "\n")
+    print("int8", sorted(p.name for p in out.iterdir()), sum(p.stat().st_size for p in out.iterdir()))
+
+
 def main():
+    if "--int8" in sys.argv:
+        int8_fixture(corpus(300))
+        return
     texts = corpus(1500)
     template_fixture = {}
     for family in FAMILIES:

@@ -175,3 +175,31 @@ fn device_cuda_is_cuda_or_an_error() {
         Scorer::load(&RewardOptions { device: Device::Auto, ..opts }, Arc::new(Metrics::new().unwrap())).unwrap();
     assert!(["cuda", "cpu"].contains(&auto.provider()));
 }
+
+/// `export.py --quantize int8` output (MatMulInteger, DynamicQuantizeLinear) through bon-proxy: alone and in one
+/// padded batch, the scores ONNX Runtime's Python binding computed on the same graph; in the order transformers'
+/// fp32 scores give.
+#[tokio::test]
+async fn an_int8_export_scores_as_onnx_runtime_python_does() {
+    let model = "tiny-qwen3-int8";
+    let cases = reference(model);
+    let one = |case: &Value, key: &str| case[key].as_f64().unwrap() as f32;
+    let s = scorer(&fixture(model), 4096);
+    for case in &cases {
+        let got = s.score(vec![input(case)]).await.unwrap()[0];
+        assert!((got - one(case, "score")).abs() < TOLERANCE, "{}: {got} vs {}", case["name"], one(case, "score"));
+    }
+    // One run padded to the longest, as the Python reference: activation scales depend on the whole run.
+    let opts = RewardOptions { device: Device::Cpu, max_padding: 1.0, ..RewardOptions::new(fixture(model)) };
+    let batched = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
+    let got = batched.score(cases.iter().map(input).collect()).await.unwrap();
+    for (case, g) in cases.iter().zip(&got) {
+        assert!((g - one(case, "batched_score")).abs() < TOLERANCE, "{}: {g}", case["name"]);
+    }
+    let order = |key: &str| {
+        let mut idx: Vec<usize> = (0..cases.len()).collect();
+        idx.sort_by(|&a, &b| one(&cases[a], key).total_cmp(&one(&cases[b], key)));
+        idx
+    };
+    assert_eq!(order("score"), order("transformers_score"), "int8 reorders the fixture's cases");
+}
