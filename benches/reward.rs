@@ -1,13 +1,14 @@
 //! Bench binary (`cargo bench --bench reward`): the reward model alone, through bon-proxy's scorer (release build).
 //!
-//!   batching  32 concurrent Best-of-4 requests of mixed lengths: one run per request (sent one after another)
+//!   batching  concurrent Best-of-4 requests of mixed lengths: one run per request (sent one after another)
 //!             against merged runs without length bucketing (`--reward-max-padding 1`) and with it (the default)
 //!   sizes     Best-of-4 and Best-of-8 at ~256 and ~1,024 tokens per candidate: ms per call, RSS after load / runs
 //!   arena     per `--reward-arena` mode, in a fresh child process each: RSS after load, after a burst of
 //!             Best-of-8 × 1,024-token calls and a few short ones, and the time of the long calls
 //!
 //! Model: `BON_BENCH_REWARD_MODEL` (a directory), else the default model (scripts/setup). `BON_BENCH_THREADS` sets
-//! `--reward-threads`; `BON_BENCH_PARTS` picks parts (default `batching,sizes,arena`); `BON_BENCH_ROUNDS` (3).
+//! `--reward-threads`; `BON_BENCH_PARTS` picks parts (default `batching,sizes,arena`); `BON_BENCH_ROUNDS` (3);
+//! `BON_BENCH_REQUESTS` (32) the requests of the batching part.
 
 use std::{
     io::Write,
@@ -73,8 +74,9 @@ fn load(opts: &RewardOptions) -> anyhow::Result<Scorer> {
 }
 
 async fn batching(dir: &std::path::Path, texts: &Texts) -> anyhow::Result<()> {
-    // 32 requests: each its own typical length (20..260 tokens), its 4 candidates within ±40 % of it.
-    let requests: Vec<Vec<ScoreInput>> = (0..32)
+    // Requests with each its own typical length (20..260 tokens), its 4 candidates within ±40 % of it.
+    let count = env_usize("BON_BENCH_REQUESTS", 32);
+    let requests: Vec<Vec<ScoreInput>> = (0..count)
         .map(|r| {
             let base = 20 + (r * 37) % 240;
             (0..4).map(|c| input(&texts.of(base * (6 + c * 3) / 10))).collect()
@@ -100,7 +102,7 @@ async fn batching(dir: &std::path::Path, texts: &Texts) -> anyhow::Result<()> {
         }
         table.push((name, best(&times)));
     }
-    say("batching: 32 concurrent Best-of-4 requests, 20..260 tokens (best of rounds)");
+    say(&format!("batching: {count} concurrent Best-of-4 requests, 20..260 tokens (best of rounds)"));
     for (name, t) in &table {
         say(&format!("  {name:<22} {:>9.1} ms  {:.2}x", ms(*t), t.as_secs_f64() / table[0].1.as_secs_f64()));
     }
@@ -123,7 +125,7 @@ async fn sizes(dir: &std::path::Path, texts: &Texts) -> anyhow::Result<()> {
             say(&format!("  Best-of-{n} x ~{tokens} tokens: {:>8.1} ms (best of rounds)", ms(best(&times))));
         }
     }
-    say(&format!("  RSS after the runs {:.0} MB (peak {:.0} MB)", rss_mb(), peak_mb()));
+    say(&format!("  RSS after the runs {:.0} MB", rss_mb()));
     Ok(())
 }
 
@@ -163,7 +165,10 @@ struct Texts {
 
 impl Texts {
     fn new(dir: &std::path::Path) -> anyhow::Result<Self> {
-        Ok(Self { tokenizer: ModelDir::load(dir)?.tokenizer })
+        let mut tokenizer = ModelDir::load(dir)?.tokenizer;
+        // The model's own truncation would cap every count below the lengths asked for.
+        tokenizer.with_truncation(None).map_err(anyhow::Error::msg)?;
+        Ok(Self { tokenizer })
     }
 
     fn of(&self, tokens: usize) -> String {
@@ -192,7 +197,11 @@ fn input(text: &str) -> ScoreInput {
 }
 
 fn rounds() -> usize {
-    std::env::var("BON_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+    env_usize("BON_BENCH_ROUNDS", 3)
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn best(times: &[Duration]) -> Duration {

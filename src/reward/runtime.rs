@@ -92,7 +92,7 @@ pub fn open(model: &Path, device: Device, threads: Option<usize>, arena: Arena) 
     let cuda_error = match device {
         Device::Cpu => None,
         Device::Cuda | Device::Auto => match open_with(env, model, true, threads, arena) {
-            Ok(session) => return Ok(Opened { session, provider: "cuda", run_options: run_options(arena, true)? }),
+            Ok(session) => return Ok(Opened { session, provider: "cuda", run_options: run_options(arena)? }),
             Err(RewardError::Load(e)) if device == Device::Cuda => {
                 return Err(RewardError::Load(format!(
                     "--device cuda: the CUDA execution provider is unavailable: {e}"
@@ -106,15 +106,16 @@ pub fn open(model: &Path, device: Device, threads: Option<usize>, arena: Arena) 
     if let Some(e) = cuda_error {
         tracing::info!(reason = %e, "CUDA execution provider unavailable; scoring on the CPU");
     }
-    Ok(Opened { session, provider: "cpu", run_options: run_options(arena, false)? })
+    Ok(Opened { session, provider: "cpu", run_options: run_options(arena)? })
 }
 
-/// `Shrink`: every run hands back the arena memory it grew (ONNX Runtime's `memory.enable_memory_arena_shrinkage`).
-fn run_options(arena: Arena, cuda: bool) -> Result<RunOptions, RewardError> {
+/// `Shrink`: every run hands back the CPU arena memory it grew (ONNX Runtime's
+/// `memory.enable_memory_arena_shrinkage`). The CUDA arena is left as it is (not measured on a GPU yet).
+fn run_options(arena: Arena) -> Result<RunOptions, RewardError> {
     let err = |e: ort::Error| RewardError::Load(format!("run options: {e}"));
     let mut options = RunOptions::new().map_err(err)?;
     if arena == Arena::Shrink {
-        options.set("memory.enable_memory_arena_shrinkage", if cuda { "cpu:0;gpu:0" } else { "cpu:0" }).map_err(err)?;
+        options.set("memory.enable_memory_arena_shrinkage", "cpu:0").map_err(err)?;
     }
     Ok(options)
 }
