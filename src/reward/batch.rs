@@ -7,7 +7,7 @@
 pub struct Batching {
     /// Most sequences in one run (and most rows merged from the queue).
     pub max_batch: usize,
-    /// Largest share of a run's tokens that may be padding (`>= 1`: no bucketing).
+    /// Largest share of a run's longest length that a sequence may be padded by (`>= 1`: no bucketing).
     pub max_padding: f64,
 }
 
