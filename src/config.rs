@@ -23,7 +23,7 @@ pub enum Device {
 pub enum Arena {
     /// Keep it: the fastest, but the process keeps the peak of the longest batch ever scored.
     Keep,
-    /// Give back what a run grew the arena by, after every run.
+    /// Give back what a run grew the CPU arena by, after every run (a CUDA arena is left as it is).
     Shrink,
     /// No arena: every tensor is allocated and freed by the system allocator.
     Off,

@@ -48,7 +48,7 @@ async fn metrics_move_with_a_request() {
     let runs = metric(&page, "bon_reward_batch_size_count");
     assert!((1.0..=4.0).contains(&runs), "{runs}");
     assert_eq!(metric(&page, "bon_reward_padding_ratio_count"), runs);
-    assert!(metric(&page, "bon_reward_padding_ratio_bucket{le=\"0.2\"}") == runs, "{page}");
+    assert_eq!(metric(&page, "bon_reward_padding_ratio_bucket{le=\"0.2\"}"), runs, "{page}");
     // The winner's score is one of the reference scores.
     let best = capital_answers().iter().map(|(_, s)| *s).fold(f32::MIN, f32::max);
     assert!((metric(&page, "bon_winner_score_sum") - f64::from(best)).abs() < 1e-3);

@@ -63,39 +63,40 @@ async fn scores_match_transformers_one_by_one() {
     }
 }
 
+/// Scores every case of `model` that fits in one call through a scorer loaded with `opts`, `calls` times, and
+/// checks each score against transformers' (`label` names the setting in a failure).
+async fn one_call_matches_reference(model: &str, opts: RewardOptions, calls: usize, label: &str) {
+    let cases: Vec<Value> = reference(model).into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
+    let s = Scorer::load(&RewardOptions { device: Device::Cpu, ..opts }, Arc::new(Metrics::new().unwrap())).unwrap();
+    for _ in 0..calls {
+        let got = s.score(cases.iter().map(input).collect()).await.unwrap();
+        for (case, g) in cases.iter().zip(got) {
+            let want = case["score"].as_f64().unwrap() as f32;
+            assert!((g - want).abs() < TOLERANCE, "{model}/{} {label}: {g} vs {want}", case["name"]);
+        }
+    }
+}
+
 /// One call of mixed lengths: one padded run (`max_padding` 1), length buckets (0.2, the default), or one run per
 /// length (0): every score lands back on its own candidate.
 #[tokio::test]
 async fn scores_match_transformers_in_one_padded_batch_bucketed_or_not() {
     for model in MODELS {
-        let cases: Vec<Value> = reference(model).into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
         for max_padding in [1.0, 0.2, 0.0] {
-            let opts = RewardOptions { device: Device::Cpu, max_padding, ..RewardOptions::new(fixture(model)) };
-            let s = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
-            let got = s.score(cases.iter().map(input).collect()).await.unwrap();
-            for (case, g) in cases.iter().zip(got) {
-                let want = case["score"].as_f64().unwrap() as f32;
-                assert!((g - want).abs() < TOLERANCE, "{model}/{} at {max_padding}: {g} vs {want}", case["name"]);
-            }
+            let opts = RewardOptions { max_padding, ..RewardOptions::new(fixture(model)) };
+            one_call_matches_reference(model, opts, 1, &format!("at max_padding {max_padding}")).await;
         }
     }
 }
 
-/// Every `--reward-arena` mode scores the same (the mode only changes what happens to memory between runs).
+/// Every `--reward-arena` mode scores the same, call after call (the mode only changes what happens to memory
+/// between runs).
 #[tokio::test]
 async fn every_arena_mode_scores_the_same() {
     let model = "tiny-qwen3-export";
-    let cases: Vec<Value> = reference(model).into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
     for arena in [Arena::Keep, Arena::Shrink, Arena::Off] {
-        let opts = RewardOptions { device: Device::Cpu, arena, ..RewardOptions::new(fixture(model)) };
-        let s = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
-        for _ in 0..2 {
-            let got = s.score(cases.iter().map(input).collect()).await.unwrap();
-            for (case, g) in cases.iter().zip(got) {
-                let want = case["score"].as_f64().unwrap() as f32;
-                assert!((g - want).abs() < TOLERANCE, "{arena:?} {}: {g} vs {want}", case["name"]);
-            }
-        }
+        let opts = RewardOptions { arena, ..RewardOptions::new(fixture(model)) };
+        one_call_matches_reference(model, opts, 2, &format!("{arena:?}")).await;
     }
 }
 

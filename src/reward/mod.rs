@@ -129,7 +129,8 @@ impl Scorer {
             tools: None,
             response: message("assistant", "pong"),
         };
-        let warm = graph.run(&[encoder.encode(&probe)?, encoder.encode(&probe)?])?;
+        let probe = encoder.encode(&probe)?;
+        let warm = graph.run(&[&probe, &probe])?;
         if warm.iter().any(|s| !s.is_finite()) {
             return Err(RewardError::Load(format!("warm-up run gave non-finite scores {warm:?}")));
         }

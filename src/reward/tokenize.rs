@@ -93,7 +93,7 @@ pub struct Batch {
 }
 
 /// Pads `seqs` on the right with `pad_id` to the longest one.
-pub fn pad(seqs: &[Encoded], pad_id: u32) -> Batch {
+pub fn pad(seqs: &[&Encoded], pad_id: u32) -> Batch {
     let rows = seqs.len();
     let width = seqs.iter().map(|s| s.ids.len()).max().unwrap_or(0);
     let mut batch = Batch {
@@ -122,7 +122,7 @@ mod tests {
     fn pads_right_with_the_pad_id() {
         let seqs =
             [Encoded { ids: vec![5, 6, 7], type_ids: vec![0, 0, 1] }, Encoded { ids: vec![8], type_ids: vec![0] }];
-        let b = pad(&seqs, 99);
+        let b = pad(&[&seqs[0], &seqs[1]], 99);
         assert_eq!((b.rows, b.width), (2, 3));
         assert_eq!(b.input_ids, vec![5, 6, 7, 8, 99, 99]);
         assert_eq!(b.attention_mask, vec![1, 1, 1, 1, 0, 0]);

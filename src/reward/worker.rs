@@ -90,7 +90,7 @@ impl Graph {
     }
 
     /// Scores encoded sequences: one run for all of them, or one run each when the model has no pad id.
-    pub fn run(&mut self, seqs: &[Encoded]) -> Result<Vec<f32>, RewardError> {
+    pub fn run(&mut self, seqs: &[&Encoded]) -> Result<Vec<f32>, RewardError> {
         match self.pad_id {
             Some(pad_id) => self.run_padded(seqs, pad_id),
             None => {
@@ -103,7 +103,7 @@ impl Graph {
         }
     }
 
-    fn run_padded(&mut self, seqs: &[Encoded], pad_id: u32) -> Result<Vec<f32>, RewardError> {
+    fn run_padded(&mut self, seqs: &[&Encoded], pad_id: u32) -> Result<Vec<f32>, RewardError> {
         let b = pad(seqs, pad_id);
         let shape = [b.rows, b.width];
         let tensor = |data: Vec<i64>| -> Result<SessionInputValue<'static>, RewardError> {
@@ -178,7 +178,7 @@ fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, batching: Ba
             }
         }
     }
-    let all: Vec<Encoded> = ready.iter().flat_map(|(_, seqs)| seqs.iter().cloned()).collect();
+    let all: Vec<&Encoded> = ready.iter().flat_map(|(_, seqs)| seqs.iter()).collect();
     let merged = run_buckets(graph, &all, batching, metrics);
     metrics.reward_duration.observe(started.elapsed().as_secs_f64());
     match merged {
@@ -193,7 +193,7 @@ fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, batching: Ba
         Err(e) if ready.len() > 1 => {
             tracing::warn!(error = %e, jobs = ready.len(), "merged reward run failed; retrying jobs one by one");
             for (job, seqs) in ready {
-                let result = run_buckets(graph, &seqs, batching, metrics);
+                let result = run_buckets(graph, &seqs.iter().collect::<Vec<_>>(), batching, metrics);
                 if result.is_err() {
                     metrics.reward_errors.inc();
                 }
@@ -212,14 +212,14 @@ fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, batching: Ba
 /// Runs `seqs` in length buckets (`batch::plan`) and returns their scores in the order given.
 fn run_buckets(
     graph: &mut Graph,
-    seqs: &[Encoded],
+    seqs: &[&Encoded],
     batching: Batching,
     metrics: &Metrics,
 ) -> Result<Vec<f32>, RewardError> {
     let lengths: Vec<usize> = seqs.iter().map(|s| s.ids.len()).collect();
     let mut scores = vec![0.0; seqs.len()];
     for run in batch::plan(&lengths, batching.max_batch, batching.max_padding) {
-        let chunk: Vec<Encoded> = run.iter().map(|&i| seqs[i].clone()).collect();
+        let chunk: Vec<&Encoded> = run.iter().map(|&i| seqs[i]).collect();
         let width = run.iter().map(|&i| lengths[i]).max().unwrap_or(0);
         let real: usize = run.iter().map(|&i| lengths[i]).sum();
         metrics.reward_batch.observe(run.len() as f64);
