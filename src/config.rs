@@ -62,9 +62,35 @@ pub struct Config {
     #[arg(long, env = "BON_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Base URL of the OpenAI-compatible upstream (Ollama, llama.cpp server, vLLM, SGLang), without `/v1`.
-    #[arg(long, env = "BON_UPSTREAM", default_value = "http://127.0.0.1:11434")]
-    pub upstream: String,
+    /// Base URL of an OpenAI-compatible upstream (Ollama, llama.cpp server, vLLM, SGLang), without `/v1`. Repeat
+    /// the flag (or comma-separate) for a pool: candidates go to the healthy upstream with the fewest requests in
+    /// flight, and a transient failure is retried once on another.
+    #[arg(
+        long = "upstream",
+        env = "BON_UPSTREAM",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:11434",
+        hide_env_values = true
+    )]
+    pub upstreams: Vec<String>,
+
+    /// Names of the upstreams, in the order given (the `upstream` label of the metrics, `/ready`). Default: their
+    /// index (0, 1, ...). Never a URL: URLs can hold credentials.
+    #[arg(long = "upstream-name", env = "BON_UPSTREAM_NAMES", value_delimiter = ',')]
+    pub upstream_names: Vec<String>,
+
+    /// How long an upstream that failed (transport error, timeout, 5xx, 429) gets no traffic before it is probed;
+    /// doubled after each further failure, up to --upstream-backoff-max.
+    #[arg(long, env = "BON_UPSTREAM_BACKOFF", value_parser = humantime::parse_duration, default_value = "1s")]
+    pub upstream_backoff: Duration,
+
+    /// Longest back-off of a failing upstream.
+    #[arg(long, env = "BON_UPSTREAM_BACKOFF_MAX", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub upstream_backoff_max: Duration,
+
+    /// How often healthy upstreams are probed (`GET /v1/models`), so that `/ready` notices one that died while idle.
+    #[arg(long, env = "BON_UPSTREAM_PROBE_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub upstream_probe_interval: Duration,
 
     /// Bearer token sent to the upstream. Without it, no Authorization header is sent upstream.
     #[arg(long, env = "BON_UPSTREAM_API_KEY", hide_env_values = true)]
@@ -159,7 +185,8 @@ pub struct Config {
     #[arg(long, env = "BON_UPSTREAM_N", value_enum, default_value_t = UpstreamN::Fanout)]
     pub upstream_n: UpstreamN,
 
-    /// Most upstream requests in flight at once, across all clients.
+    /// Most requests in flight at once to each upstream, across all clients (a pool of k upstreams takes k times
+    /// this).
     #[arg(long, env = "BON_UPSTREAM_CONCURRENCY", default_value_t = 64)]
     pub upstream_concurrency: usize,
 
@@ -211,7 +238,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("upstream", &self.upstream)
+            .field("upstreams", &self.upstream_names())
             .field("upstream_api_key", &self.upstream_api_key.as_ref().map(|_| "<redacted>"))
             .field("api_keys", &format_args!("<{} redacted>", self.api_keys.len()))
             .field("api_keys_file", &self.api_keys_file)
@@ -227,6 +254,19 @@ impl std::fmt::Debug for Config {
             .field("candidate_timeout", &self.candidate_timeout)
             .field("request_timeout", &self.request_timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// `url` without what could be a secret: its scheme, host and port if it parses, else a placeholder.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.password().is_none() && u.username().is_empty() => url.to_owned(),
+        Ok(u) => {
+            let port = u.port_or_known_default().unwrap_or(0);
+            format!("{}://<credentials>@{}:{port}", u.scheme(), u.host_str().unwrap_or(""))
+        }
+        Err(_) if url.contains('@') => "<a URL with credentials>".to_owned(),
+        Err(_) => url.to_owned(),
     }
 }
 
@@ -267,6 +307,8 @@ pub enum ConfigError {
     ZeroDuration(&'static str),
     #[error("--upstream must be an http:// or https:// URL (got {0:?})")]
     Upstream(String),
+    #[error("--upstream-name: {0}")]
+    UpstreamName(String),
     #[error("--forward-client-auth and --upstream-api-key both say which key goes upstream; keep one")]
     UpstreamAuth,
     #[error("--api-keys-file {path}: {reason}")]
@@ -319,12 +361,61 @@ impl Config {
             return Err(ConfigError::EmptyKey);
         }
         self.client_keys()?;
-        let lower = self.upstream.to_ascii_lowercase();
-        let scheme_ok = lower.starts_with("http://") || lower.starts_with("https://");
-        if !scheme_ok || reqwest::Url::parse(&self.upstream).is_err() {
-            return Err(ConfigError::Upstream(self.upstream.clone()));
+        if self.upstreams.is_empty() {
+            return Err(ConfigError::Upstream(String::new()));
+        }
+        for url in &self.upstreams {
+            let lower = url.to_ascii_lowercase();
+            let scheme_ok = lower.starts_with("http://") || lower.starts_with("https://");
+            if !scheme_ok || reqwest::Url::parse(url).is_err() {
+                // The URL may hold a password: show its scheme and host only when it parses.
+                return Err(ConfigError::Upstream(redact_url(url)));
+            }
+        }
+        self.validate_names()?;
+        if self.upstream_backoff.is_zero() {
+            return Err(ConfigError::ZeroDuration("upstream-backoff"));
+        }
+        if self.upstream_probe_interval.is_zero() {
+            return Err(ConfigError::ZeroDuration("upstream-probe-interval"));
         }
         Ok(())
+    }
+
+    fn validate_names(&self) -> Result<(), ConfigError> {
+        let names = &self.upstream_names;
+        if names.is_empty() {
+            return Ok(());
+        }
+        if names.len() != self.upstreams.len() {
+            return Err(ConfigError::UpstreamName(format!(
+                "{} names for {} upstreams; name every upstream or none",
+                names.len(),
+                self.upstreams.len()
+            )));
+        }
+        for (i, name) in names.iter().enumerate() {
+            let ok = (1..=32).contains(&name.len())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !ok {
+                return Err(ConfigError::UpstreamName(format!(
+                    "{name:?} must be 1 to 32 letters, digits, '-', '_' or '.'"
+                )));
+            }
+            if names[..i].contains(name) {
+                return Err(ConfigError::UpstreamName(format!("{name:?} is given twice")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each upstream's name: `--upstream-name`, else its index.
+    pub fn upstream_names(&self) -> Vec<String> {
+        if self.upstream_names.is_empty() {
+            (0..self.upstreams.len()).map(|i| i.to_string()).collect()
+        } else {
+            self.upstream_names.clone()
+        }
     }
 
     /// Every accepted client key: --api-key values plus the lines of --api-keys-file.
@@ -384,7 +475,8 @@ mod tests {
         assert_eq!(c.default_n, 4);
         assert_eq!(c.max_n, 16);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.upstream, "http://127.0.0.1:11434");
+        assert_eq!(c.upstreams, ["http://127.0.0.1:11434"]);
+        assert_eq!(c.upstream_names(), ["0"]);
         assert_eq!(c.reward_model_spec(), Ok(PathBuf::from("models/x")));
     }
 
@@ -412,6 +504,24 @@ mod tests {
         }
         assert_eq!(parse(&["--reward-max-padding", "0"]).validate(), Ok(()));
         assert_eq!(parse(&["--reward-max-padding", "1"]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_pool_of_upstreams_and_their_names() {
+        let c = parse(&["--upstream", "http://a:1", "--upstream", "http://b:2"]);
+        assert_eq!(c.upstreams, ["http://a:1", "http://b:2"]);
+        assert_eq!(c.upstream_names(), ["0", "1"]);
+        assert_eq!(c.validate(), Ok(()));
+        let c = parse(&["--upstream", "http://a:1,http://b:2", "--upstream-name", "gpu-a,gpu-b"]);
+        assert_eq!(c.upstream_names(), ["gpu-a", "gpu-b"]);
+        assert_eq!(c.validate(), Ok(()));
+        for bad in [&["--upstream-name", "a"][..], &["--upstream-name", "a,a"], &["--upstream-name", "a b,c"]] {
+            let mut args = vec!["--upstream", "http://a:1,http://b:2"];
+            args.extend_from_slice(bad);
+            assert!(matches!(parse(&args).validate(), Err(ConfigError::UpstreamName(_))), "{bad:?}");
+        }
+        let err = parse(&["--upstream", "http://a:1,ftp://user:hunter2@b:2"]).validate().unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

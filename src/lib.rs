@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod keys;
 pub mod metrics;
 pub mod openai;
 pub mod reward;

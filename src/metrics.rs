@@ -31,6 +31,14 @@ pub const PRUNING_FALLBACKS: &str = "bon_pruning_fallbacks_total";
 pub const CACHE_REQUESTS: &str = "bon_cache_requests_total";
 pub const CACHE_EVICTIONS: &str = "bon_cache_evictions_total";
 pub const CACHE_ENTRIES: &str = "bon_cache_entries";
+pub const CACHE_REDIS_REQUESTS: &str = "bon_cache_redis_requests_total";
+pub const CACHE_REDIS_ERRORS: &str = "bon_cache_redis_errors_total";
+pub const CACHE_REDIS_DURATION: &str = "bon_cache_redis_duration_seconds";
+pub const UPSTREAM_REQUESTS: &str = "bon_upstream_requests_total";
+pub const UPSTREAM_DURATION: &str = "bon_upstream_request_duration_seconds";
+pub const UPSTREAM_INFLIGHT: &str = "bon_upstream_inflight";
+pub const UPSTREAM_UP: &str = "bon_upstream_up";
+pub const UPSTREAM_FAILOVERS: &str = "bon_upstream_failovers_total";
 pub const TOKENS: &str = "bon_upstream_tokens_total";
 pub const EXECUTION_PROVIDER: &str = "bon_execution_provider";
 pub const MODEL_LOADED: &str = "bon_reward_model_loaded";
@@ -39,6 +47,7 @@ const LATENCY_BUCKETS: [f64; 16] =
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0];
 const REWARD_BUCKETS: [f64; 14] =
     [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const REDIS_BUCKETS: [f64; 10] = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 const PADDING_BUCKETS: [f64; 8] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9];
 const N_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0];
@@ -77,6 +86,14 @@ pub struct Metrics {
     pub cache_requests: IntCounterVec,
     pub cache_evictions: IntCounterVec,
     pub cache_entries: IntGauge,
+    pub cache_redis_requests: IntCounterVec,
+    pub cache_redis_errors: IntCounterVec,
+    pub cache_redis_duration: HistogramVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_inflight: IntGaugeVec,
+    pub upstream_up: IntGaugeVec,
+    pub upstream_failovers: IntCounterVec,
     pub tokens: IntCounterVec,
     pub execution_provider: IntGaugeVec,
     pub model_loaded: IntGauge,
@@ -161,6 +178,46 @@ impl Metrics {
                 &["cause"],
             )?,
             cache_entries: IntGauge::new(CACHE_ENTRIES, "Entries in the result cache.")?,
+            cache_redis_requests: IntCounterVec::new(
+                Opts::new(
+                    CACHE_REDIS_REQUESTS,
+                    "Shared (Redis) cache lookups after a local miss, by result (hit, miss).",
+                ),
+                &["result"],
+            )?,
+            cache_redis_errors: IntCounterVec::new(
+                Opts::new(
+                    CACHE_REDIS_ERRORS,
+                    "Shared cache operations that failed (get, set; decode: a value this version cannot read).",
+                ),
+                &["op"],
+            )?,
+            cache_redis_duration: HistogramVec::new(
+                HistogramOpts::new(CACHE_REDIS_DURATION, "Latency of shared cache operations (get, set).")
+                    .buckets(REDIS_BUCKETS.to_vec()),
+                &["op"],
+            )?,
+            upstream_requests: IntCounterVec::new(
+                Opts::new(UPSTREAM_REQUESTS, "Requests to each upstream of the pool, by outcome (ok, or the failure)."),
+                &["upstream", "outcome"],
+            )?,
+            upstream_duration: HistogramVec::new(
+                HistogramOpts::new(UPSTREAM_DURATION, "Latency of one request to an upstream of the pool.")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                &["upstream"],
+            )?,
+            upstream_inflight: IntGaugeVec::new(
+                Opts::new(UPSTREAM_INFLIGHT, "Requests this proxy has in flight to each upstream."),
+                &["upstream"],
+            )?,
+            upstream_up: IntGaugeVec::new(
+                Opts::new(UPSTREAM_UP, "1 while an upstream gets traffic, 0 while it is marked down."),
+                &["upstream"],
+            )?,
+            upstream_failovers: IntCounterVec::new(
+                Opts::new(UPSTREAM_FAILOVERS, "Requests retried on another upstream after this one failed."),
+                &["upstream"],
+            )?,
             tokens: IntCounterVec::new(
                 Opts::new(TOKENS, "Tokens the upstream reported spending, all candidates (prompt, completion)."),
                 &["kind"],
@@ -202,6 +259,14 @@ impl Metrics {
         r.register(Box::new(self.cache_requests.clone()))?;
         r.register(Box::new(self.cache_evictions.clone()))?;
         r.register(Box::new(self.cache_entries.clone()))?;
+        r.register(Box::new(self.cache_redis_requests.clone()))?;
+        r.register(Box::new(self.cache_redis_errors.clone()))?;
+        r.register(Box::new(self.cache_redis_duration.clone()))?;
+        r.register(Box::new(self.upstream_requests.clone()))?;
+        r.register(Box::new(self.upstream_duration.clone()))?;
+        r.register(Box::new(self.upstream_inflight.clone()))?;
+        r.register(Box::new(self.upstream_up.clone()))?;
+        r.register(Box::new(self.upstream_failovers.clone()))?;
         r.register(Box::new(self.tokens.clone()))?;
         r.register(Box::new(self.execution_provider.clone()))?;
         r.register(Box::new(self.model_loaded.clone()))?;

@@ -9,10 +9,10 @@ use crate::{
     bon::Outcome,
     cache::ResultCache,
     config::Config,
+    keys::Keys,
     metrics::Metrics,
     reward::{RewardError, RewardOptions, Score, Scorer, hub::HubOptions, source},
-    server::auth::Keys,
-    upstream::{Client, Upstream, UpstreamError},
+    upstream::{Client, Pool, PoolOptions, Upstream, UpstreamError, health::Backoff},
 };
 
 /// Cheap to clone; everything lives behind one `Arc`.
@@ -21,7 +21,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub config: Arc<Config>,
-    pub upstream: Arc<dyn Upstream>,
+    /// The upstreams (one or several), as one `Upstream`.
+    pub upstream: Arc<Pool>,
     pub scorer: Arc<dyn Score>,
     pub reward_model_id: String,
     /// Accepted client API keys (empty: open).
@@ -84,15 +85,32 @@ impl AppState {
         };
         let scorer = Arc::new(Scorer::load(&opts, metrics.clone())?);
         let id = scorer.id().to_owned();
-        let upstream =
-            Arc::new(Client::new(&config.upstream, config.upstream_api_key.clone(), config.upstream_concurrency)?);
-        Self::from_parts(config, upstream, scorer, id, metrics, shutdown)
+        let mut members: Vec<(String, Arc<dyn Upstream>)> = Vec::new();
+        for (name, url) in config.upstream_names().into_iter().zip(&config.upstreams) {
+            let client = Client::new(url, config.upstream_api_key.clone(), config.upstream_concurrency)?;
+            members.push((name, Arc::new(client)));
+        }
+        let pool = Arc::new(Pool::new(members, pool_options(&config), metrics.clone()));
+        Self::from_pool(config, pool, scorer, id, metrics, shutdown)
     }
 
-    /// Assembles a state from ready parts (tests use it with fakes).
+    /// Assembles a state from ready parts (tests use it with fakes): `upstream` as a pool of one.
     pub fn from_parts(
         config: Config,
         upstream: Arc<dyn Upstream>,
+        scorer: Arc<dyn Score>,
+        reward_model_id: String,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, StartError> {
+        let pool = Arc::new(Pool::new(vec![("0".into(), upstream)], pool_options(&config), metrics.clone()));
+        Self::from_pool(config, pool, scorer, reward_model_id, metrics, shutdown)
+    }
+
+    /// Assembles a state around a pool of upstreams.
+    pub fn from_pool(
+        config: Config,
+        upstream: Arc<Pool>,
         scorer: Arc<dyn Score>,
         reward_model_id: String,
         metrics: Arc<Metrics>,
@@ -113,5 +131,17 @@ impl AppState {
             native_n_works: AtomicBool::new(true),
             shutdown,
         })))
+    }
+}
+
+/// The pool's settings from the flags.
+fn pool_options(config: &Config) -> PoolOptions {
+    PoolOptions {
+        backoff: Backoff {
+            initial: config.upstream_backoff,
+            max: config.upstream_backoff_max.max(config.upstream_backoff),
+        },
+        probe_interval: config.upstream_probe_interval,
+        deadline: Some(config.candidate_timeout),
     }
 }

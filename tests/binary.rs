@@ -66,8 +66,9 @@ fn serves_from_env_configuration_and_exits_cleanly_on_sigterm() {
         assert_eq!(ready.status(), 503);
         let body: serde_json::Value = ready.json().await.unwrap();
         assert_eq!(body["status"], "upstream_down");
-        assert_eq!(body["upstream"]["state"], "down");
-        assert!(body["upstream"]["error"].as_str().unwrap().contains("connection"), "{body}");
+        assert_eq!(body["upstreams"][0]["name"], "0");
+        assert_eq!(body["upstreams"][0]["state"], "down");
+        assert!(body["upstreams"][0]["error"].as_str().unwrap().contains("connection"), "{body}");
     });
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());

@@ -1,7 +1,8 @@
 //! Generating the N candidates: N concurrent requests with seeds `base + i` (fan-out), or one request with `n = N`
 //! for upstreams that sample several choices from one prompt (llama.cpp's server, vLLM, SGLang share the prompt's
-//! KV cache across them). `auto` tries native `n` and fans out whatever did not come back; an upstream seen to
-//! ignore `n` (Ollama returns one choice) is remembered and gets fan-out from then on.
+//! KV cache across them), split over the healthy upstreams of a pool. `auto` tries native `n` and fans out whatever
+//! did not come back; an upstream seen to ignore `n` (Ollama returns one choice) is remembered and gets fan-out from
+//! then on.
 
 use std::{
     sync::{
@@ -41,40 +42,37 @@ impl Generation<'_> {
             UpstreamN::Auto => self.native_works.load(Ordering::Relaxed),
         };
         if !native || plan.n == 1 {
-            return self.fan_out(plan, 0).await;
+            return self.fan_out(plan, (0..plan.n).collect(), 0).await;
         }
-        let mut got = self.native(plan).await;
-        if self.mode == UpstreamN::Auto && got.len() < plan.n as usize {
-            if got.iter().all(|c| c.result.is_ok()) {
-                // A well-formed answer with fewer choices: this upstream ignores `n`.
-                tracing::info!(asked = plan.n, got = got.len(), "upstream ignores `n`; using fan-out from now on");
-                self.native_works.store(false, Ordering::Relaxed);
-            } else {
-                // The native request failed as a whole: fan out all N instead.
-                got.clear();
+        let mut slots = self.native(plan).await;
+        let missing: Vec<u32> = (0..plan.n).filter(|&i| slots[i as usize].is_none()).collect();
+        if !missing.is_empty() {
+            let answered = slots.iter().flatten().filter(|c| c.result.is_ok()).count();
+            for (i, c) in missing.iter().zip(self.fan_out(plan, missing.clone(), answered).await) {
+                slots[*i as usize] = Some(c);
             }
-            let missing = u32::try_from(got.len()).unwrap_or(u32::MAX);
-            got.extend(self.fan_out(plan, missing).await);
         }
-        got.truncate(plan.n as usize);
-        got
+        slots.into_iter().flatten().collect()
     }
 
-    /// Candidates `from..n`, one request each, concurrently. With `plan.straggler_wait`, once half of all N
-    /// candidates (rounded up) have answered, the others get that long to finish and are then stopped.
-    async fn fan_out(&self, plan: &Plan, from: u32) -> Vec<Candidate> {
+    /// Candidates `indices`, one request each, concurrently; `answered` of the others already succeeded. With
+    /// `plan.straggler_wait`, once half of all N candidates (rounded up) have answered, the others get that long to
+    /// finish and are then stopped.
+    async fn fan_out(&self, plan: &Plan, indices: Vec<u32>, answered: usize) -> Vec<Candidate> {
         let started = Instant::now();
-        let mut calls: FuturesUnordered<_> = (from..plan.n)
-            .map(|i| {
+        let mut calls: FuturesUnordered<_> = indices
+            .iter()
+            .enumerate()
+            .map(|(slot, &i)| {
                 let mut body = plan.body.clone();
                 body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
-                self.call(body, &plan.upstream_auth).map(move |r| (i, r))
+                self.call(body, &plan.upstream_auth).map(move |r| (slot, r))
             })
             .collect();
         let mut got: Vec<Option<(Result<ChatCompletion, UpstreamError>, Duration)>> =
-            (from..plan.n).map(|_| None).collect();
+            indices.iter().map(|_| None).collect();
         let half = plan.n.div_ceil(2) as usize;
-        let mut answered = from as usize;
+        let mut answered = answered;
         let mut cut_at: Option<tokio::time::Instant> = None;
         loop {
             let next = match cut_at {
@@ -84,11 +82,11 @@ impl Generation<'_> {
                 },
                 None => calls.next().await,
             };
-            let Some((i, (result, latency))) = next else { break };
+            let Some((slot, (result, latency))) = next else { break };
             if result.is_ok() {
                 answered += 1;
             }
-            got[(i - from) as usize] = Some((result.and_then(first_choice_only), latency));
+            got[slot] = Some((result.and_then(first_choice_only), latency));
             if cut_at.is_none()
                 && answered >= half
                 && let Some(wait) = plan.straggler_wait
@@ -109,32 +107,51 @@ impl Generation<'_> {
             .collect()
     }
 
-    /// One request with `n = N`; its choices become the candidates. `Native` mode pads a short answer with
-    /// failed candidates so that `x-bon-n` never claims more than was generated.
-    async fn native(&self, plan: &Plan) -> Vec<Candidate> {
-        let mut body = plan.body.clone();
-        body.insert("seed".into(), json!(plan.base_seed));
-        body.insert("n".into(), json!(plan.n));
-        let (result, latency) = self.call(body, &plan.upstream_auth).await;
-        let mut out = match result {
-            Ok(completion) => {
-                split_choices(completion).into_iter().map(|c| Candidate::new(Ok(c), latency)).collect::<Vec<_>>()
+    /// Native `n`: one request per share of N (a pool splits N over its healthy upstreams; one upstream gets all
+    /// of it). The share starting at candidate i is asked with `seed = base + i` and `n` = its size; its choices
+    /// become candidates i, i+1, ... `Native` mode fills a short or failed share with failed candidates, so that
+    /// `x-bon-n` never claims more than was generated; `Auto` leaves those slots empty (None) for fan-out, and an
+    /// upstream that answered with fewer choices than asked is remembered as one that ignores `n`.
+    async fn native(&self, plan: &Plan) -> Vec<Option<Candidate>> {
+        let mut from = 0u32;
+        let requests = self.upstream.shares(plan.n).into_iter().filter(|&k| k > 0).map(|k| {
+            let mut body = plan.body.clone();
+            body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(from))));
+            body.insert("n".into(), json!(k));
+            from += k;
+            self.call(body, &plan.upstream_auth).map(move |r| (k, r))
+        });
+        let answers = futures::future::join_all(requests.collect::<Vec<_>>()).await;
+        let mut slots: Vec<Option<Candidate>> = Vec::with_capacity(plan.n as usize);
+        for (asked, (result, latency)) in answers {
+            let mut got: Vec<Option<Candidate>> = match result {
+                Ok(completion) => split_choices(completion)
+                    .into_iter()
+                    .take(asked as usize)
+                    .map(|c| Some(Candidate::new(Ok(c), latency)))
+                    .collect(),
+                Err(e) if self.mode == UpstreamN::Native => {
+                    (0..asked).map(|_| Some(Candidate::new(Err(e.clone()), latency))).collect()
+                }
+                Err(_) => Vec::new(),
+            };
+            let well_formed_but_short = !got.is_empty() && got.len() < asked as usize;
+            if well_formed_but_short && self.mode == UpstreamN::Auto {
+                // A well-formed answer with fewer choices: this upstream ignores `n`.
+                tracing::info!(asked, got = got.len(), "upstream ignores `n`; using fan-out from now on");
+                self.native_works.store(false, Ordering::Relaxed);
             }
-            Err(e) => {
-                let n = if self.mode == UpstreamN::Native { plan.n as usize } else { 0 };
-                (0..n).map(|_| Candidate::new(Err(e.clone()), latency)).collect()
+            let short = UpstreamError::Decode(format!("asked for n={asked}, the upstream returned fewer choices"));
+            while got.len() < asked as usize {
+                got.push((self.mode == UpstreamN::Native).then(|| Candidate::new(Err(short.clone()), latency)));
             }
-        };
-        if self.mode == UpstreamN::Native {
-            let short = UpstreamError::Decode(format!("asked for n={}, the upstream returned fewer choices", plan.n));
-            while out.len() < plan.n as usize {
-                out.push(Candidate::new(Err(short.clone()), latency));
+            for c in got.iter().flatten() {
+                self.count(&c.result, latency);
             }
+            slots.extend(got);
         }
-        for c in &out {
-            self.count(&c.result, latency);
-        }
-        out
+        slots.resize_with(plan.n as usize, || None);
+        slots
     }
 
     async fn call(

@@ -1,7 +1,6 @@
 //! Proxy API keys: `Authorization: Bearer KEY` on the OpenAI routes when keys are configured.
 //!
-//! Only blake3 digests of the keys are kept; the comparison of digests is constant-time. A rejected key is never
-//! echoed, logged or counted by value.
+//! The key set itself is `crate::keys`. A rejected key is never echoed, logged or counted by value.
 
 use axum::{
     extract::{Request, State},
@@ -11,26 +10,6 @@ use axum::{
 };
 
 use crate::{error::ApiError, state::AppState};
-
-/// Digests of the accepted keys.
-#[derive(Default)]
-pub struct Keys(Vec<blake3::Hash>);
-
-impl Keys {
-    pub fn new(keys: &[String]) -> Self {
-        Self(keys.iter().map(|k| blake3::hash(k.as_bytes())).collect())
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn accepts(&self, presented: &str) -> bool {
-        let digest = blake3::hash(presented.as_bytes());
-        // blake3::Hash's == is constant-time; check every key so timing does not reveal which matched.
-        self.0.iter().fold(false, |found, k| found | (*k == digest))
-    }
-}
 
 /// Middleware: 401 unless the request carries an accepted key (or no keys are configured).
 pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -1,55 +1,53 @@
 //! Liveness, readiness, metrics and the `/v1/models` pass-through.
 
 use axum::{
-    Json,
-    extract::State,
+    Json, extract,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
 
-use std::time::Duration;
-
-use crate::{error::ApiError, state::AppState, upstream::UpstreamError};
+use crate::{
+    error::ApiError,
+    state::AppState,
+    upstream::{Upstream, health::State},
+};
 
 /// `GET /health`: the process is up.
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// How long `/ready` waits for the upstream.
-const UPSTREAM_PROBE: Duration = Duration::from_secs(2);
-
-/// `GET /ready`: 200 when the reward model is loaded, the upstream answers (any HTTP status counts: it is up) and
-/// the server is not draining; otherwise 503 saying which.
-pub async fn ready(State(state): State<AppState>) -> Response {
+/// `GET /ready`: 200 when the reward model is loaded, at least one upstream gets traffic and the server is not
+/// draining; otherwise 503 saying which. Lists every upstream's state (upstreams not probed yet are probed first;
+/// any HTTP answer below 500 counts as up).
+pub async fn ready(extract::State(state): extract::State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting_down"}))).into_response();
     }
     let loaded = state.metrics.model_loaded.get() == 1;
-    let upstream = match tokio::time::timeout(UPSTREAM_PROBE, state.upstream.models(None)).await {
-        Ok(Ok(_) | Err(UpstreamError::Status { .. })) => json!({"state": "up"}),
-        Ok(Err(e)) => json!({"state": "down", "error": e.to_string()}),
-        Err(_) => json!({"state": "down", "error": format!("no answer within {UPSTREAM_PROBE:?}")}),
-    };
-    let up = upstream["state"] == "up";
+    let upstreams = state.upstream.status().await;
+    let up = upstreams.iter().any(|u| u.state != State::Down);
     let (status, word) = match (loaded, up) {
         (true, true) => (StatusCode::OK, "ready"),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
         (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_down"),
     };
-    let body = json!({"status": word, "reward_model": state.reward_model_id, "upstream": upstream});
+    let body = json!({"status": word, "reward_model": state.reward_model_id, "upstreams": upstreams});
     (status, Json(body)).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(extract::State(state): extract::State<AppState>) -> Result<Response, ApiError> {
     let text = state.metrics.render().map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
-/// `GET /v1/models`: the upstream's list, passed through.
-pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/models`: a healthy upstream's list, passed through.
+pub async fn models(
+    extract::State(state): extract::State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let auth = super::prepare::forwarded_auth(&headers, &state.config);
     Ok(Json(state.upstream.models(auth).await?))
 }

@@ -49,11 +49,19 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// Serves `state` on `listener` until `shutdown` is cancelled, then drains in-flight requests for at most
-/// `--shutdown-grace`.
+/// `--shutdown-grace`. Probes the upstreams meanwhile.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
     let grace: Duration = state.config.shutdown_grace;
+    let pool = state.upstream.clone();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let server = std::future::IntoFuture::into_future(server);
+    // The upstreams' prober runs as long as the server does (drain included), inside this future: no detached task.
+    let server = async move {
+        tokio::select! {
+            result = server => result,
+            () = pool.watch() => Ok(()),
+        }
+    };
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => return result,

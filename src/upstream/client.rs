@@ -118,6 +118,19 @@ impl Upstream for Client {
         .boxed()
     }
 
+    fn probe(&self) -> BoxFuture<'_, Result<(), UpstreamError>> {
+        async move {
+            // No slot: a probe must not wait behind generations, or a busy upstream would look dead.
+            let resp = self.request(reqwest::Method::GET, "/v1/models", None).send().await.map_err(transport)?;
+            let status = resp.status().as_u16();
+            if status >= 500 || status == 429 {
+                return Err(status_error(status, &read_body(resp).await?));
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
         async move {
             let (status, bytes) = self.send(self.request(reqwest::Method::GET, "/v1/models", auth.as_deref())).await?;
@@ -153,7 +166,9 @@ fn decode_chunk(data: &str) -> Result<Value, UpstreamError> {
 }
 
 fn transport(e: reqwest::Error) -> UpstreamError {
-    // reqwest's Display hides the cause ("error sending request"); the chain says "connection refused" etc.
+    // reqwest's Display hides the cause ("error sending request"); the chain says "connection refused" etc. The URL
+    // is left out: it may carry credentials (`http://user:pass@host`), and the text reaches logs and `/ready`.
+    let e = e.without_url();
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {

@@ -2,8 +2,11 @@
 //! SGLang). `bon/` talks to it through the `Upstream` trait so it can be tested with a fake.
 
 mod client;
+pub mod health;
+pub mod pool;
 
 pub use client::{Client, decode_chat};
+pub use pool::{Pool, PoolOptions};
 
 use std::sync::Arc;
 
@@ -41,6 +44,27 @@ pub trait Upstream: Send + Sync + 'static {
 
     /// `GET /v1/models`, passed through.
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>>;
+
+    /// A health probe: is the upstream there? Any HTTP answer below 500 (401 and 404 included) says it is; a
+    /// transport error, 5xx or 429 says it is not. The HTTP client overrides it so that a probe never queues for a
+    /// slot behind long generations.
+    fn probe(&self) -> BoxFuture<'_, Result<(), UpstreamError>> {
+        async move {
+            match self.models(None).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_transient() => Err(e),
+                Err(UpstreamError::Status { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        .boxed()
+    }
+
+    /// How a native `n = N` request is split: one count per request, summing to `n` (a pool sends one request per
+    /// healthy upstream). One request by default.
+    fn shares(&self, n: u32) -> Vec<u32> {
+        vec![n]
+    }
 }
 
 /// The `data:` objects of a streamed completion (`chat.completion.chunk`), in order; ends after `[DONE]` or when
@@ -90,6 +114,16 @@ impl UpstreamError {
             UpstreamError::Decode(_) => "decode",
             UpstreamError::EmptyChoices => "empty",
             UpstreamError::Straggler(_) => "straggler",
+        }
+    }
+
+    /// A failure that says more about the upstream than about the request: worth marking it down and retrying on
+    /// another one (transport errors, timeouts, 5xx, 429, 408).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            UpstreamError::Transport(_) | UpstreamError::Timeout(_) => true,
+            UpstreamError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            _ => false,
         }
     }
 

@@ -38,6 +38,8 @@ struct FakeUpstream {
     seen: Mutex<Vec<Map<String, Value>>>,
     /// Answer `n = k` with k choices (llama.cpp, vLLM), rather than ignore it (Ollama).
     honours_n: bool,
+    /// How native `n` is split (a pool's `shares`); None: one request.
+    split: Option<Vec<u32>>,
     /// Stream `stream: true` requests one character per delta, 10 ms apart (else answer them whole).
     streams: bool,
     /// Answer `stream: true` with a 400.
@@ -64,6 +66,10 @@ impl Drop for EarlyClose {
 }
 
 impl Upstream for FakeUpstream {
+    fn shares(&self, n: u32) -> Vec<u32> {
+        self.split.clone().unwrap_or_else(|| vec![n])
+    }
+
     fn chat(
         &self,
         body: Map<String, Value>,
@@ -75,7 +81,7 @@ impl Upstream for FakeUpstream {
         if self.honours_n && n > 1 {
             let mut c = completion("");
             c.choices = (0..n)
-                .map(|k| match &self.acts[k] {
+                .map(|k| match &self.acts[i + k] {
                     Act::Say(t) => completion(t).choices.remove(0),
                     _ => unreachable!("native fakes only say things"),
                 })
@@ -218,6 +224,7 @@ fn upstream(base: i64, acts: Vec<Act>) -> FakeUpstream {
         acts,
         seen: Mutex::new(Vec::new()),
         honours_n: false,
+        split: None,
         streams: false,
         refuses_stream: false,
         closed_early: Arc::default(),
@@ -375,6 +382,23 @@ async fn native_n_sends_one_request_and_splits_the_choices() {
     // Usage is counted once, not once per choice.
     assert_eq!(out.usage.prompt_tokens, 7);
     assert_eq!(m.candidates.with_label_values(&["ok"]).get(), 3);
+}
+
+#[tokio::test]
+async fn native_n_over_a_pool_sends_one_request_per_share_with_the_seed_of_its_first_candidate() {
+    let mut up = upstream(5, vec![Act::Say("a"), Act::Say("b!!"), Act::Say("c!"), Act::Say("d!!!!")]);
+    up.honours_n = true;
+    up.split = Some(vec![2, 2]);
+    let m = Metrics::new().unwrap();
+    let works = AtomicBool::new(true);
+    let out = generate(&up, &scorer(false), &plan(4, 5), LIMIT, &m, UpstreamN::Native, &works).await.unwrap();
+    let seen: Vec<(Value, Value)> =
+        up.seen.lock().unwrap().iter().map(|b| (b["seed"].clone(), b["n"].clone())).collect();
+    assert_eq!(seen, [(json!(5), json!(2)), (json!(7), json!(2))]);
+    let texts: Vec<String> =
+        out.candidates.iter().map(|c| c.result.as_ref().unwrap().choices[0].message.text()).collect();
+    assert_eq!(texts, ["a", "b!!", "c!", "d!!!!"], "candidates keep their index whichever share served them");
+    assert_eq!(out.ranked[0], 3);
 }
 
 #[tokio::test]

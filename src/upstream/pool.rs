@@ -1,0 +1,367 @@
+//! A pool of upstreams behind one `Upstream`: each request goes to the healthy upstream with the fewest requests in
+//! flight from this proxy (ties: round-robin), so the N candidates of one call spread over the pool. A transient
+//! failure (transport error, timeout, 5xx, 429, 408) marks that upstream down with exponential back-off and the
+//! request is retried once on another healthy upstream, body and seed unchanged, within the same deadline. A down
+//! upstream gets traffic again once a probe (`GET /v1/models`) answers. When every upstream is down, requests still
+//! go out (to the least loaded, and a failure is retried on another): refusing them would turn a flapping pool into
+//! a dead one.
+//!
+//! With one upstream the pool behaves as that upstream alone: there is nowhere to fail over to.
+
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use super::{
+    Streamed, Upstream, UpstreamError,
+    health::{Backoff, Health, State},
+};
+use crate::{metrics::Metrics, openai::ChatCompletion};
+
+/// How often the prober looks for upstreams due a probe.
+const PROBE_TICK: Duration = Duration::from_millis(250);
+/// How long a probe may take.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The pool's settings (from `Config`).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolOptions {
+    /// Back-off of a failed upstream before it is probed.
+    pub backoff: Backoff,
+    /// Healthy upstreams are probed this often too, so that `/ready` notices one that died while idle.
+    pub probe_interval: Duration,
+    /// Deadline of one request, failover included (`--candidate-timeout`); None: none.
+    pub deadline: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) },
+            probe_interval: Duration::from_secs(5),
+            deadline: None,
+        }
+    }
+}
+
+/// One upstream of the pool.
+pub struct Member {
+    name: String,
+    upstream: Arc<dyn Upstream>,
+    inflight: AtomicUsize,
+    health: Mutex<Health>,
+    metrics: Arc<Metrics>,
+}
+
+impl Member {
+    fn health(&self) -> MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fail(&self, backoff: Backoff, error: &UpstreamError) {
+        let was_up = self.health().fail(Instant::now(), backoff, error.to_string());
+        self.metrics.upstream_up.with_label_values(&[&self.name]).set(0);
+        if was_up {
+            tracing::warn!(upstream = %self.name, error = %error, "upstream marked down");
+        }
+    }
+
+    fn recover(&self) {
+        let was_down = self.health().recover();
+        self.metrics.upstream_up.with_label_values(&[&self.name]).set(1);
+        if was_down {
+            tracing::info!(upstream = %self.name, "upstream is back");
+        }
+    }
+
+    /// Counts one finished request; a transient failure marks the upstream down.
+    fn record<T>(&self, result: &Result<T, UpstreamError>, latency: Duration, backoff: Backoff) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        self.metrics.upstream_requests.with_label_values(&[&self.name, outcome]).inc();
+        self.metrics.upstream_duration.with_label_values(&[&self.name]).observe(latency.as_secs_f64());
+        if let Err(e) = result
+            && e.is_transient()
+        {
+            self.fail(backoff, e);
+        }
+    }
+}
+
+/// A request in flight on one member; dropping it (finished, or the caller went away) releases it.
+struct Lease {
+    index: usize,
+    member: Arc<Member>,
+}
+
+impl Lease {
+    fn new(index: usize, member: Arc<Member>) -> Self {
+        member.inflight.fetch_add(1, Ordering::Relaxed);
+        member.metrics.upstream_inflight.with_label_values(&[&member.name]).inc();
+        Self { index, member }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.member.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.member.metrics.upstream_inflight.with_label_values(&[&self.member.name]).dec();
+    }
+}
+
+/// One upstream's state for `/ready`.
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberStatus {
+    pub name: String,
+    pub state: State,
+    pub inflight: usize,
+    pub failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Several upstreams as one.
+pub struct Pool {
+    members: Vec<Arc<Member>>,
+    next: AtomicUsize,
+    opts: PoolOptions,
+}
+
+impl Pool {
+    /// A pool of `(name, upstream)`; `name` is the `upstream` label of its metrics (never a URL).
+    pub fn new(members: Vec<(String, Arc<dyn Upstream>)>, opts: PoolOptions, metrics: Arc<Metrics>) -> Self {
+        let now = Instant::now();
+        let members = members
+            .into_iter()
+            .map(|(name, upstream)| {
+                metrics.upstream_up.with_label_values(&[&name]).set(1);
+                metrics.upstream_inflight.with_label_values(&[&name]).set(0);
+                Arc::new(Member {
+                    name,
+                    upstream,
+                    inflight: AtomicUsize::new(0),
+                    health: Mutex::new(Health::new(now)),
+                    metrics: metrics.clone(),
+                })
+            })
+            .collect();
+        Self { members, next: AtomicUsize::new(0), opts }
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Upstreams that get traffic now.
+    pub fn routable(&self) -> usize {
+        self.members.iter().filter(|m| m.health().routable()).count()
+    }
+
+    /// The least loaded routable member (ties: round-robin); for a retry, other than the one that failed. When no
+    /// member is routable, any: every upstream is down, and traffic still goes to the least loaded.
+    fn lease(&self, retry_of: Option<usize>) -> Option<Lease> {
+        let len = self.members.len();
+        // A retry looks on from the member that failed, without moving the round-robin on.
+        let start = retry_of.map_or_else(|| self.next.fetch_add(1, Ordering::Relaxed), |i| i + 1);
+        let avoid = retry_of;
+        for healthy_only in [true, false] {
+            let mut best: Option<(usize, usize)> = None;
+            for k in 0..len {
+                let i = (start + k) % len;
+                let m = &self.members[i];
+                if Some(i) == avoid || (healthy_only && !m.health().routable()) {
+                    continue;
+                }
+                let load = m.inflight.load(Ordering::Relaxed);
+                if best.is_none_or(|(l, _)| load < l) {
+                    best = Some((load, i));
+                }
+            }
+            if let Some((_, i)) = best {
+                return Some(Lease::new(i, self.members[i].clone()));
+            }
+        }
+        None
+    }
+
+    /// Runs `call` on a member (within `deadline`), counts it, and on a transient failure runs it once more on
+    /// another routable member. Returns the result and the lease it was served under.
+    async fn with_failover<T, F>(&self, deadline: Option<Instant>, call: F) -> Result<(T, Lease), UpstreamError>
+    where
+        F: for<'a> Fn(&'a dyn Upstream) -> BoxFuture<'a, Result<T, UpstreamError>>,
+    {
+        let first = self.lease(None).ok_or_else(|| UpstreamError::Transport("no upstream configured".into()))?;
+        let err = match self.attempt(&first, deadline, &call).await {
+            Ok(v) => return Ok((v, first)),
+            Err(e) => e,
+        };
+        // A client error would fail anywhere; past the deadline there is no time left to retry.
+        if !err.is_transient() || deadline.is_some_and(|at| Instant::now() >= at) {
+            return Err(err);
+        }
+        let Some(second) = self.lease(Some(first.index)) else { return Err(err) };
+        first.member.metrics.upstream_failovers.with_label_values(&[&first.member.name]).inc();
+        tracing::debug!(from = %first.member.name, to = %second.member.name, error = %err, "retrying on another upstream");
+        drop(first);
+        let v = self.attempt(&second, deadline, &call).await?;
+        Ok((v, second))
+    }
+
+    async fn attempt<T, F>(&self, lease: &Lease, deadline: Option<Instant>, call: &F) -> Result<T, UpstreamError>
+    where
+        F: for<'a> Fn(&'a dyn Upstream) -> BoxFuture<'a, Result<T, UpstreamError>>,
+    {
+        let started = Instant::now();
+        let fut = call(lease.member.upstream.as_ref());
+        let result = match (deadline, self.opts.deadline) {
+            (Some(at), Some(limit)) => match tokio::time::timeout_at(at, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(UpstreamError::Timeout(limit)),
+            },
+            _ => fut.await,
+        };
+        lease.member.record(&result, started.elapsed(), self.opts.backoff);
+        result
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.opts.deadline.map(|d| Instant::now() + d)
+    }
+
+    /// Probes `member` and records what it said.
+    async fn probe(&self, member: &Member) -> Result<(), UpstreamError> {
+        member.health().last_probe = Instant::now();
+        let result = match tokio::time::timeout(PROBE_TIMEOUT, member.upstream.probe()).await {
+            Ok(r) => r,
+            Err(_) => Err(UpstreamError::Timeout(PROBE_TIMEOUT)),
+        };
+        match &result {
+            Ok(()) => member.recover(),
+            Err(e) => member.fail(self.opts.backoff, e),
+        }
+        result
+    }
+
+    /// Probes, forever, every upstream that is due: down ones once their back-off has passed, the others every
+    /// `probe_interval`. `serve` runs it beside the server.
+    pub async fn watch(&self) {
+        loop {
+            tokio::time::sleep(PROBE_TICK).await;
+            let now = Instant::now();
+            let due: Vec<&Arc<Member>> =
+                self.members.iter().filter(|m| m.health().probe_due(now, self.opts.probe_interval)).collect();
+            futures::future::join_all(due.into_iter().map(|m| self.probe(m))).await;
+        }
+    }
+
+    /// Every upstream's state, probing those not probed yet (what `/ready` reports).
+    pub async fn status(&self) -> Vec<MemberStatus> {
+        let unknown: Vec<&Arc<Member>> = self.members.iter().filter(|m| m.health().state == State::Unknown).collect();
+        futures::future::join_all(unknown.into_iter().map(|m| self.probe(m))).await;
+        self.members
+            .iter()
+            .map(|m| {
+                let h = m.health();
+                MemberStatus {
+                    name: m.name.clone(),
+                    state: h.state,
+                    inflight: m.inflight.load(Ordering::Relaxed),
+                    failures: h.failures,
+                    error: h.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Upstream for Pool {
+    fn chat(
+        &self,
+        body: Map<String, Value>,
+        auth: Option<Arc<str>>,
+    ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
+        async move {
+            let deadline = self.deadline();
+            let call = per_upstream(|u: &dyn Upstream| u.chat(body.clone(), auth.clone()));
+            self.with_failover(deadline, call).await.map(|(c, _)| c)
+        }
+        .boxed()
+    }
+
+    fn chat_stream(
+        &self,
+        body: Map<String, Value>,
+        auth: Option<Arc<str>>,
+    ) -> BoxFuture<'_, Result<Streamed, UpstreamError>> {
+        async move {
+            // Failover covers opening the stream; a stream that breaks later is the caller's to handle.
+            let deadline = self.deadline();
+            let call = per_upstream(|u: &dyn Upstream| u.chat_stream(body.clone(), auth.clone()));
+            let (streamed, lease) = self.with_failover(deadline, call).await?;
+            Ok(match streamed {
+                Streamed::Whole(c) => Streamed::Whole(c),
+                Streamed::Chunks(chunks) => {
+                    // The lease lives as long as the stream: it is in flight until dropped.
+                    let backoff = self.opts.backoff;
+                    Streamed::Chunks(
+                        chunks
+                            .inspect(move |item| {
+                                if let Err(e) = item
+                                    && e.is_transient()
+                                {
+                                    lease.member.fail(backoff, e);
+                                }
+                            })
+                            .boxed(),
+                    )
+                }
+            })
+        }
+        .boxed()
+    }
+
+    fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
+        async move {
+            let call = per_upstream(|u: &dyn Upstream| u.models(auth.clone()));
+            self.with_failover(None, call).await.map(|(v, _)| v)
+        }
+        .boxed()
+    }
+
+    fn shares(&self, n: u32) -> Vec<u32> {
+        split(n, self.routable().max(1))
+    }
+}
+
+/// Pins a closure to the higher-ranked signature `with_failover` takes (closures do not infer it alone).
+fn per_upstream<T, F>(f: F) -> F
+where
+    F: for<'a> Fn(&'a dyn Upstream) -> BoxFuture<'a, Result<T, UpstreamError>>,
+{
+    f
+}
+
+/// `n` split into at most `parts` near-equal counts, larger first (8 over 3: 3, 3, 2).
+pub fn split(n: u32, parts: usize) -> Vec<u32> {
+    let parts = u32::try_from(parts).unwrap_or(u32::MAX).clamp(1, n.max(1));
+    (0..parts).map(|i| n / parts + u32::from(i < n % parts)).collect()
+}
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;

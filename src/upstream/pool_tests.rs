@@ -1,0 +1,227 @@
+//! The pool against fake upstreams (no I/O; paused time makes back-off and deadlines deterministic).
+
+use std::sync::atomic::AtomicBool;
+
+use serde_json::json;
+
+use super::*;
+
+/// What a fake upstream does with every request.
+#[derive(Clone, Copy, PartialEq)]
+enum Does {
+    Answer,
+    Fail(u16),
+    Refuse,
+    Hang,
+}
+
+struct Fake {
+    does: Mutex<Does>,
+    /// Seeds of the chat requests it got, in order.
+    seeds: Mutex<Vec<i64>>,
+    /// Most requests it had at once.
+    peak: AtomicUsize,
+    now: AtomicUsize,
+    probes: AtomicUsize,
+    probe_ok: AtomicBool,
+}
+
+impl Fake {
+    fn new(does: Does) -> Arc<Self> {
+        Arc::new(Self {
+            does: Mutex::new(does),
+            seeds: Mutex::default(),
+            peak: AtomicUsize::new(0),
+            now: AtomicUsize::new(0),
+            probes: AtomicUsize::new(0),
+            probe_ok: AtomicBool::new(true),
+        })
+    }
+    fn set(&self, does: Does) {
+        *self.does.lock().unwrap() = does;
+    }
+    fn seeds(&self) -> Vec<i64> {
+        self.seeds.lock().unwrap().clone()
+    }
+}
+
+fn completion() -> ChatCompletion {
+    serde_json::from_value(json!({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}))
+    .unwrap()
+}
+
+impl Upstream for Fake {
+    fn chat(
+        &self,
+        body: Map<String, Value>,
+        _: Option<Arc<str>>,
+    ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
+        async move {
+            self.seeds.lock().unwrap().push(body["seed"].as_i64().unwrap());
+            let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            let does = *self.does.lock().unwrap();
+            let result = match does {
+                Does::Answer => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok(completion())
+                }
+                Does::Fail(status) => Err(UpstreamError::Status {
+                    status,
+                    message: "no".into(),
+                    kind: String::new(),
+                    param: None,
+                    code: None,
+                }),
+                Does::Refuse => Err(UpstreamError::Transport("connection refused".into())),
+                Does::Hang => futures::future::pending().await,
+            };
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            result
+        }
+        .boxed()
+    }
+
+    fn models(&self, _: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
+        async move {
+            self.probes.fetch_add(1, Ordering::SeqCst);
+            if self.probe_ok.load(Ordering::SeqCst) {
+                Ok(json!({"data": []}))
+            } else {
+                Err(UpstreamError::Transport("connection refused".into()))
+            }
+        }
+        .boxed()
+    }
+}
+
+fn pool(fakes: &[Arc<Fake>], deadline: Option<Duration>) -> (Pool, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new().unwrap());
+    let members = fakes.iter().enumerate().map(|(i, f)| (i.to_string(), f.clone() as Arc<dyn Upstream>)).collect();
+    let opts = PoolOptions { deadline, ..PoolOptions::default() };
+    (Pool::new(members, opts, metrics.clone()), metrics)
+}
+
+fn body(seed: i64) -> Map<String, Value> {
+    json!({"model": "m", "seed": seed}).as_object().unwrap().clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn best_of_8_over_4_upstreams_runs_2_on_each() {
+    let fakes: Vec<_> = (0..4).map(|_| Fake::new(Does::Answer)).collect();
+    let (pool, _) = pool(&fakes, None);
+    let calls = (0..8).map(|i| pool.chat(body(100 + i), None));
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok));
+    for f in &fakes {
+        assert_eq!(f.seeds().len(), 2);
+        assert_eq!(f.peak.load(Ordering::SeqCst), 2);
+    }
+    let mut seeds: Vec<i64> = fakes.iter().flat_map(|f| f.seeds()).collect();
+    seeds.sort_unstable();
+    assert_eq!(seeds, (100..108).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_failure_is_retried_once_elsewhere_with_the_same_seed() {
+    let fakes = [Fake::new(Does::Fail(503)), Fake::new(Does::Answer)];
+    let (pool, metrics) = pool(&fakes, Some(Duration::from_secs(10)));
+    // Round-robin starts at member 0.
+    assert!(pool.chat(body(7), None).await.is_ok());
+    assert_eq!(fakes[0].seeds(), [7]);
+    assert_eq!(fakes[1].seeds(), [7]);
+    // Member 0 is down: the next requests go to member 1 only, until a probe after the back-off.
+    assert_eq!(pool.routable(), 1);
+    for seed in 8..12 {
+        assert!(pool.chat(body(seed), None).await.is_ok());
+    }
+    assert_eq!(fakes[0].seeds(), [7]);
+    let page = metrics.render().unwrap();
+    assert!(page.contains("bon_upstream_requests_total{outcome=\"http_5xx\",upstream=\"0\"} 1"), "{page}");
+    assert!(page.contains("bon_upstream_failovers_total{upstream=\"0\"} 1"), "{page}");
+    assert!(page.contains("bon_upstream_up{upstream=\"0\"} 0"), "{page}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_are_not_retried() {
+    let fakes = [Fake::new(Does::Fail(400)), Fake::new(Does::Answer)];
+    let (pool, _) = pool(&fakes, None);
+    let err = pool.chat(body(1), None).await.unwrap_err();
+    assert!(matches!(err, UpstreamError::Status { status: 400, .. }));
+    assert!(fakes[1].seeds().is_empty());
+    assert_eq!(pool.routable(), 2, "a 400 says nothing about the upstream's health");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_upstream_comes_back_after_a_probe() {
+    let fakes = [Fake::new(Does::Refuse), Fake::new(Does::Answer)];
+    let (pool, _) = pool(&fakes, None);
+    fakes[0].probe_ok.store(false, Ordering::SeqCst);
+    assert!(pool.chat(body(1), None).await.is_ok());
+    assert_eq!(pool.routable(), 1);
+    let watch = pool.watch();
+    tokio::pin!(watch);
+    // The first back-off is 1 s: a probe then fails, and the next comes 2 s later.
+    let _ = tokio::time::timeout(Duration::from_millis(1300), &mut watch).await;
+    assert_eq!(fakes[0].probes.load(Ordering::SeqCst), 1);
+    assert_eq!(pool.routable(), 1);
+    fakes[0].set(Does::Answer);
+    fakes[0].probe_ok.store(true, Ordering::SeqCst);
+    let _ = tokio::time::timeout(Duration::from_millis(1000), &mut watch).await;
+    assert_eq!(pool.routable(), 1, "still backing off");
+    let _ = tokio::time::timeout(Duration::from_millis(1200), &mut watch).await;
+    assert_eq!(fakes[0].probes.load(Ordering::SeqCst), 2);
+    assert_eq!(pool.routable(), 2);
+    let status = pool.status().await;
+    assert_eq!(status[0].state, State::Up);
+    assert_eq!(status[0].failures, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_every_upstream_down_requests_still_go_out() {
+    let fakes = [Fake::new(Does::Fail(502)), Fake::new(Does::Fail(502))];
+    let (pool, _) = pool(&fakes, None);
+    assert!(pool.chat(body(1), None).await.is_err());
+    assert_eq!(pool.routable(), 0);
+    fakes[1].set(Does::Answer);
+    let mut served = 0;
+    for seed in 2..6 {
+        served += usize::from(pool.chat(body(seed), None).await.is_ok());
+    }
+    assert!(served >= 1, "a pool with every member down still sends requests");
+    let status = pool.status().await;
+    assert!(status.iter().all(|s| s.state == State::Down && s.error.as_deref().is_some_and(|e| e.contains("502"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_upstream_times_out_and_is_marked_down() {
+    let fakes = [Fake::new(Does::Hang), Fake::new(Does::Answer)];
+    let (pool, _) = pool(&fakes, Some(Duration::from_secs(5)));
+    let err = pool.chat(body(1), None).await.unwrap_err();
+    assert_eq!(err, UpstreamError::Timeout(Duration::from_secs(5)));
+    // No time was left to retry: member 1 never saw the request, and it is not blamed.
+    assert!(fakes[1].seeds().is_empty());
+    assert_eq!(pool.status().await.iter().map(|s| s.state).collect::<Vec<_>>(), [State::Down, State::Up]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_upstream_behaves_as_itself() {
+    let fakes = [Fake::new(Does::Fail(503))];
+    let (pool, _) = pool(&fakes, None);
+    assert!(pool.chat(body(1), None).await.is_err());
+    fakes[0].set(Does::Answer);
+    // Down, but the only one: it still gets the next request at once.
+    assert!(pool.chat(body(2), None).await.is_ok());
+    assert_eq!(fakes[0].seeds(), [1, 2]);
+    assert_eq!(pool.shares(4), [4]);
+}
+
+#[test]
+fn native_n_is_split_over_healthy_upstreams() {
+    assert_eq!(split(8, 4), [2, 2, 2, 2]);
+    assert_eq!(split(8, 3), [3, 3, 2]);
+    assert_eq!(split(2, 4), [1, 1]);
+    assert_eq!(split(5, 1), [5]);
+    assert_eq!(split(1, 0), [1]);
+}
