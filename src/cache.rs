@@ -17,7 +17,10 @@ use std::{
 use moka::{future::Cache, notification::RemovalCause};
 use serde_json::{Map, Value};
 
-use crate::metrics::Metrics;
+use crate::{
+    metrics::Metrics,
+    shared_cache::{Shared, SharedCache},
+};
 
 /// 32-byte blake3 digest identifying a cacheable request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,6 +45,13 @@ impl CacheKey {
         };
         hash_object(&mut h, body);
         Self(*h.finalize().as_bytes())
+    }
+}
+
+impl CacheKey {
+    /// Lowercase hex of the digest (the shared tier's key).
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -125,13 +135,14 @@ pub trait Weigh {
     fn weight(&self) -> u32;
 }
 
-/// The moka cache, or nothing when `--cache-ttl 0s`.
+/// The moka cache, or nothing when `--cache-ttl 0s`; behind it, optionally, the shared tier on Redis.
 pub struct ResultCache<V: Clone + Send + Sync + 'static> {
     inner: Option<Cache<CacheKey, V>>,
+    shared: Option<SharedCache>,
     metrics: Arc<Metrics>,
 }
 
-impl<V: Weigh + Clone + Send + Sync + 'static> ResultCache<V> {
+impl<V: Weigh + Shared + Clone + Send + Sync + 'static> ResultCache<V> {
     pub fn new(ttl: Duration, max_bytes: u64, metrics: Arc<Metrics>) -> Self {
         let inner = (!ttl.is_zero()).then(|| {
             let evictions = metrics.cache_evictions.clone();
@@ -150,7 +161,13 @@ impl<V: Weigh + Clone + Send + Sync + 'static> ResultCache<V> {
                 })
                 .build()
         });
-        Self { inner, metrics }
+        Self { inner, shared: None, metrics }
+    }
+
+    /// Adds the shared tier: looked up after a local miss, written with every fresh result.
+    pub fn with_shared(mut self, shared: SharedCache) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Returns the cached value for `key`, or runs `compute` (once for all concurrent identical callers).
@@ -165,16 +182,30 @@ impl<V: Weigh + Clone + Send + Sync + 'static> ResultCache<V> {
             (Some(cache), CacheMode::Refresh) => {
                 let value = compute.await?;
                 cache.insert(key, value.clone()).await;
+                self.store_shared(&key, &value).await;
                 Ok((value, CacheResult::Miss))
             }
             (Some(cache), CacheMode::Use) => {
-                let ran = AtomicBool::new(false);
+                // `computed`: this caller ran `compute` (a miss); otherwise the value came from moka, from Redis, or
+                // from an identical request in flight on this replica (coalescing stays per replica).
+                let computed = AtomicBool::new(false);
                 let init = async {
-                    ran.store(true, Ordering::Relaxed);
-                    compute.await
+                    if let Some(shared) = &self.shared
+                        && let Some(v) = shared.get::<V>(&key).await
+                    {
+                        return Ok(v);
+                    }
+                    computed.store(true, Ordering::Relaxed);
+                    let value = compute.await?;
+                    self.store_shared(&key, &value).await;
+                    Ok::<V, E>(value)
                 };
                 match cache.try_get_with(key, init).await {
-                    Ok(v) => Ok((v, if ran.load(Ordering::Relaxed) { CacheResult::Miss } else { CacheResult::Hit })),
+                    Ok(v) => {
+                        let result =
+                            if computed.load(Ordering::Relaxed) { CacheResult::Miss } else { CacheResult::Hit };
+                        Ok((v, result))
+                    }
                     Err(e) => Err((*e).clone()),
                 }
             }
@@ -186,6 +217,12 @@ impl<V: Weigh + Clone + Send + Sync + 'static> ResultCache<V> {
             self.metrics.cache_entries.set(i64::try_from(cache.entry_count()).unwrap_or(i64::MAX));
         }
         result
+    }
+
+    async fn store_shared(&self, key: &CacheKey, value: &V) {
+        if let Some(shared) = &self.shared {
+            shared.set(key, value).await;
+        }
     }
 }
 

@@ -206,6 +206,16 @@ pub struct Config {
     #[arg(long, env = "BON_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub cache_max_bytes: u64,
 
+    /// Shared cache tier on Redis, for several replicas: `redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://` for TLS.
+    /// Looked up after a local miss; fresh results are written to both with --cache-ttl. Redis being down or slow
+    /// only makes requests misses.
+    #[arg(long, env = "BON_CACHE_REDIS", value_name = "URL", hide_env_values = true)]
+    pub cache_redis: Option<String>,
+
+    /// Longest a shared-cache read or write may take; then the request goes on without it.
+    #[arg(long, env = "BON_CACHE_REDIS_TIMEOUT", value_parser = humantime::parse_duration, default_value = "50ms")]
+    pub cache_redis_timeout: Duration,
+
     /// Most client requests handled at once; more get 429 with `Retry-After`.
     #[arg(long, env = "BON_MAX_INFLIGHT", default_value_t = 256)]
     pub max_inflight: usize,
@@ -240,6 +250,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("upstreams", &self.upstream_names())
             .field("upstream_api_key", &self.upstream_api_key.as_ref().map(|_| "<redacted>"))
+            .field("cache_redis", &self.cache_redis.as_deref().map(redact_url))
             .field("api_keys", &format_args!("<{} redacted>", self.api_keys.len()))
             .field("api_keys_file", &self.api_keys_file)
             .field("forward_client_auth", &self.forward_client_auth)
@@ -307,6 +318,10 @@ pub enum ConfigError {
     ZeroDuration(&'static str),
     #[error("--upstream must be an http:// or https:// URL (got {0:?})")]
     Upstream(String),
+    #[error("--cache-redis must be a redis://, rediss:// or unix:// URL (got {0:?})")]
+    CacheRedis(String),
+    #[error("--cache-redis needs the cache on: --cache-ttl must be longer than 0s")]
+    CacheRedisWithoutCache,
     #[error("--upstream-name: {0}")]
     UpstreamName(String),
     #[error("--forward-client-auth and --upstream-api-key both say which key goes upstream; keep one")]
@@ -378,6 +393,22 @@ impl Config {
         }
         if self.upstream_probe_interval.is_zero() {
             return Err(ConfigError::ZeroDuration("upstream-probe-interval"));
+        }
+        self.validate_redis()
+    }
+
+    fn validate_redis(&self) -> Result<(), ConfigError> {
+        let Some(url) = &self.cache_redis else { return Ok(()) };
+        let lower = url.to_ascii_lowercase();
+        let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
+        if !schemes.iter().any(|s| lower.starts_with(s)) || reqwest::Url::parse(url).is_err() {
+            return Err(ConfigError::CacheRedis(redact_url(url)));
+        }
+        if self.cache_ttl.is_zero() {
+            return Err(ConfigError::CacheRedisWithoutCache);
+        }
+        if self.cache_redis_timeout.is_zero() {
+            return Err(ConfigError::ZeroDuration("cache-redis-timeout"));
         }
         Ok(())
     }
@@ -522,6 +553,18 @@ mod tests {
         }
         let err = parse(&["--upstream", "http://a:1,ftp://user:hunter2@b:2"]).validate().unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn the_redis_url_is_checked_and_its_password_never_shown() {
+        let c = parse(&["--cache-redis", "redis://:s3cret-pw@127.0.0.1:6379/2"]);
+        assert_eq!(c.validate(), Ok(()));
+        assert!(!format!("{c:?}").contains("s3cret-pw"));
+        let err = parse(&["--cache-redis", "http://:s3cret-pw@127.0.0.1:6379"]).validate().unwrap_err();
+        assert!(matches!(err, ConfigError::CacheRedis(_)) && !err.to_string().contains("s3cret-pw"), "{err}");
+        let c = parse(&["--cache-redis", "redis://127.0.0.1", "--cache-ttl", "0s"]);
+        assert_eq!(c.validate(), Err(ConfigError::CacheRedisWithoutCache));
+        assert_eq!(parse(&["--cache-redis-timeout", "25ms"]).cache_redis_timeout, Duration::from_millis(25));
     }
 
     #[test]

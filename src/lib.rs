@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openai;
 pub mod reward;
 pub mod server;
+pub mod shared_cache;
 pub mod state;
 pub mod upstream;
 

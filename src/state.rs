@@ -12,6 +12,7 @@ use crate::{
     keys::Keys,
     metrics::Metrics,
     reward::{RewardError, RewardOptions, Score, Scorer, hub::HubOptions, source},
+    shared_cache::SharedCache,
     upstream::{Client, Pool, PoolOptions, Upstream, UpstreamError, health::Backoff},
 };
 
@@ -55,6 +56,8 @@ pub enum StartError {
     Upstream(#[from] UpstreamError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    SharedCache(#[from] crate::shared_cache::SharedCacheError),
 }
 
 impl AppState {
@@ -116,7 +119,11 @@ impl AppState {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
-        let cache = ResultCache::new(config.cache_ttl, config.cache_max_bytes, metrics.clone());
+        let mut cache = ResultCache::new(config.cache_ttl, config.cache_max_bytes, metrics.clone());
+        if let Some(url) = &config.cache_redis {
+            let shared = SharedCache::connect(url, config.cache_ttl, config.cache_redis_timeout, metrics.clone())?;
+            cache = cache.with_shared(shared);
+        }
         let admission = Arc::new(Semaphore::new(config.max_inflight));
         let keys = Keys::new(&config.client_keys()?);
         Ok(Self(Arc::new(Inner {

@@ -21,7 +21,7 @@ pub const MIN_WORDS: usize = 24;
 const GRAM: usize = 4;
 
 /// What the guard saw in one candidate.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Flags {
     /// Mostly repetition (ranked below every candidate that is not).
     pub repetitive: bool,

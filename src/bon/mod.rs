@@ -22,6 +22,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -29,6 +30,7 @@ use crate::{
     error::ApiError,
     openai::{ChatCompletion, Message, Usage},
     reward::{Score, ScoreInput},
+    shared_cache::Shared,
     upstream::UpstreamError,
 };
 
@@ -58,7 +60,7 @@ pub struct Plan {
 }
 
 /// One candidate's fate.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Candidate {
     pub result: Result<ChatCompletion, UpstreamError>,
     pub latency: Duration,
@@ -83,7 +85,7 @@ impl Candidate {
 }
 
 /// Why the winner was not chosen by score.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unscored {
     /// Only one candidate survived: nothing to compare.
     SingleSurvivor,
@@ -91,8 +93,8 @@ pub enum Unscored {
     ScorerFailed,
 }
 
-/// A finished Best-of-N call (what the cache holds).
-#[derive(Clone, Debug)]
+/// A finished Best-of-N call (what the cache holds, locally and in the shared tier).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Outcome {
     /// Our own completion id (upstream ids, e.g. Ollama's, are not unique).
     pub id: String,
@@ -134,6 +136,24 @@ impl Weigh for Arc<Outcome> {
             .map(|c| c.result.as_ref().map_or(256, |r| serde_json::to_vec(r).map_or(4096, |v| v.len() + 256)))
             .sum();
         u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+impl Shared for Arc<Outcome> {
+    // Bump when `Outcome` (or anything in it) changes shape: replicas of two versions then never read each other's
+    // entries.
+    const FORMAT: &'static str = "outcome-v1";
+
+    fn encode(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(&**self).ok()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        let outcome: Outcome = serde_json::from_slice(bytes).ok()?;
+        // A value that decodes but could not have been written by this version (a winner out of range) is foreign.
+        let valid = outcome.ranked.iter().all(|&i| outcome.candidates.get(i).is_some_and(|c| c.result.is_ok()))
+            && outcome.winner().is_some();
+        valid.then(|| Arc::new(outcome))
     }
 }
 

@@ -80,7 +80,7 @@ pub enum Streamed {
 }
 
 /// Why one upstream call failed.
-#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum UpstreamError {
     /// The upstream answered with a non-2xx status.
     #[error("upstream returned HTTP {status}: {message}")]

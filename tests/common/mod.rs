@@ -15,6 +15,9 @@ use std::{
     time::Duration,
 };
 
+pub mod process;
+pub mod redis;
+
 use bon_proxy::{AppState, config::Config, serve};
 use clap::Parser;
 use serde_json::{Value, json};
