@@ -4,7 +4,7 @@
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    TextEncoder, core::Collector,
 };
 
 pub const REQUESTS: &str = "bon_requests_total";
@@ -233,44 +233,57 @@ impl Metrics {
         Ok(m)
     }
 
+    /// Every collector, once (registration and `names` go through this list).
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.requests.clone()),
+            Box::new(self.request_duration.clone()),
+            Box::new(self.inflight.clone()),
+            Box::new(self.candidates.clone()),
+            Box::new(self.candidate_duration.clone()),
+            Box::new(self.n_used.clone()),
+            Box::new(self.reward_duration.clone()),
+            Box::new(self.reward_batch.clone()),
+            Box::new(self.reward_padding.clone()),
+            Box::new(self.reward_errors.clone()),
+            Box::new(self.scorer_fallbacks.clone()),
+            Box::new(self.winner_score.clone()),
+            Box::new(self.score_margin.clone()),
+            Box::new(self.score_spread.clone()),
+            Box::new(self.winner_z.clone()),
+            Box::new(self.kl_bound.clone()),
+            Box::new(self.guard_flags.clone()),
+            Box::new(self.guard_overrides.clone()),
+            Box::new(self.pruning_rounds.clone()),
+            Box::new(self.pruning_tokens_saved.clone()),
+            Box::new(self.pruning_fallbacks.clone()),
+            Box::new(self.cache_requests.clone()),
+            Box::new(self.cache_evictions.clone()),
+            Box::new(self.cache_entries.clone()),
+            Box::new(self.cache_redis_requests.clone()),
+            Box::new(self.cache_redis_errors.clone()),
+            Box::new(self.cache_redis_duration.clone()),
+            Box::new(self.upstream_requests.clone()),
+            Box::new(self.upstream_duration.clone()),
+            Box::new(self.upstream_inflight.clone()),
+            Box::new(self.upstream_up.clone()),
+            Box::new(self.upstream_failovers.clone()),
+            Box::new(self.tokens.clone()),
+            Box::new(self.execution_provider.clone()),
+            Box::new(self.model_loaded.clone()),
+        ]
+    }
+
     fn register_all(&self) -> Result<(), prometheus::Error> {
-        let r = &self.registry;
-        r.register(Box::new(self.requests.clone()))?;
-        r.register(Box::new(self.request_duration.clone()))?;
-        r.register(Box::new(self.inflight.clone()))?;
-        r.register(Box::new(self.candidates.clone()))?;
-        r.register(Box::new(self.candidate_duration.clone()))?;
-        r.register(Box::new(self.n_used.clone()))?;
-        r.register(Box::new(self.reward_duration.clone()))?;
-        r.register(Box::new(self.reward_batch.clone()))?;
-        r.register(Box::new(self.reward_padding.clone()))?;
-        r.register(Box::new(self.reward_errors.clone()))?;
-        r.register(Box::new(self.scorer_fallbacks.clone()))?;
-        r.register(Box::new(self.winner_score.clone()))?;
-        r.register(Box::new(self.score_margin.clone()))?;
-        r.register(Box::new(self.score_spread.clone()))?;
-        r.register(Box::new(self.winner_z.clone()))?;
-        r.register(Box::new(self.kl_bound.clone()))?;
-        r.register(Box::new(self.guard_flags.clone()))?;
-        r.register(Box::new(self.guard_overrides.clone()))?;
-        r.register(Box::new(self.pruning_rounds.clone()))?;
-        r.register(Box::new(self.pruning_tokens_saved.clone()))?;
-        r.register(Box::new(self.pruning_fallbacks.clone()))?;
-        r.register(Box::new(self.cache_requests.clone()))?;
-        r.register(Box::new(self.cache_evictions.clone()))?;
-        r.register(Box::new(self.cache_entries.clone()))?;
-        r.register(Box::new(self.cache_redis_requests.clone()))?;
-        r.register(Box::new(self.cache_redis_errors.clone()))?;
-        r.register(Box::new(self.cache_redis_duration.clone()))?;
-        r.register(Box::new(self.upstream_requests.clone()))?;
-        r.register(Box::new(self.upstream_duration.clone()))?;
-        r.register(Box::new(self.upstream_inflight.clone()))?;
-        r.register(Box::new(self.upstream_up.clone()))?;
-        r.register(Box::new(self.upstream_failovers.clone()))?;
-        r.register(Box::new(self.tokens.clone()))?;
-        r.register(Box::new(self.execution_provider.clone()))?;
-        r.register(Box::new(self.model_loaded.clone()))?;
+        for c in self.collectors() {
+            self.registry.register(c)?;
+        }
         Ok(())
+    }
+
+    /// The name of every metric this struct exports (dashboards and rules may only use these).
+    pub fn names(&self) -> Vec<String> {
+        self.collectors().iter().flat_map(|c| c.desc().into_iter().map(|d| d.fq_name.clone())).collect()
     }
 
     /// Prometheus text exposition of every metric.

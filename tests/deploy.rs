@@ -1,0 +1,77 @@
+//! What deploy/ promises about the proxy: every metric the Grafana dashboard and the Prometheus rules query is one
+//! the proxy exports, and the manifests configure flags the binary has. (Their syntax is checked by the real tools
+//! in scripts/check-deploy: kubernetes-validate and promtool.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
+
+use std::{collections::BTreeSet, path::PathBuf};
+
+use bon_proxy::{config::Config, metrics::Metrics};
+use clap::CommandFactory;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+}
+
+/// Every `bon_…` metric name in `text`, without the histogram series suffixes.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("bon_") {
+        let start = i + at;
+        let boundary = start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let end =
+            text[start..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(text.len(), |e| start + e);
+        if boundary {
+            let name = &text[start..end];
+            let base = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+            names.insert(base.to_owned());
+        }
+        i = end;
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_rules_only_query_metrics_the_proxy_exports() {
+    let exported: BTreeSet<String> = Metrics::new().unwrap().names().into_iter().collect();
+    for path in ["deploy/grafana/dashboards/bon-proxy.json", "deploy/prometheus/rules.yaml", "deploy/k8s/hpa.yaml"] {
+        let used = metric_names(&read(path));
+        assert!(!used.is_empty(), "{path} queries no bon_ metric");
+        let unknown: Vec<&String> = used.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(unknown.is_empty(), "{path} queries metrics the proxy does not export: {unknown:?}");
+    }
+    // The dashboard shows what the issue asked of it.
+    let dashboard = metric_names(&read("deploy/grafana/dashboards/bon-proxy.json"));
+    for needed in [
+        "bon_request_duration_seconds",
+        "bon_candidates_total",
+        "bon_upstream_up",
+        "bon_upstream_inflight",
+        "bon_winner_score",
+        "bon_score_margin",
+        "bon_reward_batch_size",
+        "bon_reward_duration_seconds",
+    ] {
+        assert!(dashboard.contains(needed), "the dashboard has no panel on {needed}");
+    }
+}
+
+#[test]
+fn the_manifests_only_set_variables_the_binary_reads() {
+    let known: BTreeSet<String> = Config::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    for path in ["deploy/k8s/deployment.yaml", "deploy/compose.yaml", "deploy/Dockerfile"] {
+        let text = read(path);
+        let used: BTreeSet<&str> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("BON_") && w.len() > 4)
+            .collect();
+        assert!(!used.is_empty(), "{path} sets no BON_ variable");
+        let unknown: Vec<&&str> = used.iter().filter(|v| !known.contains(**v)).collect();
+        assert!(unknown.is_empty(), "{path} sets variables bon-proxy does not read: {unknown:?}");
+    }
+}
