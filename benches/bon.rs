@@ -10,6 +10,10 @@
 //! Reward model: the default model (scripts/setup). `BON_BENCH_ROUNDS` (default 5), `BON_BENCH_N` (default 4),
 //! `BON_BENCH_UPSTREAM_N` (`fanout` default, or `native`).
 
+mod common;
+
+use common::{ms, ratio, say};
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -182,17 +186,4 @@ async fn fake_upstream(delay: Duration) -> anyhow::Result<String> {
 
 fn mean(v: &[Duration]) -> Duration {
     v.iter().sum::<Duration>() / u32::try_from(v.len().max(1)).unwrap_or(1)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
-}
-
-fn say(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout(), "{line}");
 }

@@ -10,6 +10,10 @@
 //! `BON_BENCH_PARTS` (default `pool,shared`), `BON_BENCH_UPSTREAMS` (default `1,2,4,8`), `BON_BENCH_REQUESTS` (per
 //! upstream, default 8). Reward model: the default one (scripts/setup).
 
+mod common;
+
+use common::{env, ms, ratio, say};
+
 use std::{
     process::{Child, Command, Stdio},
     sync::Arc,
@@ -23,10 +27,6 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -105,9 +105,8 @@ async fn pool(servers: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()> 
 
 async fn shared(servers: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()> {
     let keys: usize = env("BON_BENCH_KEYS", 200);
-    let binary = std::env::var("BON_BENCH_REDIS_SERVER").unwrap_or_else(|_| {
-        format!("{}/.ci-cache/redis/redis-server", env!("CARGO_MANIFEST_DIR"))
-    });
+    let binary = std::env::var("BON_BENCH_REDIS_SERVER")
+        .unwrap_or_else(|_| format!("{}/.ci-cache/redis/redis-server", env!("CARGO_MANIFEST_DIR")));
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let _redis = Redis(
         Command::new(&binary)
@@ -134,8 +133,11 @@ async fn shared(servers: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()
     for i in 0..keys {
         local.push(chat_cached(&http, &b, i, "hit").await?); // b again: local (moka) hit
     }
-    let (r50, r99, l50, l99) = (pct(&mut from_redis, 0.5), pct(&mut from_redis, 0.99), pct(&mut local, 0.5), pct(&mut local, 0.99));
-    say(&format!("shared cache: {keys} Best-of-4 results computed on replica a, then read on replica b (end to end, HTTP)"));
+    let (r50, r99, l50, l99) =
+        (pct(&mut from_redis, 0.5), pct(&mut from_redis, 0.99), pct(&mut local, 0.5), pct(&mut local, 0.99));
+    say(&format!(
+        "shared cache: {keys} Best-of-4 results computed on replica a, then read on replica b (end to end, HTTP)"
+    ));
     say("hit served from | p50 ms | p99 ms");
     say(&format!("local (moka) | {:.3} | {:.3}", ms(l50), ms(l99)));
     say(&format!("Redis (other replica's result) | {:.3} | {:.3}", ms(r50), ms(r99)));
@@ -173,12 +175,7 @@ async fn chat(http: &reqwest::Client, url: &str, seed: usize, n: usize) -> anyho
 /// One cacheable Best-of-4 request; checks `x-bon-cache` and returns its latency.
 async fn chat_cached(http: &reqwest::Client, url: &str, seed: usize, want: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let resp = http
-        .post(format!("{url}/v1/chat/completions"))
-        .header("x-bon-n", "4")
-        .json(&body(seed))
-        .send()
-        .await?;
+    let resp = http.post(format!("{url}/v1/chat/completions")).header("x-bon-n", "4").json(&body(seed)).send().await?;
     anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
     let got = resp.headers().get("x-bon-cache").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     resp.bytes().await?;
@@ -219,17 +216,4 @@ fn pct(v: &mut [Duration], q: f64) -> Duration {
     v.sort_unstable();
     let i = ((v.len() as f64 - 1.0) * q).round() as usize;
     v.get(i).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
-}
-
-fn say(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout(), "{line}");
 }

@@ -14,6 +14,10 @@
 //! `BON_BENCH_PRUNE_KEEP` (0.5), `BON_BENCH_REWARD_MODEL` (default: the embedded default model), prompts from
 //! `../shared/data/prompts/alpaca_eval_805.jsonl` (`BON_BENCH_PROMPTS_FILE`).
 
+mod common;
+
+use common::env;
+
 use std::{
     path::PathBuf,
     time::{Duration, Instant},
@@ -32,10 +36,6 @@ macro_rules! say {
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
-}
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// One streamed Best-of-N call, as the client saw it.

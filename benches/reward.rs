@@ -10,6 +10,10 @@
 //! `--reward-threads`; `BON_BENCH_PARTS` picks parts (default `batching,sizes,arena`); `BON_BENCH_ROUNDS` (3);
 //! `BON_BENCH_REQUESTS` (32) the requests of the batching part.
 
+mod common;
+
+use common::{env, ms, say};
+
 use std::{
     io::Write,
     path::PathBuf,
@@ -75,7 +79,7 @@ fn load(opts: &RewardOptions) -> anyhow::Result<Scorer> {
 
 async fn batching(dir: &std::path::Path, texts: &Texts) -> anyhow::Result<()> {
     // Requests with each its own typical length (20..260 tokens), its 4 candidates within ±40 % of it.
-    let count = env_usize("BON_BENCH_REQUESTS", 32);
+    let count = env::<usize>("BON_BENCH_REQUESTS", 32);
     let requests: Vec<Vec<ScoreInput>> = (0..count)
         .map(|r| {
             let base = 20 + (r * 37) % 240;
@@ -197,19 +201,11 @@ fn input(text: &str) -> ScoreInput {
 }
 
 fn rounds() -> usize {
-    env_usize("BON_BENCH_ROUNDS", 3)
-}
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    env::<usize>("BON_BENCH_ROUNDS", 3)
 }
 
 fn best(times: &[Duration]) -> Duration {
     times.iter().copied().min().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 /// A line of `/proc/self/status` in MB.
@@ -228,8 +224,4 @@ fn rss_mb() -> f64 {
 
 fn peak_mb() -> f64 {
     status_mb("VmHWM:")
-}
-
-fn say(line: &str) {
-    let _ = writeln!(std::io::stdout(), "{line}");
 }
