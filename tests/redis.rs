@@ -118,6 +118,22 @@ async fn a_corrupt_or_foreign_value_is_ignored_and_replaced() {
     up.verify().await;
 }
 
+#[tokio::test]
+async fn a_tls_url_against_a_server_without_tls_is_a_counted_miss_not_a_panic() {
+    let redis = Redis::start(None).await;
+    let (up, _) = upstream(4).await;
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let app = spawn_app(config(&up.uri(), &["--cache-redis", &url])).await;
+    let resp = app.chat(request(0), &[("x-bon-n", "4")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-bon-cache"), "miss");
+    let page = app.metrics().await;
+    assert!(metric(&page, "bon_cache_redis_errors_total{op=\"get\"}") >= 1.0, "{page}");
+    assert!(redis.keys().await.is_empty(), "nothing was written over a failed handshake");
+    app.stop().await;
+    up.verify().await;
+}
+
 #[test]
 fn a_password_protected_redis_works_and_the_password_is_not_logged() {
     const PASSWORD: &str = "pw-5f5f5f-redis";
