@@ -92,6 +92,32 @@ async fn redis_dying_mid_run_costs_no_request_and_it_is_used_again_when_back() {
 }
 
 #[tokio::test]
+async fn a_stalled_redis_costs_a_request_at_most_the_timeout() {
+    let redis = Redis::start(None).await;
+    let (up, _) = upstream(8).await;
+    let app = spawn_app(config(&up.uri(), &["--cache-redis", &redis.url(), "--cache-redis-timeout", "50ms"])).await;
+    assert_eq!(app.chat(request(0), &[("x-bon-n", "4")]).await.status(), 200);
+    // Redis stops answering anyone for 5 s; the request must not wait for it.
+    let mut c = redis.connection().await.unwrap();
+    let mut sleep = ::redis::cmd("DEBUG");
+    sleep.arg("SLEEP").arg(5);
+    let stall = sleep.query_async::<()>(&mut c);
+    tokio::pin!(stall);
+    // Sent, and Redis asleep: polled for 200 ms, it cannot have finished.
+    assert!(tokio::time::timeout(Duration::from_millis(200), &mut stall).await.is_err());
+    let request = app.chat(request(1), &[("x-bon-n", "4")]);
+    let resp = tokio::select! {
+        resp = request => resp,
+        _ = &mut stall => panic!("the request waited for the stalled Redis"),
+    };
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-bon-cache"), "miss");
+    assert!(metric(&app.metrics().await, "bon_cache_redis_errors_total{op=\"get\"}") >= 1.0);
+    app.stop().await;
+    up.verify().await;
+}
+
+#[tokio::test]
 async fn a_corrupt_or_foreign_value_is_ignored_and_replaced() {
     let redis = Redis::start(None).await;
     let (up, _) = upstream(8).await;

@@ -40,6 +40,8 @@ impl Redis {
     pub async fn start_on(port: u16, password: Option<&str>) -> Self {
         let mut cmd = Command::new(binary());
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        // DEBUG SLEEP makes a slow Redis on demand (local connections only).
+        cmd.args(["--enable-debug-command", "local"]);
         if let Some(pw) = password {
             cmd.args(["--requirepass", pw]);
         }
