@@ -46,9 +46,7 @@ impl CacheKey {
         hash_object(&mut h, body);
         Self(*h.finalize().as_bytes())
     }
-}
 
-impl CacheKey {
     /// Lowercase hex of the digest (the shared tier's key).
     pub fn hex(&self) -> String {
         self.0.iter().map(|b| format!("{b:02x}")).collect()

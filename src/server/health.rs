@@ -1,7 +1,8 @@
 //! Liveness, readiness, metrics and the `/v1/models` pass-through.
 
 use axum::{
-    Json, extract,
+    Json,
+    extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 use crate::{
     error::ApiError,
     state::AppState,
-    upstream::{Upstream, health::State},
+    upstream::{Upstream, health::State as Health},
 };
 
 /// `GET /health`: the process is up.
@@ -21,13 +22,13 @@ pub async fn health() -> Json<Value> {
 /// `GET /ready`: 200 when the reward model is loaded, at least one upstream gets traffic and the server is not
 /// draining; otherwise 503 saying which. Lists every upstream's state (upstreams not probed yet are probed first;
 /// any HTTP answer below 500 counts as up).
-pub async fn ready(extract::State(state): extract::State<AppState>) -> Response {
+pub async fn ready(State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting_down"}))).into_response();
     }
     let loaded = state.metrics.model_loaded.get() == 1;
     let upstreams = state.upstream.status().await;
-    let up = upstreams.iter().any(|u| u.state != State::Down);
+    let up = upstreams.iter().any(|u| u.state != Health::Down);
     let (status, word) = match (loaded, up) {
         (true, true) => (StatusCode::OK, "ready"),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
@@ -38,16 +39,13 @@ pub async fn ready(extract::State(state): extract::State<AppState>) -> Response 
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(extract::State(state): extract::State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let text = state.metrics.render().map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }
 
 /// `GET /v1/models`: a healthy upstream's list, passed through.
-pub async fn models(
-    extract::State(state): extract::State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let auth = super::prepare::forwarded_auth(&headers, &state.config);
     Ok(Json(state.upstream.models(auth).await?))
 }
