@@ -118,6 +118,25 @@ async fn a_stalled_redis_costs_a_request_at_most_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_full_redis_refusing_writes_is_a_counted_miss() {
+    let redis = Redis::start(None).await;
+    let mut c = redis.connection().await.unwrap();
+    // Full: past maxmemory with nothing to evict, Redis answers every write with an OOM error.
+    for (k, v) in [("maxmemory-policy", "noeviction"), ("maxmemory", "1")] {
+        let () = ::redis::cmd("CONFIG").arg("SET").arg(k).arg(v).query_async(&mut c).await.unwrap();
+    }
+    let (up, _) = upstream(4).await;
+    let app = spawn_app(config(&up.uri(), &["--cache-redis", &redis.url()])).await;
+    let resp = app.chat(request(0), &[("x-bon-n", "4")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-bon-cache"), "miss");
+    assert_eq!(metric(&app.metrics().await, "bon_cache_redis_errors_total{op=\"set\"}"), 1.0);
+    assert!(redis.keys().await.is_empty());
+    app.stop().await;
+    up.verify().await;
+}
+
+#[tokio::test]
 async fn a_corrupt_or_foreign_value_is_ignored_and_replaced() {
     let redis = Redis::start(None).await;
     let (up, _) = upstream(8).await;
