@@ -166,17 +166,7 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value, n: Option<usize>)
 }
 
 async fn fake_upstream(delay: Duration) -> anyhow::Result<String> {
-    use axum::{Json, Router, routing::post};
-    let app = Router::new().route(
-        "/v1/chat/completions",
-        post(move |Json(b): Json<Value>| async move {
-            tokio::time::sleep(delay).await;
-            Json(json!({"id": "x", "object": "chat.completion", "created": 1, "model": "fake",
-                "choices": [{"index": 0, "message": {"role": "assistant",
-                    "content": format!("Rayleigh scattering, seed {}.", b["seed"])}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18}}))
-        }),
-    );
+    let app = common::fake_upstream(tokio::sync::Semaphore::MAX_PERMITS, delay);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     #[expect(clippy::disallowed_methods, reason = "the fake upstream lives as long as the bench")]

@@ -25,7 +25,7 @@ use bon_proxy::{AppState, config::Config, serve};
 use clap::Parser;
 use futures::future::join_all;
 use serde_json::{Value, json};
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -190,22 +190,7 @@ async fn fake_upstream(
     slots: usize,
     delay: Duration,
 ) -> anyhow::Result<String> {
-    use axum::{Json, Router, routing::post};
-    let capacity = Arc::new(Semaphore::new(slots));
-    let app = Router::new().route(
-        "/v1/chat/completions",
-        post(move |Json(b): Json<Value>| {
-            let capacity = capacity.clone();
-            async move {
-                let _slot = capacity.acquire().await;
-                tokio::time::sleep(delay).await;
-                Json(json!({"id": "x", "object": "chat.completion", "created": 1, "model": "fake",
-                    "choices": [{"index": 0, "message": {"role": "assistant",
-                        "content": format!("Rayleigh scattering, seed {}.", b["seed"])}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 8, "total_tokens": 18}}))
-            }
-        }),
-    );
+    let app = common::fake_upstream(slots, delay);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     servers.spawn(async move { axum::serve(listener, app).await });
