@@ -4,7 +4,8 @@
 //!           `BON_BENCH_SLOTS` requests at once, default 2, in `BON_BENCH_DELAY_MS`, default 300 ms; more queue),
 //!           against k times the one-upstream throughput measured in the same run: linear scaling is 1.00.
 //!   shared  latency of a cache hit served from Redis (a second replica's first look) against a local hit
-//!           (p50/p99 over `BON_BENCH_KEYS` requests, default 200), end to end through HTTP. Needs a redis-server:
+//!           (p50/p99 over `BON_BENCH_KEYS` requests, default 200), end to end through HTTP; then, Redis killed,
+//!           misses on that replica against misses on one without a shared tier. Needs a redis-server:
 //!           `BON_BENCH_REDIS_SERVER`, else .ci-cache/redis/redis-server (`scripts/redis-server fetch`).
 //!
 //! `BON_BENCH_PARTS` (default `pool,shared`), `BON_BENCH_UPSTREAMS` (default `1,2,4,8`), `BON_BENCH_REQUESTS` (per
@@ -108,7 +109,7 @@ async fn shared(servers: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()
     let binary = std::env::var("BON_BENCH_REDIS_SERVER")
         .unwrap_or_else(|_| format!("{}/.ci-cache/redis/redis-server", env!("CARGO_MANIFEST_DIR")));
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let _redis = Redis(
+    let mut redis_server = Redis(
         Command::new(&binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -142,16 +143,45 @@ async fn shared(servers: &mut JoinSet<std::io::Result<()>>) -> anyhow::Result<()
     say(&format!("local (moka) | {:.3} | {:.3}", ms(l50), ms(l99)));
     say(&format!("Redis (other replica's result) | {:.3} | {:.3}", ms(r50), ms(r99)));
     say(&format!("Redis / local: p50 {:.2}x, p99 {:.2}x", ratio(r50, l50), ratio(r99, l99)));
+
+    // Redis dies: misses on replica b (whose lookups now fail, then skip Redis for a second after each failure)
+    // against misses on a replica that has no shared tier, interleaved so both see the same machine.
+    redis_server.kill();
+    let plain = proxy(servers, &["--upstream", &upstream]).await?;
+    chat_cached(&http, &plain, keys + 2, "miss").await?; // warm-up
+    let (mut down, mut none) = (Vec::new(), Vec::new());
+    for i in 0..keys {
+        // Alternate which goes first, so neither always finds the machine busier.
+        if i % 2 == 0 {
+            down.push(chat_cached(&http, &b, 10_000 + i, "miss").await?);
+            none.push(chat_cached(&http, &plain, 20_000 + i, "miss").await?);
+        } else {
+            none.push(chat_cached(&http, &plain, 20_000 + i, "miss").await?);
+            down.push(chat_cached(&http, &b, 10_000 + i, "miss").await?);
+        }
+    }
+    let (d50, d99, n50, n99) = (pct(&mut down, 0.5), pct(&mut down, 0.99), pct(&mut none, 0.5), pct(&mut none, 0.99));
+    say(&format!("misses, {keys} each (Best-of-4 computed: fake upstream 5 ms + scoring)"));
+    say("replica | p50 ms | p99 ms");
+    say(&format!("no shared tier | {:.3} | {:.3}", ms(n50), ms(n99)));
+    say(&format!("shared tier, Redis killed | {:.3} | {:.3}", ms(d50), ms(d99)));
+    say(&format!("Redis down / no Redis: p50 {:.2}x, p99 {:.2}x", ratio(d50, n50), ratio(d99, n99)));
     Ok(())
 }
 
 /// A redis-server child, killed when dropped.
 struct Redis(Child);
 
-impl Drop for Redis {
-    fn drop(&mut self) {
+impl Redis {
+    fn kill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -69,10 +69,12 @@ impl SharedCache {
         }
         let client =
             redis::Client::open(url).map_err(|e| SharedCacheError(format!("not a Redis URL ({})", e.kind_text())))?;
+        // One connection attempt per reconnect, no back-off sleeps inside the manager: a request that finds the
+        // connection lost retries once (see `run`) and must not wait out the manager's back-off; `PAUSE` spaces
+        // the attempts while Redis stays down.
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10));
+            .set_number_of_retries(0);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| SharedCacheError(format!("cannot set up the connection ({})", e.kind_text())))?;
         Ok(Self {
