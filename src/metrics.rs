@@ -181,7 +181,7 @@ impl Metrics {
             cache_redis_requests: IntCounterVec::new(
                 Opts::new(
                     CACHE_REDIS_REQUESTS,
-                    "Shared (Redis) cache lookups after a local miss, by result (hit, miss).",
+                    "Shared (Redis) cache lookups after a local miss, by result (hit, miss; skipped: Redis failed less than a second ago).",
                 ),
                 &["result"],
             )?,

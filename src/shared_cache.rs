@@ -92,12 +92,21 @@ impl SharedCache {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Whether Redis is being left alone after a failure.
+    fn paused(&self) -> bool {
+        self.now_ms() < self.paused_until.load(Ordering::Relaxed)
+    }
+
     fn redis_key<V: Shared>(key: &CacheKey) -> String {
         format!("bon:{}:{}", V::FORMAT, key.hex())
     }
 
     /// The value under `key`, if Redis answers in time with one this version can read.
     pub async fn get<V: Shared>(&self, key: &CacheKey) -> Option<V> {
+        if self.paused() {
+            self.metrics.cache_redis_requests.with_label_values(&["skipped"]).inc();
+            return None;
+        }
         let bytes: Option<Vec<u8>> =
             self.run("get", |mut c| async move { c.get(Self::redis_key::<V>(key)).await }).await?;
         let Some(bytes) = bytes else {
@@ -138,7 +147,7 @@ impl SharedCache {
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        if self.now_ms() < self.paused_until.load(Ordering::Relaxed) {
+        if self.paused() {
             return None;
         }
         let started = Instant::now();

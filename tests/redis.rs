@@ -66,12 +66,13 @@ async fn two_replicas_share_a_hit_through_redis() {
 async fn redis_dying_mid_run_costs_no_request_and_it_is_used_again_when_back() {
     let mut redis = Redis::start(None).await;
     let port = redis.port;
-    let (up, _) = upstream(4 * 3).await;
+    let (up, _) = upstream(4 * 4).await;
     let app = spawn_app(config(&up.uri(), &["--cache-redis", &redis.url()])).await;
     assert_eq!(app.chat(request(0), &[("x-bon-n", "4")]).await.status(), 200);
     assert_eq!(redis.keys().await.len(), 1);
 
     redis.kill();
+    let failed_at = std::time::Instant::now();
     let resp = app.chat(request(1), &[("x-bon-n", "4")]).await;
     assert_eq!(resp.status(), 200, "Redis down: served as a miss");
     assert_eq!(header(&resp, "x-bon-cache"), "miss");
@@ -79,6 +80,12 @@ async fn redis_dying_mid_run_costs_no_request_and_it_is_used_again_when_back() {
     let errors = metric(&page, "bon_cache_redis_errors_total{op=\"get\"}")
         + metric(&page, "bon_cache_redis_errors_total{op=\"set\"}");
     assert!(errors >= 1.0, "{page}");
+    // Within the second after that failure, lookups leave Redis alone (and say so).
+    let resp = app.chat(request(3), &[("x-bon-n", "4")]).await;
+    assert_eq!(resp.status(), 200);
+    if failed_at.elapsed() < Duration::from_millis(900) {
+        assert_eq!(metric(&app.metrics().await, "bon_cache_redis_requests_total{result=\"skipped\"}"), 1.0);
+    }
 
     // Back on the same port (empty: no persistence). After the pause that follows a failure, the next fresh result
     // is written again, over a new connection.
