@@ -68,7 +68,7 @@ impl SharedCache {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         }
         let client =
-            redis::Client::open(url).map_err(|e| SharedCacheError(format!("not a Redis URL ({})", e.kind_text())))?;
+            redis::Client::open(url).map_err(|e| SharedCacheError(format!("not a Redis URL ({})", describe(&e))))?;
         // One connection attempt per reconnect, no back-off sleeps inside the manager: a request that finds the
         // connection lost retries once (see `run`) and must not wait out the manager's back-off; `PAUSE` spaces
         // the attempts while Redis stays down.
@@ -76,7 +76,7 @@ impl SharedCache {
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(0);
         let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| SharedCacheError(format!("cannot set up the connection ({})", e.kind_text())))?;
+            .map_err(|e| SharedCacheError(format!("cannot set up the connection ({})", describe(&e))))?;
         Ok(Self {
             conn,
             timeout,
@@ -163,7 +163,7 @@ impl SharedCache {
         self.metrics.cache_redis_duration.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
         let why = match result {
             Ok(Ok(v)) => return Some(v),
-            Ok(Err(e)) => format!("Redis {op} failed: {}", e.kind_text()),
+            Ok(Err(e)) => format!("Redis {op} failed: {}", describe(&e)),
             Err(_) => format!("Redis {op} took longer than {:?}", self.timeout),
         };
         self.paused_until.store(self.now_ms() + PAUSE.as_millis() as u64, Ordering::Relaxed);
@@ -188,23 +188,17 @@ fn header<V: Shared>() -> String {
 }
 
 /// Error text without anything from the URL: redis errors name their kind and the server's message, not the
-/// connection info, but only the kind and category are kept to be sure.
-trait KindText {
-    fn kind_text(&self) -> String;
-}
-
-impl KindText for redis::RedisError {
-    fn kind_text(&self) -> String {
-        let what = if self.is_timeout() {
-            "timed out"
-        } else if self.is_connection_refusal() {
-            "connection refused"
-        } else if self.is_connection_dropped() || self.is_io_error() {
-            "connection lost"
-        } else {
-            "error"
-        };
-        let code = self.code().unwrap_or("");
-        format!("{what}{}{code}: {:?}", if code.is_empty() { "" } else { " " }, self.kind())
-    }
+/// connection info, but only the category, the server's error code and the kind are kept to be sure.
+fn describe(e: &redis::RedisError) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connection_refusal() {
+        "connection refused"
+    } else if e.is_connection_dropped() || e.is_io_error() {
+        "connection lost"
+    } else {
+        "error"
+    };
+    let code = e.code().map(|c| format!(" {c}")).unwrap_or_default();
+    format!("{what}{code}: {:?}", e.kind())
 }

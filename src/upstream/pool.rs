@@ -30,7 +30,7 @@ use crate::{metrics::Metrics, openai::ChatCompletion};
 /// How often the prober looks for upstreams due a probe.
 const PROBE_TICK: Duration = Duration::from_millis(250);
 /// How long a probe may take.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The pool's settings (from `Config`).
 #[derive(Clone, Copy, Debug)]
@@ -159,14 +159,6 @@ impl Pool {
         Self { members, next: AtomicUsize::new(0), opts }
     }
 
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
     /// Upstreams that get traffic now.
     pub fn routable(&self) -> usize {
         self.members.iter().filter(|m| m.health().routable()).count()
@@ -199,14 +191,22 @@ impl Pool {
         None
     }
 
-    /// Runs `call` on a member (within `deadline`), counts it, and on a transient failure runs it once more on
-    /// another routable member. Returns the result and the lease it was served under.
-    async fn with_failover<T, F>(&self, deadline: Option<Instant>, call: F) -> Result<(T, Lease), UpstreamError>
+    /// Runs `call` with `args` on a member (within `deadline`), counts it, and on a transient failure runs it once
+    /// more on another routable member. Returns the result and the lease it was served under. `args` (the body) is
+    /// copied only when there is another member to retry on: a pool of one adds no copy to the request path.
+    async fn with_failover<A, T, F>(
+        &self,
+        deadline: Option<Instant>,
+        args: A,
+        call: F,
+    ) -> Result<(T, Lease), UpstreamError>
     where
-        F: for<'a> Fn(&'a dyn Upstream) -> BoxFuture<'a, Result<T, UpstreamError>>,
+        A: Clone,
+        F: for<'a> Fn(&'a dyn Upstream, A) -> BoxFuture<'a, Result<T, UpstreamError>>,
     {
         let first = self.lease(None).ok_or_else(|| UpstreamError::Transport("no upstream configured".into()))?;
-        let err = match self.attempt(&first, deadline, &call).await {
+        let spare = (self.members.len() > 1).then(|| args.clone());
+        let err = match self.attempt(&first, deadline, call(first.member.upstream.as_ref(), args)).await {
             Ok(v) => return Ok((v, first)),
             Err(e) => e,
         };
@@ -214,20 +214,22 @@ impl Pool {
         if !err.is_transient() || deadline.is_some_and(|at| Instant::now() >= at) {
             return Err(err);
         }
-        let Some(second) = self.lease(Some(first.index)) else { return Err(err) };
+        let (Some(args), Some(second)) = (spare, self.lease(Some(first.index))) else { return Err(err) };
         first.member.metrics.upstream_failovers.with_label_values(&[&first.member.name]).inc();
         tracing::debug!(from = %first.member.name, to = %second.member.name, error = %err, "retrying on another upstream");
         drop(first);
-        let v = self.attempt(&second, deadline, &call).await?;
+        let v = self.attempt(&second, deadline, call(second.member.upstream.as_ref(), args)).await?;
         Ok((v, second))
     }
 
-    async fn attempt<T, F>(&self, lease: &Lease, deadline: Option<Instant>, call: &F) -> Result<T, UpstreamError>
-    where
-        F: for<'a> Fn(&'a dyn Upstream) -> BoxFuture<'a, Result<T, UpstreamError>>,
-    {
+    /// Awaits one request on `lease`'s member within `deadline` and counts it there.
+    async fn attempt<T>(
+        &self,
+        lease: &Lease,
+        deadline: Option<Instant>,
+        fut: BoxFuture<'_, Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
         let started = Instant::now();
-        let fut = call(lease.member.upstream.as_ref());
         let result = match (deadline, self.opts.deadline) {
             (Some(at), Some(limit)) => match tokio::time::timeout_at(at, fut).await {
                 Ok(r) => r,
@@ -297,8 +299,8 @@ impl Upstream for Pool {
     ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
         async move {
             let deadline = self.deadline();
-            let call = per_upstream(|u: &dyn Upstream| u.chat(body.clone(), auth.clone()));
-            self.with_failover(deadline, call).await.map(|(c, _)| c)
+            let call = per_upstream(|u: &dyn Upstream, (body, auth)| u.chat(body, auth));
+            self.with_failover(deadline, (body, auth), call).await.map(|(c, _)| c)
         }
         .boxed()
     }
@@ -311,8 +313,8 @@ impl Upstream for Pool {
         async move {
             // Failover covers opening the stream; a stream that breaks later is the caller's to handle.
             let deadline = self.deadline();
-            let call = per_upstream(|u: &dyn Upstream| u.chat_stream(body.clone(), auth.clone()));
-            let (streamed, lease) = self.with_failover(deadline, call).await?;
+            let call = per_upstream(|u: &dyn Upstream, (body, auth)| u.chat_stream(body, auth));
+            let (streamed, lease) = self.with_failover(deadline, (body, auth), call).await?;
             Ok(match streamed {
                 Streamed::Whole(c) => Streamed::Whole(c),
                 Streamed::Chunks(chunks) => {
@@ -337,8 +339,8 @@ impl Upstream for Pool {
 
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
         async move {
-            let call = per_upstream(|u: &dyn Upstream| u.models(auth.clone()));
-            self.with_failover(None, call).await.map(|(v, _)| v)
+            let call = per_upstream(|u: &dyn Upstream, auth| u.models(auth));
+            self.with_failover(None, auth, call).await.map(|(v, _)| v)
         }
         .boxed()
     }
@@ -349,9 +351,9 @@ impl Upstream for Pool {
 }
 
 /// Pins a closure to the higher-ranked signature `with_failover` takes (closures do not infer it alone).
-fn per_upstream<T, F>(f: F) -> F
+fn per_upstream<A, T, F>(f: F) -> F
 where
-    F: for<'a> Fn(&'a dyn Upstream) -> BoxFuture<'a, Result<T, UpstreamError>>,
+    F: for<'a> Fn(&'a dyn Upstream, A) -> BoxFuture<'a, Result<T, UpstreamError>>,
 {
     f
 }
