@@ -123,10 +123,12 @@ impl Upstream for Client {
             // No slot: a probe must not wait behind generations, or a busy upstream would look dead.
             let resp = self.request(reqwest::Method::GET, "/v1/models", None).send().await.map_err(transport)?;
             let status = resp.status().as_u16();
-            if status >= 500 || status == 429 {
-                return Err(status_error(status, &read_body(resp).await?));
+            if (200..300).contains(&status) {
+                return Ok(());
             }
-            Ok(())
+            // The same rule as every other request: only a transient status says the upstream is not there.
+            let e = status_error(status, &read_body(resp).await?);
+            if e.is_transient() { Err(e) } else { Ok(()) }
         }
         .boxed()
     }
