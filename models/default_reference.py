@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Reference scores of the assembled default reward model (models/default, built by scripts/setup) on held-out
-preference pairs (and answers against their own loops), computed with ONNX Runtime's Python binding and HF tokenizers, independently of bon-proxy.
-tests/default_model.rs checks that bon-proxy encodes the same ids and computes the same scores.
+"""Reference scores of the assembled default reward model (models/default, built by scripts/setup) and of its fast
+variant (models/default-fast) on held-out preference pairs (and answers against their own loops), computed with ONNX
+Runtime's Python binding and HF tokenizers, independently of bon-proxy: default_reference.json and
+default_fast_reference.json. tests/default_model.rs checks that bon-proxy encodes the same ids and computes the same
+scores.
 Run: python models/default_reference.py   (numpy, onnxruntime, tokenizers)
 """
 
@@ -15,12 +17,11 @@ from tokenizers import Tokenizer
 import v2_data
 
 HERE = pathlib.Path(__file__).resolve().parent
-MODEL = HERE / "default"
 PAIRS = 24
 LOOPS = 6
 
 
-def main():
+def main(model, out_path):
     rows, _, val, _ = v2_data.split()
     rng = np.random.default_rng(7)
     short = [r for r in val if v2_data.length_matched(r) and len(r["chosen"]) + len(r["prompt"]) < 1200]
@@ -28,10 +29,11 @@ def main():
     # And a few answers against their own loop, so the parity test runs the loop-detecting part of the graph.
     loops = v2_data.loop_pairs(rows, v2_data.held_out_prompts(), np.random.default_rng(1))
     picked += [loops[i] for i in sorted(rng.choice(len(loops), LOOPS, replace=False))]
-    tok = Tokenizer.from_file(str(MODEL / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(model / "tokenizer.json"))
     tok.no_padding()
-    tok.enable_truncation(max_length=256, strategy="longest_first", direction="left")
-    session = ort.InferenceSession(str(MODEL / "model.onnx"), providers=["CPUExecutionProvider"])
+    window = json.loads((model / "tokenizer_config.json").read_text())["model_max_length"]
+    tok.enable_truncation(max_length=window, strategy="longest_first", direction="left")
+    session = ort.InferenceSession(str(model / "model.onnx"), providers=["CPUExecutionProvider"])
 
     def score(prompt, response):
         e = tok.encode(prompt, response)
@@ -46,11 +48,12 @@ def main():
         cases.append({"source": r["source"], "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
                       "chosen_input_ids": ids, "chosen_score": chosen, "rejected_score": rejected})
     wins = sum(c["chosen_score"] > c["rejected_score"] for c in cases)
-    out = {"model_id": json.loads((MODEL / "config.json").read_text())["bon_model_id"], "chosen_wins": wins,
+    out = {"model_id": json.loads((model / "config.json").read_text())["bon_model_id"], "chosen_wins": wins,
            "cases": cases}
-    (HERE / "default_reference.json").write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
-    print(f"{wins}/{len(cases)} held-out pairs ranked right")
+    out_path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    print(f"{model.name}: {wins}/{len(cases)} held-out pairs ranked right")
 
 
 if __name__ == "__main__":
-    main()
+    main(HERE / "default", HERE / "default_reference.json")
+    main(HERE / "default-fast", HERE / "default_fast_reference.json")

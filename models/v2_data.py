@@ -16,7 +16,6 @@ import gzip
 import hashlib
 import json
 import pathlib
-import re
 import sys
 import time
 
@@ -101,23 +100,28 @@ def key(prompt, response):
 
 
 class Backbone:
-    """The int8 backbone with its inner layers as extra outputs, and bon-proxy's pair encoding."""
+    """The int8 backbone with the spec's layers as outputs (cut after the last of them), and bon-proxy's pair
+    encoding with the spec's window."""
 
-    def __init__(self, onnx_path, tokenizer_path, threads=2):
+    def __init__(self, onnx_path, tokenizer_path, threads=2, spec=F.DEFAULT):
         import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper
         from tokenizers import Tokenizer
 
+        self.spec = spec
         model = onnx.load(str(onnx_path))
-        for name in F.LAYERS[:-1]:
-            model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+        if spec.layers[-1] != F.LAYERS[-1]:
+            model = onnx.utils.Extractor(model).extract_model([i.name for i in model.graph.input], spec.layers)
+        else:
+            for name in spec.layers[:-1]:
+                model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         self.tok = Tokenizer.from_file(str(tokenizer_path))
         self.tok.no_padding()
-        self.tok.enable_truncation(max_length=F.MAX_TOKENS, strategy="longest_first", direction="left")
+        self.tok.enable_truncation(max_length=spec.max_tokens, strategy="longest_first", direction="left")
 
     def batches(self, pairs, size=16):
         encodings = [self.tok.encode(p, r) for p, r in pairs]
@@ -133,10 +137,11 @@ class Backbone:
             yield chunk, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
     def features(self, pairs):
-        out = np.zeros((len(pairs), F.N_FEATURES), np.float32)
+        out = np.zeros((len(pairs), F.n_features(self.spec)), np.float32)
         for chunk, feed in self.batches(pairs):
-            hidden = self.session.run(F.LAYERS, feed)
-            out[chunk] = F.features_numpy(hidden, feed["input_ids"], feed["attention_mask"], feed["token_type_ids"])
+            hidden = self.session.run(list(self.spec.layers), feed)
+            out[chunk] = F.features_numpy(hidden, feed["input_ids"], feed["attention_mask"], feed["token_type_ids"],
+                                          self.spec)
         return out
 
 
@@ -159,7 +164,10 @@ class FeatureStore:
         for s in range(0, len(todo), chunk):
             part = todo[s:s + chunk]
             x = self.backbone.features([pr for _, pr in part]).astype(np.float16)
-            path = self.work / f"features-{len(self.arrays):04d}.npz"
+            # Numbered after the files on disk, not len(self.arrays): get() merges the arrays into one, and a number
+            # from their count overwrote earlier chunks.
+            taken = [int(f.stem.split("-")[1]) for f in self.work.glob("features-[0-9]*.npz")]
+            path = self.work / f"features-{max(taken, default=-1) + 1:04d}.npz"
             np.savez(path, keys=np.array([k for k, _ in part]), x=x)
             base = sum(len(a) for a in self.arrays)
             for i, (k, _) in enumerate(part):

@@ -1,6 +1,7 @@
 //! The default reward model (models/default, assembled by scripts/setup from PyPI wheels and the trained head):
 //! it loads when no --reward-model is given and, through bon-proxy's own encoding and ONNX path, reproduces the
-//! scores Python computed on held-out preference pairs (models/default_reference.py).
+//! scores Python computed on held-out preference pairs (models/default_reference.py). The same for its fast variant
+//! (models/default-fast, `--reward-model models/default-fast`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
@@ -17,8 +18,8 @@ use bon_proxy::{
 use clap::Parser;
 use serde_json::{Value, json};
 
-fn reference() -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default_reference.json");
+fn reference(name: &str) -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -32,12 +33,24 @@ fn pair(prompt: &Value, response: &Value) -> ScoreInput {
 async fn the_default_model_is_used_without_reward_model_and_matches_python() {
     let config = Config::try_parse_from(["bon-proxy", "--device", "cpu"]).unwrap();
     let dir = config.reward_model_spec().expect("scripts/setup assembles models/default");
-    let reference = reference();
+    matches_python(dir, &reference("default_reference.json"), 256).await;
+}
+
+#[tokio::test]
+async fn the_fast_variant_matches_python() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default-fast");
+    let reference = reference("default_fast_reference.json");
+    assert_eq!(reference["model_id"], "bon-default-minilm-fast-v1");
+    matches_python(dir, &reference, 512).await;
+}
+
+/// `window`: the model's `model_max_length`, which bon-proxy must read from tokenizer_config.json.
+async fn matches_python(dir: std::path::PathBuf, reference: &Value, window: usize) {
     let cases = reference["cases"].as_array().unwrap();
 
     let files = ModelDir::load(&dir).unwrap();
     assert!(files.template.is_none(), "an encoder model: scored on (prompt, response) pairs");
-    let encoder = Encoder::new(files.tokenizer, None, 256).unwrap();
+    let encoder = Encoder::new(files.tokenizer, None, window).unwrap();
     for c in cases {
         let ids: Vec<i64> = serde_json::from_value(c["chosen_input_ids"].clone()).unwrap();
         assert_eq!(encoder.encode(&pair(&c["prompt"], &c["chosen"])).unwrap().ids, ids);
@@ -46,7 +59,7 @@ async fn the_default_model_is_used_without_reward_model_and_matches_python() {
     let opts = RewardOptions { device: bon_proxy::config::Device::Cpu, ..RewardOptions::new(dir) };
     let scorer = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
     assert_eq!(scorer.id(), reference["model_id"].as_str().unwrap());
-    assert_eq!(scorer.max_tokens(), 256, "model_max_length from tokenizer_config.json");
+    assert_eq!(scorer.max_tokens(), window, "model_max_length from tokenizer_config.json");
     // Chosen and rejected of every pair in one padded batch.
     let inputs: Vec<ScoreInput> =
         cases.iter().flat_map(|c| [pair(&c["prompt"], &c["chosen"]), pair(&c["prompt"], &c["rejected"])]).collect();
