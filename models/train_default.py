@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Trains the head of bon-proxy's default reward model (v2) and writes its model card.
+"""Trains the head of bon-proxy's default reward model (v2), or with --fast of its fast variant, and writes its model
+card.
 
 Backbone: the int8 all-MiniLM-L6-v2 from PyPI, frozen. Features (default_features.py): four depths of the network,
 mean and max over the response tokens and mean over the prompt tokens, plus response/prompt length, the share of
