@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Two reward models on the same real samples: the `results.json` of a `bon-proxy eval` run (every sample's text,
+flags, and the judge's rating when judged) rescored by model A and model B, each picking the best of a prompt's
+samples the way the proxy does (unflagged before flagged, then by score).
+
+Prints how often they pick the same sample, the words and guard flags of their picks, the judge's mean rating of
+their picks (when rated), and how alike they rank a prompt's samples (mean Spearman). Also checks that model A's
+scores reproduce the rewards in results.json when A is the model that run used.
+
+Run: python models/compare_picks.py RESULTS_JSON MODEL_DIR_A MODEL_DIR_B   (numpy, onnxruntime, tokenizers)
+"""
+
+import json
+import sys
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+
+def scorer(model):
+    tok = Tokenizer.from_file(f"{model}/tokenizer.json")
+    tok.no_padding()
+    window = json.load(open(f"{model}/tokenizer_config.json"))["model_max_length"]
+    tok.enable_truncation(max_length=window, strategy="longest_first", direction="left")
+    session = ort.InferenceSession(f"{model}/model.onnx", providers=["CPUExecutionProvider"])
+
+    def score(prompt, response):
+        e = tok.encode(prompt, response)
+        feed = {"input_ids": np.array([e.ids], np.int64), "attention_mask": np.ones((1, len(e.ids)), np.int64),
+                "token_type_ids": np.array([e.type_ids], np.int64)}
+        return float(session.run(["logits"], feed)[0][0, 0])
+    return score
+
+
+def main(results, model_a, model_b):
+    prompts = json.load(open(results))["prompts"]
+    a, b = scorer(model_a), scorer(model_b)
+    same, rho, reproduced = 0, [], 0.0
+    picks = {"A": [], "B": []}
+    for p in prompts:
+        prompt = p["messages"][-1]["content"]
+        samples = [s for s in p["samples"] if s["error"] is None]
+        if len(samples) < 2:
+            continue
+        sa = [a(prompt, s["text"]) for s in samples]
+        sb = [b(prompt, s["text"]) for s in samples]
+        reproduced = max(reproduced, max(abs(x - s["reward"]) for x, s in zip(sa, samples)))
+
+        def pick(scores):
+            return max(range(len(samples)), key=lambda i: (not samples[i]["flags"], scores[i]))
+        ia, ib = pick(sa), pick(sb)
+        same += ia == ib
+        picks["A"].append(samples[ia])
+        picks["B"].append(samples[ib])
+        rho.append(np.corrcoef(np.argsort(np.argsort(sa)), np.argsort(np.argsort(sb)))[0, 1])
+    out = {"prompts": len(picks["A"]), "same_pick": same, "mean_spearman": round(float(np.nanmean(rho)), 3),
+           "model_a_vs_results_json_max_diff": reproduced}
+    for k, chosen in picks.items():
+        ratings = [s["rating"] for s in chosen if s.get("rating") is not None]
+        out[k] = {"words": round(float(np.mean([s["words"] for s in chosen])), 1),
+                  "flagged": sum(bool(s["flags"]) for s in chosen),
+                  "judge_rating": round(float(np.mean(ratings)), 3) if ratings else None}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    main(*sys.argv[1:])
