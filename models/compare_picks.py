@@ -11,26 +11,17 @@ Run: python models/compare_picks.py RESULTS_JSON MODEL_DIR_A MODEL_DIR_B   (nump
 """
 
 import json
+import pathlib
 import sys
 
 import numpy as np
-import onnxruntime as ort
-from tokenizers import Tokenizer
+
+import default_reference
 
 
 def scorer(model):
-    tok = Tokenizer.from_file(f"{model}/tokenizer.json")
-    tok.no_padding()
-    window = json.load(open(f"{model}/tokenizer_config.json"))["model_max_length"]
-    tok.enable_truncation(max_length=window, strategy="longest_first", direction="left")
-    session = ort.InferenceSession(f"{model}/model.onnx", providers=["CPUExecutionProvider"])
-
-    def score(prompt, response):
-        e = tok.encode(prompt, response)
-        feed = {"input_ids": np.array([e.ids], np.int64), "attention_mask": np.ones((1, len(e.ids)), np.int64),
-                "token_type_ids": np.array([e.type_ids], np.int64)}
-        return float(session.run(["logits"], feed)[0][0, 0])
-    return score
+    score = default_reference.scorer(pathlib.Path(model))
+    return lambda prompt, response: score(prompt, response)[1]
 
 
 def main(results, model_a, model_b):

@@ -21,14 +21,9 @@ PAIRS = 24
 LOOPS = 6
 
 
-def main(model, out_path):
-    rows, _, val, _ = v2_data.split()
-    rng = np.random.default_rng(7)
-    short = [r for r in val if v2_data.length_matched(r) and len(r["chosen"]) + len(r["prompt"]) < 1200]
-    picked = [short[i] for i in sorted(rng.choice(len(short), PAIRS, replace=False))]
-    # And a few answers against their own loop, so the parity test runs the loop-detecting part of the graph.
-    loops = v2_data.loop_pairs(rows, v2_data.held_out_prompts(), np.random.default_rng(1))
-    picked += [loops[i] for i in sorted(rng.choice(len(loops), LOOPS, replace=False))]
+def scorer(model):
+    """(prompt, response) -> (input ids, score) of an assembled model directory, encoded as bon-proxy encodes it
+    (pair, truncated from the left to the directory's model_max_length). Used by compare_picks.py too."""
     tok = Tokenizer.from_file(str(model / "tokenizer.json"))
     tok.no_padding()
     window = json.loads((model / "tokenizer_config.json").read_text())["model_max_length"]
@@ -40,6 +35,18 @@ def main(model, out_path):
         feed = {"input_ids": np.array([e.ids], np.int64), "attention_mask": np.ones((1, len(e.ids)), np.int64),
                 "token_type_ids": np.array([e.type_ids], np.int64)}
         return e.ids, float(session.run(["logits"], feed)[0][0, 0])
+    return score
+
+
+def main(model, out_path):
+    rows, _, val, _ = v2_data.split()
+    rng = np.random.default_rng(7)
+    short = [r for r in val if v2_data.length_matched(r) and len(r["chosen"]) + len(r["prompt"]) < 1200]
+    picked = [short[i] for i in sorted(rng.choice(len(short), PAIRS, replace=False))]
+    # And a few answers against their own loop, so the parity test runs the loop-detecting part of the graph.
+    loops = v2_data.loop_pairs(rows, v2_data.held_out_prompts(), np.random.default_rng(1))
+    picked += [loops[i] for i in sorted(rng.choice(len(loops), LOOPS, replace=False))]
+    score = scorer(model)
 
     cases = []
     for r in picked:
