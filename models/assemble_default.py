@@ -10,8 +10,9 @@ The feature nodes (default_features.py) and the head are appended to the ONNX gr
 of any other reward model (input_ids, attention_mask, token_type_ids -> logits[batch, 1]) and goes through the same
 Rust code path:
     z = (features - mu) / sd;  logits = z . v + relu(z W1^T + b1) . w2
-The fast variant (`--fast`, models/default_fast_head.npz) reads the embedding layer's output only (over 512 tokens,
-default_features.FAST): its graph is cut there, so the transformer layers never run.
+The fast model (`--fast`, models/default_fast_head.npz, trained by train_fast.py) reads the embedding layer's output
+only (over 512 tokens, default_features.FAST, plus a token branch: Conv1d width 3 -> relu -> pooled, concatenated to
+z before the head): its graph is cut there, so the transformer layers never run.
 Usage: assemble_default.py WHEEL_DIR OUT_DIR [--fast]   (needs numpy and onnx; idempotent: a stamp file records the
 inputs)
 """
@@ -44,21 +45,63 @@ class Variant:
 
 
 DEFAULT = Variant("bon-default-minilm-mlp-v2", "default_head", default_features.DEFAULT)
-FAST = Variant("bon-default-minilm-fast-v1", "default_fast_head", default_features.FAST)
+FAST = Variant("bon-default-minilm-fast-v2", "default_fast_head", default_features.FAST)
 
 
-def head_nodes(w):
-    """Graph pieces turning `bon_features` into logits[batch, 1]."""
+def token_branch_nodes(w, layer):
+    """The fast model's trained token branch (train_fast.py) on `layer` [B, S, 384]: padding zeroed, Conv1d (width 3,
+    zero-padded) -> relu -> the mean and max over the response tokens, the mean over the prompt tokens, and
+    mean_r * mean_p: `bon_branch` [B, 4K]. Reads the masks and lengths feature_nodes computed."""
+    inits = [
+        numpy_helper.from_array(np.asarray(w["conv_w"], np.float32), "bon_conv_w"),
+        numpy_helper.from_array(np.asarray(w["conv_b"], np.float32), "bon_conv_b"),
+        numpy_helper.from_array(np.asarray([1], np.int64), "bon_br_ax1"),
+    ]
+    nodes = [
+        helper.make_node("Unsqueeze", ["bon_mask", "bon_axm1"], ["bon_mask3"]),
+        helper.make_node("Mul", [layer, "bon_mask3"], ["bon_br_in"]),
+        helper.make_node("Transpose", ["bon_br_in"], ["bon_br_t"], perm=[0, 2, 1]),
+        helper.make_node("Conv", ["bon_br_t", "bon_conv_w", "bon_conv_b"], ["bon_br_conv"], pads=[1, 1]),
+        helper.make_node("Relu", ["bon_br_conv"], ["bon_br_relu"]),
+        helper.make_node("Transpose", ["bon_br_relu"], ["bon_br_u"], perm=[0, 2, 1]),
+        helper.make_node("Mul", ["bon_br_u", "bon_resp3"], ["bon_br_r"]),
+        helper.make_node("ReduceSum", ["bon_br_r", "bon_br_ax1"], ["bon_br_rs"], keepdims=0),
+        helper.make_node("Div", ["bon_br_rs", "bon_resp_den"], ["bon_br_mean_r"]),
+        # relu output is >= 0, so a max over the zeroed non-response tokens is the masked max.
+        helper.make_node("ReduceMax", ["bon_br_r"], ["bon_br_max_r"], axes=[1], keepdims=0),
+        helper.make_node("Mul", ["bon_br_u", "bon_prompt3"], ["bon_br_p"]),
+        helper.make_node("ReduceSum", ["bon_br_p", "bon_br_ax1"], ["bon_br_ps"], keepdims=0),
+        helper.make_node("Div", ["bon_br_ps", "bon_prompt_den"], ["bon_br_mean_p"]),
+        helper.make_node("Mul", ["bon_br_mean_r", "bon_br_mean_p"], ["bon_br_inter"]),
+        helper.make_node("Concat", ["bon_br_mean_r", "bon_br_max_r", "bon_br_mean_p", "bon_br_inter"], ["bon_branch"],
+                         axis=1),
+    ]
+    return nodes, inits
+
+
+def head_nodes(w, spec=default_features.DEFAULT):
+    """Graph pieces turning `bon_features` (and, for a head with a token branch, the spec's first layer) into
+    logits[batch, 1]."""
     f32 = {k: np.asarray(w[k], np.float32) for k in ("mu", "sd", "v", "W1", "b1", "w2")}
     inits = [
         numpy_helper.from_array(f32["mu"], "bon_head_mu"),
         numpy_helper.from_array(f32["sd"], "bon_head_sd"),
         numpy_helper.from_array(f32["v"].reshape(-1, 1), "bon_head_v"),
+        numpy_helper.from_array(np.asarray(w["bv"] if "bv" in w else [0.0], np.float32), "bon_head_bv"),
     ]
     nodes = [
         helper.make_node("Sub", ["bon_features", "bon_head_mu"], ["bon_z0"]),
         helper.make_node("Div", ["bon_z0", "bon_head_sd"], ["bon_z"]),
-        helper.make_node("MatMul", ["bon_z", "bon_head_v"], ["bon_linear"]),
+    ]
+    x = "bon_z"
+    if "conv_w" in w:
+        b_nodes, b_inits = token_branch_nodes(w, spec.layers[0])
+        nodes += b_nodes + [helper.make_node("Concat", ["bon_z", "bon_branch"], ["bon_x"], axis=1)]
+        inits += b_inits
+        x = "bon_x"
+    nodes += [
+        helper.make_node("MatMul", [x, "bon_head_v"], ["bon_linear0"]),
+        helper.make_node("Add", ["bon_linear0", "bon_head_bv"], ["bon_linear"]),
     ]
     if f32["W1"].shape[0] > 0:
         inits += [
@@ -67,7 +110,7 @@ def head_nodes(w):
             numpy_helper.from_array(f32["w2"].reshape(-1, 1), "bon_head_w2"),
         ]
         nodes += [
-            helper.make_node("MatMul", ["bon_z", "bon_head_w1t"], ["bon_pre"]),
+            helper.make_node("MatMul", [x, "bon_head_w1t"], ["bon_pre"]),
             helper.make_node("Add", ["bon_pre", "bon_head_b1"], ["bon_pre_b"]),
             helper.make_node("Relu", ["bon_pre_b"], ["bon_hidden"]),
             helper.make_node("MatMul", ["bon_hidden", "bon_head_w2"], ["bon_mlp"]),
@@ -81,7 +124,7 @@ def head_nodes(w):
 def attach_head(backbone_path, weights, spec=default_features.DEFAULT):
     model = onnx.load(str(backbone_path))
     f_nodes, f_inits = default_features.feature_nodes(spec)
-    h_nodes, h_inits = head_nodes(weights)
+    h_nodes, h_inits = head_nodes(weights, spec)
     model.graph.node.extend(f_nodes + h_nodes)
     model.graph.initializer.extend(f_inits + h_inits)
     del model.graph.output[:]

@@ -5,7 +5,9 @@ samples the way the proxy does (unflagged before flagged, then by score).
 
 Prints how often they pick the same sample, the words and guard flags of their picks, the judge's mean rating of
 their picks (when rated), and how alike they rank a prompt's samples (mean Spearman). Also checks that model A's
-scores reproduce the rewards in results.json when A is the model that run used.
+scores reproduce the rewards in results.json when A is the model that run used. And, for each model, how many of the
+12 real SmolLM2 loops of tests/fixtures/loops.json it alone (no guard) would pick over three coherent answers, the
+Best-of-4 calls tests/guard.rs makes.
 
 Run: python models/compare_picks.py RESULTS_JSON MODEL_DIR_A MODEL_DIR_B   (numpy, onnxruntime, tokenizers)
 """
@@ -52,7 +54,21 @@ def main(results, model_a, model_b):
         out[k] = {"words": round(float(np.mean([s["words"] for s in chosen])), 1),
                   "flagged": sum(bool(s["flags"]) for s in chosen),
                   "judge_rating": round(float(np.mean(ratings)), 3) if ratings else None}
+    for k, score in (("A", a), ("B", b)):
+        out[k]["unguarded_loop_wins"] = loop_wins(score)
     print(json.dumps(out, indent=1))
+
+
+def loop_wins(score):
+    """Of tests/guard.rs's calls (loop i against coherent answers i+1..i+3, all to loop i's prompt), how many the
+    loop wins on score alone."""
+    fixture = json.loads((pathlib.Path(__file__).parent.parent / "tests/fixtures/loops.json").read_text())
+    loops, coherent = fixture["loops"], fixture["coherent"]
+    wins = 0
+    for i, loop in enumerate(loops):
+        others = [coherent[(i + k) % len(coherent)]["text"] for k in range(1, 4)]
+        wins += score(loop["prompt"], loop["text"]) > max(score(loop["prompt"], t) for t in others)
+    return int(wins)
 
 
 if __name__ == "__main__":

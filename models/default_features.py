@@ -15,7 +15,8 @@ tokens, plus four scalars:
 
 The fast variant (FAST) reads the embedding layer only, over a 512-token window, with six poolings instead of three
 (the mean, max, min and standard deviation of the response tokens, the mean and max of the prompt tokens), plus the
-same four scalars: the graph is cut after the embedding layer, so the transformer layers never run.
+same four scalars: the graph is cut after the embedding layer, so the transformer layers never run. (The fast model
+adds a trained token branch over the same embeddings: assemble_default.token_branch_nodes, trained by train_fast.py.)
 """
 
 from collections import namedtuple

