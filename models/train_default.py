@@ -211,7 +211,7 @@ def main(wheels, work, train_sequences):
     head = {"mu": mu, "sd": sd, "v": p["v"], "W1": p["W1"], "b1": p["b1"], "w2": p["w2"]}
     np.savez_compressed(variant.weights, **{k: np.asarray(v, np.float32) for k, v in head.items()})
     variant.head.write_text(json.dumps({"card": {}}) + "\n")
-    model_dir = work / "assembled"
+    model_dir = work / "assembled-v2"
     asm.assemble(wheels, model_dir, variant)
 
     # Accuracies use the cached features and the numpy head; the assembled graph must agree with them, which is
