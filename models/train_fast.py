@@ -19,6 +19,7 @@ Run: python models/train_fast.py WHEEL_DIR WORK_DIR [--inner]
 Writes default_fast_head.npz / .json; assemble_default.py --fast builds the model from them.
 """
 
+import io
 import json
 import pathlib
 import subprocess
@@ -179,7 +180,6 @@ def previous_fast(store):
     """fast-v1 (the numpy head over the same z features, at commit 22041cd), to compare with."""
     raw = subprocess.run(["git", "show", "22041cd:models/default_fast_head.npz"], capture_output=True, check=True,
                          cwd=asm.HERE).stdout
-    import io
     with np.load(io.BytesIO(raw)) as w:
         h = {k: w[k].astype(np.float64) for k in w.files}
     return lambda pairs: T.reward(h, (store.get(pairs) - h["mu"]) / h["sd"])
