@@ -9,7 +9,7 @@
 The feature nodes (default_features.py) and the head are appended to the ONNX graph, so the result has the contract
 of any other reward model (input_ids, attention_mask, token_type_ids -> logits[batch, 1]) and goes through the same
 Rust code path:
-    z = (features - mu) / sd;  logits = z . v + relu(z W1^T + b1) . w2
+    z = (features - mu) / sd;  x = z (or [z, token branch]);  logits = x . v + bv + relu(x W1^T + b1) . w2
 The fast model (`--fast`, models/default_fast_head.npz, trained by train_fast.py) reads the embedding layer's output
 only (over 512 tokens, default_features.FAST, plus a token branch: Conv1d width 3 -> relu -> pooled, concatenated to
 z before the head): its graph is cut there, so the transformer layers never run.
@@ -55,7 +55,6 @@ def token_branch_nodes(w, layer):
     inits = [
         numpy_helper.from_array(np.asarray(w["conv_w"], np.float32), "bon_conv_w"),
         numpy_helper.from_array(np.asarray(w["conv_b"], np.float32), "bon_conv_b"),
-        numpy_helper.from_array(np.asarray([1], np.int64), "bon_br_ax1"),
     ]
     nodes = [
         helper.make_node("Unsqueeze", ["bon_mask", "bon_axm1"], ["bon_mask3"]),
@@ -65,12 +64,12 @@ def token_branch_nodes(w, layer):
         helper.make_node("Relu", ["bon_br_conv"], ["bon_br_relu"]),
         helper.make_node("Transpose", ["bon_br_relu"], ["bon_br_u"], perm=[0, 2, 1]),
         helper.make_node("Mul", ["bon_br_u", "bon_resp3"], ["bon_br_r"]),
-        helper.make_node("ReduceSum", ["bon_br_r", "bon_br_ax1"], ["bon_br_rs"], keepdims=0),
+        helper.make_node("ReduceSum", ["bon_br_r", "bon_ax1"], ["bon_br_rs"], keepdims=0),
         helper.make_node("Div", ["bon_br_rs", "bon_resp_den"], ["bon_br_mean_r"]),
         # relu output is >= 0, so a max over the zeroed non-response tokens is the masked max.
         helper.make_node("ReduceMax", ["bon_br_r"], ["bon_br_max_r"], axes=[1], keepdims=0),
         helper.make_node("Mul", ["bon_br_u", "bon_prompt3"], ["bon_br_p"]),
-        helper.make_node("ReduceSum", ["bon_br_p", "bon_br_ax1"], ["bon_br_ps"], keepdims=0),
+        helper.make_node("ReduceSum", ["bon_br_p", "bon_ax1"], ["bon_br_ps"], keepdims=0),
         helper.make_node("Div", ["bon_br_ps", "bon_prompt_den"], ["bon_br_mean_p"]),
         helper.make_node("Mul", ["bon_br_mean_r", "bon_br_mean_p"], ["bon_br_inter"]),
         helper.make_node("Concat", ["bon_br_mean_r", "bon_br_max_r", "bon_br_mean_p", "bon_br_inter"], ["bon_branch"],

@@ -12,7 +12,6 @@ import pathlib
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
 import v2_data
 
@@ -24,10 +23,8 @@ LOOPS = 6
 def scorer(model):
     """(prompt, response) -> (input ids, score) of an assembled model directory, encoded as bon-proxy encodes it
     (pair, truncated from the left to the directory's model_max_length). Used by compare_picks.py too."""
-    tok = Tokenizer.from_file(str(model / "tokenizer.json"))
-    tok.no_padding()
     window = json.loads((model / "tokenizer_config.json").read_text())["model_max_length"]
-    tok.enable_truncation(max_length=window, strategy="longest_first", direction="left")
+    tok = v2_data.pair_tokenizer(model / "tokenizer.json", window)
     session = ort.InferenceSession(str(model / "model.onnx"), providers=["CPUExecutionProvider"])
 
     def score(prompt, response):

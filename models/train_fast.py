@@ -30,7 +30,6 @@ import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
-from tokenizers import Tokenizer
 
 import assemble_default as asm
 import default_features as F
@@ -56,9 +55,7 @@ class Embeddings:
         self.ln = torch.tensor(w[prefix + "LayerNorm.weight"]), torch.tensor(w[prefix + "LayerNorm.bias"])
         self.eps = next(a.f for n in model.graph.node if n.op_type == "LayerNormalization" for a in n.attribute
                         if a.name == "epsilon")
-        self.tok = Tokenizer.from_file(str(backbone_dir / "tokenizer.json"))
-        self.tok.no_padding()
-        self.tok.enable_truncation(max_length=F.FAST.max_tokens, strategy="longest_first", direction="left")
+        self.tok = D.pair_tokenizer(backbone_dir / "tokenizer.json", F.FAST.max_tokens)
         self.cache = {}
 
     def encode(self, pairs):

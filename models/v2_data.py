@@ -99,6 +99,16 @@ def key(prompt, response):
     return hashlib.blake2b((prompt + "\0" + response).encode(), digest_size=16).hexdigest()
 
 
+def pair_tokenizer(path, max_tokens):
+    """bon-proxy's pair encoding: the BERT pair post-processor, no padding, truncated to `max_tokens` from the left,
+    longest part first."""
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_tokens, strategy="longest_first", direction="left")
+    return tok
+
+
 class Backbone:
     """The int8 backbone with the spec's layers as outputs (cut after the last of them), and bon-proxy's pair
     encoding with the spec's window."""
@@ -107,7 +117,6 @@ class Backbone:
         import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper
-        from tokenizers import Tokenizer
 
         self.spec = spec
         model = onnx.load(str(onnx_path))
@@ -119,9 +128,7 @@ class Backbone:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        self.tok = Tokenizer.from_file(str(tokenizer_path))
-        self.tok.no_padding()
-        self.tok.enable_truncation(max_length=spec.max_tokens, strategy="longest_first", direction="left")
+        self.tok = pair_tokenizer(tokenizer_path, spec.max_tokens)
 
     def batches(self, pairs, size=16):
         encodings = [self.tok.encode(p, r) for p, r in pairs]
