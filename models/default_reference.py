@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Reference scores of the assembled default reward model (models/default, built by scripts/setup) and of its fast
-variant (models/default-fast) on held-out preference pairs (and answers against their own loops), computed with ONNX
+"""Reference scores of the assembled default reward model (models/default, built by scripts/setup) and of the deep
+model (models/default-deep) on held-out preference pairs (and answers against their own loops), computed with ONNX
 Runtime's Python binding and HF tokenizers, independently of bon-proxy: default_reference.json and
-default_fast_reference.json. tests/default_model.rs checks that bon-proxy encodes the same ids and computes the same
+deep_reference.json. tests/default_model.rs checks that bon-proxy encodes the same ids and computes the same
 scores.
 Run: python models/default_reference.py   (numpy, onnxruntime, tokenizers)
 """
@@ -60,4 +60,4 @@ def main(model, out_path):
 
 if __name__ == "__main__":
     main(HERE / "default", HERE / "default_reference.json")
-    main(HERE / "default-fast", HERE / "default_fast_reference.json")
+    main(HERE / "default-deep", HERE / "deep_reference.json")

@@ -188,7 +188,7 @@ def prepare(wheels, work, train_sequences, spec=F.DEFAULT):
 
 
 def main(wheels, work, train_sequences):
-    variant = asm.DEFAULT
+    variant = asm.DEEP
     wheels, work = pathlib.Path(wheels), pathlib.Path(work)
     d = prepare(wheels, work, train_sequences, variant.spec)
     val, held_gen, held_prompts = d.val, d.held_gen, d.held_prompts
@@ -313,8 +313,8 @@ def hh_rlhf_pairs(path, n=600):
 
 
 def default_scorer(store):
-    """The default model (models/default_head.npz) on the cached features, to compare the fast model with."""
-    with np.load(asm.DEFAULT.weights) as w:
+    """The default model (models/deep_head.npz) on the cached features, to compare the fast model with."""
+    with np.load(asm.DEEP.weights) as w:
         h = {k: w[k].astype(np.float64) for k in w.files}
     return lambda pairs: reward(h, (store.get(pairs) - h["mu"]) / h["sd"])
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Trains bon-proxy's fast reward model (bon-default-minilm-fast-v2, `models/default-fast`) and writes its model card.
+"""Trains bon-proxy's default reward model (bon-default-minilm-fast-v2, `models/default`) and writes its model card.
 
 It reads the embedding layer of the int8 all-MiniLM-L6-v2 only (the transformer layers never run), over a 512-token
 window, and adds to the fast pooled features (default_features.FAST, as the numpy head of fast-v1 used them) a
@@ -12,11 +12,12 @@ The frozen embedding tables are the backbone's own (dequantised from the int8 ON
 Data, split and loops: exactly train_default.py's (`prepare`): held out by generator AND by prompt; the z features
 come from its fp16 feature cache (WORK_DIR/fast).
 Selection: `--inner` trains K in {0, 64} on inner fold 0 (every 4th training generator AND every 4th training prompt
-held out; pairs mixing the two are dropped) and prints the held-out accuracy after each epoch.
+held out; pairs mixing the two are dropped) and prints the held-out accuracy after each epoch; `--inner --augment`
+trains K = 64 with v2_data.off_topic_pairs added (tried, not shipped: the card's "Tried and not shipped").
 
-Run: python models/train_fast.py WHEEL_DIR WORK_DIR [--inner]
+Run: python models/train_fast.py WHEEL_DIR WORK_DIR [--inner [--augment]]
 (torch, numpy, onnx, onnxruntime, tokenizers: models/requirements-export.txt; ~4 minutes an epoch on 2 cores.)
-Writes default_fast_head.npz / .json; assemble_default.py --fast builds the model from them.
+Writes default_head.npz / .json; assemble_default.py builds the model from them.
 """
 
 import io
@@ -162,9 +163,14 @@ def inner(d, emb):
     held_gens, held_prompts = set(gens[0::4]), set(prompts[0::4])
     fit_rows = [r for r in d.train_rows if r["source"] not in held_gens and r["prompt"] not in held_prompts]
     fit_rows += [r for r in d.train_loops if r["prompt"] not in held_prompts]
+    if "--augment" in sys.argv:
+        extra = D.off_topic_pairs(d.train_rows, {r["prompt"] for r in fit_rows} - held_prompts,
+                                  np.random.default_rng(3))
+        d.store.ensure(D.all_sequences([extra]))
+        fit_rows += extra
     held = T.subsets([r for r in d.train_rows if r["source"] in held_gens and r["prompt"] in held_prompts])
     out = []
-    for k in (0, K):
+    for k in ((K,) if "--augment" in sys.argv else (0, K)):
         model = Model(d, emb, k)
         for epoch in model.fit(fit_rows):
             acc = {name: round(T.accuracy(*(model.scores(s) for s in D.sides(rows))), 4) for name, rows in held.items()}
@@ -230,7 +236,7 @@ def main(wheels, work):
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--inner"]
-    if len(args) != 2:
+    args = [a for a in sys.argv[1:] if a not in ("--inner", "--augment")]
+    if len(args) != 2 or ("--augment" in sys.argv and "--inner" not in sys.argv):
         sys.exit(__doc__)
     main(pathlib.Path(args[0]), pathlib.Path(args[1]))

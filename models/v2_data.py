@@ -90,6 +90,36 @@ def loop_pairs(rows, prompts, rng, per_prompt=2):
     return out
 
 
+def off_topic_pairs(rows, prompts, rng):
+    """Longer but worse, by construction (after RRM, Liu et al. 2024): per prompt, an answer to it chosen over
+    (a) a longer answer to another prompt and (b) the same answer with a passage of another prompt's answer appended.
+    Both rejected sides are longer, so length alone gets every such pair wrong."""
+    by_prompt = {}
+    for r in rows:
+        if r["prompt"] in prompts:
+            for side in ("chosen", "rejected"):
+                by_prompt.setdefault(r["prompt"], set()).add(r[side])
+    ordered = sorted(by_prompt)
+    texts = {p: sorted(by_prompt[p]) for p in ordered}
+    out = []
+    for p in ordered:
+        answer = texts[p][int(rng.integers(len(texts[p])))]
+        others = [o for o in ordered if o != p]
+        for _ in range(20):
+            other = texts[others[int(rng.integers(len(others)))]]
+            longer = [t for t in other if len(t) > len(answer)]
+            if longer:
+                out.append({"prompt": p, "chosen": answer, "rejected": longer[int(rng.integers(len(longer)))],
+                            "source": "synthetic:off-topic"})
+                break
+        words = other[int(rng.integers(len(other)))].split()
+        take = max(8, len(answer.split()) // 2)
+        start = int(rng.integers(0, max(1, len(words) - take)))
+        out.append({"prompt": p, "chosen": answer, "rejected": answer + "\n\n" + " ".join(words[start:start + take]),
+                    "source": "synthetic:appended"})
+    return out
+
+
 def length_matched(r):
     a, b = len(r["chosen"]), len(r["rejected"])
     return max(a, b) <= 1.5 * max(1, min(a, b))

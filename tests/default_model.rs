@@ -1,7 +1,7 @@
 //! The default reward model (models/default, assembled by scripts/setup from PyPI wheels and the trained head):
 //! it loads when no --reward-model is given and, through bon-proxy's own encoding and ONNX path, reproduces the
-//! scores Python computed on held-out preference pairs (models/default_reference.py). The same for its fast variant
-//! (models/default-fast, `--reward-model models/default-fast`).
+//! scores Python computed on held-out preference pairs (models/default_reference.py). The same for the deep model
+//! (models/default-deep, `--reward-model models/default-deep`), the default before it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
@@ -33,15 +33,17 @@ fn pair(prompt: &Value, response: &Value) -> ScoreInput {
 async fn the_default_model_is_used_without_reward_model_and_matches_python() {
     let config = Config::try_parse_from(["bon-proxy", "--device", "cpu"]).unwrap();
     let dir = config.reward_model_spec().expect("scripts/setup assembles models/default");
-    matches_python(dir, &reference("default_reference.json"), 256).await;
+    let reference = reference("default_reference.json");
+    assert_eq!(reference["model_id"], "bon-default-minilm-fast-v2");
+    matches_python(dir, &reference, 512).await;
 }
 
 #[tokio::test]
-async fn the_fast_variant_matches_python() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default-fast");
-    let reference = reference("default_fast_reference.json");
-    assert_eq!(reference["model_id"], "bon-default-minilm-fast-v2");
-    matches_python(dir, &reference, 512).await;
+async fn the_deep_model_matches_python() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default-deep");
+    let reference = reference("deep_reference.json");
+    assert_eq!(reference["model_id"], "bon-default-minilm-mlp-v2");
+    matches_python(dir, &reference, 256).await;
 }
 
 /// `window`: the model's `model_max_length`, which bon-proxy must read from tokenizer_config.json.

@@ -85,12 +85,12 @@ fn the_image_gets_every_file_scripts_setup_assembles_the_default_models_from() {
     let mut assembled = 0;
     for line in setup.lines().filter(|l| l.contains("models/assemble_default.py .ort/dl")) {
         let dir = line.split_whitespace().find(|w| w.starts_with("models/default")).unwrap();
-        let stem = if line.contains("--fast") { "default_fast_head" } else { "default_head" };
+        let stem = if line.contains("--deep") { "deep_head" } else { "default_head" };
         for file in [format!("models/{stem}.json"), format!("models/{stem}.npz")] {
             assert!(dockerfile.contains(&file), "deploy/Dockerfile does not copy {file}, which {line:?} needs");
         }
         assert!(dockerfile.contains(&format!("/src/{dir} /usr/local/bin/{dir}")), "the image lacks {dir}");
         assembled += 1;
     }
-    assert_eq!(assembled, 2, "scripts/setup assembles the default model and its fast variant");
+    assert_eq!(assembled, 2, "scripts/setup assembles the default model and the deep one");
 }
