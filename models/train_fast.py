@@ -13,9 +13,10 @@ Data, split and loops: exactly train_default.py's (`prepare`): held out by gener
 come from its fp16 feature cache (WORK_DIR/fast).
 Selection: `--inner` trains K in {0, 64} on inner fold 0 (every 4th training generator AND every 4th training prompt
 held out; pairs mixing the two are dropped) and prints the held-out accuracy after each epoch; `--inner --augment`
-trains K = 64 with v2_data.off_topic_pairs added (tried, not shipped: the card's "Tried and not shipped").
+trains K = 64 with v2_data.off_topic_pairs added, `--inner --short-weight W` with the real pairs whose chosen answer
+is the shorter weighted W in the loss (both tried, not shipped: the card's "Tried and not shipped").
 
-Run: python models/train_fast.py WHEEL_DIR WORK_DIR [--inner [--augment]]
+Run: python models/train_fast.py WHEEL_DIR WORK_DIR [--inner [--augment] [--short-weight W]]
 (torch, numpy, onnx, onnxruntime, tokenizers: models/requirements-export.txt; ~4 minutes an epoch on 2 cores.)
 Writes default_head.npz / .json; assemble_default.py builds the model from them.
 """
@@ -124,8 +125,9 @@ class Model:
         self.net.train()
         return out
 
-    def fit(self, rows, epochs=EPOCHS):
-        """Bradley-Terry on (chosen, rejected) rows; yields after each epoch. Batches of similar length, shuffled."""
+    def fit(self, rows, epochs=EPOCHS, short_weight=1.0):
+        """Bradley-Terry on (chosen, rejected) rows; yields after each epoch. Batches of similar length, shuffled.
+        `short_weight`: the loss weight of real pairs whose chosen answer is the shorter (tried, not shipped)."""
         opt = torch.optim.AdamW(self.net.parameters(), lr=LR, weight_decay=DECAY)
         rng = np.random.default_rng(SEED)
         order = np.argsort([len(r["chosen"]) + len(r["rejected"]) + 2 * len(r["prompt"]) for r in rows], kind="stable")
@@ -136,9 +138,12 @@ class Model:
             started, total = time.time(), 0.0
             rng.shuffle(chunks)
             for chunk in chunks:
-                chosen, rejected = D.sides([rows[i] for i in chunk])
+                batch = [rows[i] for i in chunk]
+                chosen, rejected = D.sides(batch)
+                w = torch.tensor([short_weight if len(r["chosen"]) < len(r["rejected"])
+                                  and not r["source"].startswith("synthetic") else 1.0 for r in batch])
                 s = self.run(chosen + rejected)
-                loss = torch.nn.functional.softplus(s[len(chosen):] - s[:len(chosen)]).mean()
+                loss = (w * torch.nn.functional.softplus(s[len(chosen):] - s[:len(chosen)])).sum() / w.sum()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -170,11 +175,13 @@ def inner(d, emb):
         fit_rows += extra
     held = T.subsets([r for r in d.train_rows if r["source"] in held_gens and r["prompt"] in held_prompts])
     out = []
-    for k in ((K,) if "--augment" in sys.argv else (0, K)):
+    short_weight = float(sys.argv[sys.argv.index("--short-weight") + 1]) if "--short-weight" in sys.argv else 1.0
+    tried = "--augment" in sys.argv or short_weight != 1.0
+    for k in ((K,) if tried else (0, K)):
         model = Model(d, emb, k)
-        for epoch in model.fit(fit_rows):
+        for epoch in model.fit(fit_rows, short_weight=short_weight):
             acc = {name: round(T.accuracy(*(model.scores(s) for s in D.sides(rows))), 4) for name, rows in held.items()}
-            out.append({"K": k, "epoch": epoch + 1, "pairs": len(held["all"]), **acc})
+            out.append({"K": k, "epoch": epoch + 1, "short_weight": short_weight, "pairs": len(held["all"]), **acc})
             print(json.dumps(out[-1]), flush=True)
     return out
 
@@ -236,7 +243,9 @@ def main(wheels, work):
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a not in ("--inner", "--augment")]
-    if len(args) != 2 or ("--augment" in sys.argv and "--inner" not in sys.argv):
+    args = [a for i, a in enumerate(sys.argv[1:], 1)
+            if a not in ("--inner", "--augment", "--short-weight") and sys.argv[i - 1] != "--short-weight"]
+    tried = "--augment" in sys.argv or "--short-weight" in sys.argv
+    if len(args) != 2 or (tried and "--inner" not in sys.argv):
         sys.exit(__doc__)
     main(pathlib.Path(args[0]), pathlib.Path(args[1]))
