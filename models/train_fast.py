@@ -14,9 +14,10 @@ come from its fp16 feature cache (WORK_DIR/fast).
 Selection: `--inner` trains K in {0, 64} on inner fold 0 (every 4th training generator AND every 4th training prompt
 held out; pairs mixing the two are dropped) and prints the held-out accuracy after each epoch; `--inner --augment`
 trains K = 64 with v2_data.off_topic_pairs added, `--inner --short-weight W` with the real pairs whose chosen answer
-is the shorter weighted W in the loss (both tried, not shipped: the card's "Tried and not shipped").
+is the shorter weighted W in the loss, `--inner --adapter R` with a trainable rank-R delta per token id on the
+embeddings the branch reads (all tried, not shipped: the card's "Tried and not shipped").
 
-Run: python models/train_fast.py WHEEL_DIR WORK_DIR [--inner [--augment] [--short-weight W]]
+Run: python models/train_fast.py WHEEL_DIR WORK_DIR [--inner [--augment] [--short-weight W] [--adapter R]]
 (torch, numpy, onnx, onnxruntime, tokenizers: models/requirements-export.txt; ~4 minutes an epoch on 2 cores.)
 Writes default_head.npz / .json; assemble_default.py builds the model from them.
 """
@@ -67,7 +68,7 @@ class Embeddings:
         return [self.cache[D.key(*pr)] for pr in pairs]
 
     def __call__(self, pairs):
-        """(embeddings [B, T, 384], mask [B, T], response mask [B, T]) of padded pairs."""
+        """(embeddings [B, T, 384], mask [B, T], response mask [B, T], token ids [B, T]) of padded pairs."""
         encs = self.encode(pairs)
         width = max(len(i) for i, _ in encs)
         ids = torch.zeros(len(encs), width, dtype=torch.long)
@@ -76,20 +77,28 @@ class Embeddings:
             ids[j, :len(i)], types[j, :len(t)], mask[j, :len(i)] = torch.from_numpy(i), torch.from_numpy(t), 1
         e = self.word[ids] + self.type[types] + self.pos[:width][None]
         e = torch.nn.functional.layer_norm(e, (e.shape[-1],), *self.ln, self.eps)
-        return e, mask, types.float() * mask
+        return e, mask, types.float() * mask, ids
 
 
 class Net(torch.nn.Module):
-    def __init__(self, n_z, k):
+    def __init__(self, n_z, k, rank=0, vocab=0):
         super().__init__()
-        self.k = k
+        self.k, self.rank = k, rank
         if k:
             self.conv = torch.nn.Conv1d(F.HIDDEN, k, 3, padding=1)
+        if rank:
+            # A trainable low-rank delta on the embedding layer's output, per token id (LoRA-style: A random, B zero,
+            # so training starts from the frozen embeddings); the branch reads embeddings + A[ids] B.
+            self.lora_a = torch.nn.Embedding(vocab, rank)
+            torch.nn.init.normal_(self.lora_a.weight, std=rank ** -0.5)
+            self.lora_b = torch.nn.Parameter(torch.zeros(rank, F.HIDDEN))
         n = n_z + 4 * k
         self.v = torch.nn.Linear(n, 1)
         self.w1, self.w2 = torch.nn.Linear(n, HIDDEN), torch.nn.Linear(HIDDEN, 1, bias=False)
 
-    def forward(self, z, e, mask, resp):
+    def forward(self, z, e, mask, resp, ids):
+        if self.rank:
+            e = e + self.lora_a(ids) @ self.lora_b
         if self.k:
             u = torch.relu(self.conv((e * mask[..., None]).transpose(1, 2))).transpose(1, 2)
             prompt = mask - resp
@@ -103,16 +112,16 @@ class Net(torch.nn.Module):
 class Model:
     """A Net with what it reads: the cached z features and the embeddings."""
 
-    def __init__(self, d, emb, k):
+    def __init__(self, d, emb, k, rank=0):
         torch.manual_seed(SEED)
-        self.d, self.emb, self.net = d, emb, Net(d.zc.shape[1], k)
+        self.d, self.emb, self.net = d, emb, Net(d.zc.shape[1], k, rank, emb.word.shape[0])
 
     def z(self, pairs):
         return torch.tensor((self.d.store.get(pairs) - self.d.mu) / self.d.sd, dtype=torch.float32)
 
     def run(self, pairs):
-        e, mask, resp = self.emb(pairs) if self.net.k else (None, None, None)
-        return self.net(self.z(pairs), e, mask, resp)
+        e, mask, resp, ids = self.emb(pairs) if self.net.k else (None, None, None, None)
+        return self.net(self.z(pairs), e, mask, resp, ids)
 
     def scores(self, pairs, size=64):
         out = np.zeros(len(pairs), np.float32)
@@ -175,13 +184,14 @@ def inner(d, emb):
         fit_rows += extra
     held = T.subsets([r for r in d.train_rows if r["source"] in held_gens and r["prompt"] in held_prompts])
     out = []
-    short_weight = float(sys.argv[sys.argv.index("--short-weight") + 1]) if "--short-weight" in sys.argv else 1.0
-    tried = "--augment" in sys.argv or short_weight != 1.0
+    short_weight, rank = float(option("--short-weight", 1.0)), int(option("--adapter", 0))
+    tried = "--augment" in sys.argv or short_weight != 1.0 or rank
     for k in ((K,) if tried else (0, K)):
-        model = Model(d, emb, k)
+        model = Model(d, emb, k, rank)
         for epoch in model.fit(fit_rows, short_weight=short_weight):
             acc = {name: round(T.accuracy(*(model.scores(s) for s in D.sides(rows))), 4) for name, rows in held.items()}
-            out.append({"K": k, "epoch": epoch + 1, "short_weight": short_weight, "pairs": len(held["all"]), **acc})
+            out.append({"K": k, "epoch": epoch + 1, "short_weight": short_weight, "adapter_rank": rank,
+                        "pairs": len(held["all"]), **acc})
             print(json.dumps(out[-1]), flush=True)
     return out
 
@@ -242,10 +252,16 @@ def main(wheels, work):
     print(json.dumps(card, indent=2))
 
 
+def option(name, default):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
+VALUED = ("--short-weight", "--adapter")
+
 if __name__ == "__main__":
     args = [a for i, a in enumerate(sys.argv[1:], 1)
-            if a not in ("--inner", "--augment", "--short-weight") and sys.argv[i - 1] != "--short-weight"]
-    tried = "--augment" in sys.argv or "--short-weight" in sys.argv
+            if a not in ("--inner", "--augment") + VALUED and sys.argv[i - 1] not in VALUED]
+    tried = "--augment" in sys.argv or any(v in sys.argv for v in VALUED)
     if len(args) != 2 or (tried and "--inner" not in sys.argv):
         sys.exit(__doc__)
     main(pathlib.Path(args[0]), pathlib.Path(args[1]))
