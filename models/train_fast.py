@@ -171,18 +171,26 @@ class Model:
         return {k: np.asarray(v.detach().numpy() if torch.is_tensor(v) else v, np.float32) for k, v in out.items()}
 
 
-def inner(d, emb):
+def inner_fold(d):
+    """Inner fold 0 of the training data: (the rows fitted, with the loops on their prompts; the held-out pairs'
+    subsets, T.subsets) — every 4th training generator AND every 4th training prompt held out, pairs mixing the two
+    dropped. What every choice about the fast model (and the experiments tried beside it) was made on."""
     gens = sorted({r["source"] for r in d.train_rows})
     prompts = sorted({r["prompt"] for r in d.train_rows})
     held_gens, held_prompts = set(gens[0::4]), set(prompts[0::4])
     fit_rows = [r for r in d.train_rows if r["source"] not in held_gens and r["prompt"] not in held_prompts]
     fit_rows += [r for r in d.train_loops if r["prompt"] not in held_prompts]
+    held = T.subsets([r for r in d.train_rows if r["source"] in held_gens and r["prompt"] in held_prompts])
+    return fit_rows, held, held_prompts
+
+
+def inner(d, emb):
+    fit_rows, held, held_prompts = inner_fold(d)
     if "--augment" in sys.argv:
         extra = D.off_topic_pairs(d.train_rows, {r["prompt"] for r in fit_rows} - held_prompts,
                                   np.random.default_rng(3))
         d.store.ensure(D.all_sequences([extra]))
         fit_rows += extra
-    held = T.subsets([r for r in d.train_rows if r["source"] in held_gens and r["prompt"] in held_prompts])
     out = []
     short_weight, rank = float(option("--short-weight", 1.0)), int(option("--adapter", 0))
     tried = "--augment" in sys.argv or short_weight != 1.0 or rank
