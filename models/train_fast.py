@@ -173,7 +173,7 @@ class Model:
 
 def inner_fold(d):
     """Inner fold 0 of the training data: (the rows fitted, with the loops on their prompts; the held-out pairs'
-    subsets, T.subsets) — every 4th training generator AND every 4th training prompt held out, pairs mixing the two
+    subsets, T.subsets; the held-out prompts) — every 4th training generator AND every 4th training prompt held out, pairs mixing the two
     dropped. What every choice about the fast model (and the experiments tried beside it) was made on."""
     gens = sorted({r["source"] for r in d.train_rows})
     prompts = sorted({r["prompt"] for r in d.train_rows})
