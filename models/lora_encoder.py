@@ -81,14 +81,7 @@ class Encoded:
         self.tok = D.pair_tokenizer(tokenizer_path, TOKENS)
 
     def __call__(self, pairs):
-        encs = self.tok.encode_batch(pairs)
-        width = max(len(e.ids) for e in encs)
-        ids = torch.zeros(len(encs), width, dtype=torch.long)
-        types, mask = torch.zeros_like(ids), torch.zeros_like(ids)
-        for j, e in enumerate(encs):
-            n = len(e.ids)
-            ids[j, :n], types[j, :n], mask[j, :n] = torch.tensor(e.ids), torch.tensor(e.type_ids), 1
-        return ids, types, mask
+        return TF.padded([(e.ids, e.type_ids) for e in self.tok.encode_batch(pairs)])
 
 
 def fit(model, enc, rows):
@@ -102,34 +95,13 @@ def fit(model, enc, rows):
     started, total = time.time(), 0.0
     for step, chunk in enumerate(chunks):
         chosen, rejected = D.sides([rows[i] for i in chunk])
-        s = model(*enc(chosen + rejected))
-        loss = torch.nn.functional.softplus(s[len(chosen):] - s[:len(chosen)]).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        total += TF.bradley_terry_step(opt, model(*enc(chosen + rejected)), len(chosen)) * len(chosen)
         sched.step()
-        total += loss.item() * len(chosen)
         if step % 50 == 49:
             done = (step + 1) * BATCH
             print(f"  lora: {done}/{len(rows)} pairs, loss {total / done:.4f}, {(time.time() - started) / done:.3f} s "
                   f"per pair", file=sys.stderr, flush=True)
     return (time.time() - started) / len(rows)
-
-
-def scores(model, enc, pairs, size=32):
-    out = np.zeros(len(pairs), np.float32)
-    order = np.argsort([len(p) + len(r) for p, r in pairs], kind="stable")
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(order), size):
-            idx = order[start:start + size]
-            out[idx] = model(*enc([pairs[i] for i in idx])).numpy()
-    model.train()
-    return out
-
-
-def held_out(score_sides, held):
-    return {name: round(T.accuracy(*(score_sides(s) for s in D.sides(rows))), 4) for name, rows in held.items()}
 
 
 def cost(wheel_dir, pairs=8, steps=5):
@@ -142,11 +114,7 @@ def cost(wheel_dir, pairs=8, steps=5):
     times = []
     for step in range(steps + 1):  # the first step warms up
         started = time.perf_counter()
-        s = model(ids, types, torch.ones_like(ids))
-        loss = torch.nn.functional.softplus(s[pairs:] - s[:pairs]).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        TF.bradley_terry_step(opt, model(ids, types, torch.ones_like(ids)), pairs)
         if step:
             times.append(time.perf_counter() - started)
     return sorted(times)[len(times) // 2] / pairs
@@ -177,13 +145,14 @@ def main():
 
     frozen = TF.Model(d, TF.Embeddings(d.backbone_dir), TF.K)
     for epoch in frozen.fit(subset):
-        out[f"fast recipe, epoch {epoch + 1}"] = held_out(frozen.scores, held)
+        out[f"fast recipe, epoch {epoch + 1}"] = TF.held_out(frozen.scores, held)
         print(json.dumps(out), flush=True)
 
     torch.manual_seed(SEED)
     model, enc = Scorer(args.wheel_dir), Encoded(d.backbone_dir / "tokenizer.json")
     out["lora seconds per pair"] = round(fit(model, enc, subset), 3)
-    out["lora, 1 epoch"] = held_out(lambda pairs: scores(model, enc, pairs), held)
+    out["lora, 1 epoch"] = TF.held_out(lambda pairs: TF.batched_scores(model, lambda b: model(*enc(b)), pairs, 32),
+                                       held)
     print(json.dumps(out, indent=1), flush=True)
 
 

@@ -69,15 +69,48 @@ class Embeddings:
 
     def __call__(self, pairs):
         """(embeddings [B, T, 384], mask [B, T], response mask [B, T], token ids [B, T]) of padded pairs."""
-        encs = self.encode(pairs)
-        width = max(len(i) for i, _ in encs)
-        ids = torch.zeros(len(encs), width, dtype=torch.long)
-        types, mask = torch.zeros_like(ids), torch.zeros(len(encs), width)
-        for j, (i, t) in enumerate(encs):
-            ids[j, :len(i)], types[j, :len(t)], mask[j, :len(i)] = torch.from_numpy(i), torch.from_numpy(t), 1
-        e = self.word[ids] + self.type[types] + self.pos[:width][None]
+        ids, types, mask = padded(self.encode(pairs))
+        mask = mask.float()
+        e = self.word[ids] + self.type[types] + self.pos[:ids.shape[1]][None]
         e = torch.nn.functional.layer_norm(e, (e.shape[-1],), *self.ln, self.eps)
         return e, mask, types.float() * mask, ids
+
+
+def padded(encodings):
+    """(token ids, token types, mask) [B, T] of (ids, type ids) sequences, zero-padded on the right (int64)."""
+    width = max(len(i) for i, _ in encodings)
+    ids = torch.zeros(len(encodings), width, dtype=torch.long)
+    types, mask = torch.zeros_like(ids), torch.zeros_like(ids)
+    for j, (i, t) in enumerate(encodings):
+        ids[j, :len(i)], types[j, :len(t)], mask[j, :len(i)] = torch.as_tensor(i), torch.as_tensor(t), 1
+    return ids, types, mask
+
+
+def batched_scores(module, run, pairs, size):
+    """run(pairs) -> scores, over `pairs` sorted by length in batches of `size`, `module` in eval mode, no gradients."""
+    out = np.zeros(len(pairs), np.float32)
+    order = np.argsort([len(p) + len(r) for p, r in pairs], kind="stable")
+    module.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            out[idx] = run([pairs[i] for i in idx]).numpy()
+    module.train()
+    return out
+
+
+def bradley_terry_step(opt, s, n):
+    """One optimiser step on scores `s` = [n chosen, n rejected]: the mean -log sigmoid(chosen - rejected)."""
+    loss = torch.nn.functional.softplus(s[n:] - s[:n]).mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def held_out(score, held):
+    """Accuracy on each named subset of held-out pairs (T.subsets), `score` mapping pairs to scores."""
+    return {name: round(T.accuracy(*(score(s) for s in D.sides(rows))), 4) for name, rows in held.items()}
 
 
 class Net(torch.nn.Module):
@@ -124,15 +157,7 @@ class Model:
         return self.net(self.z(pairs), e, mask, resp, ids)
 
     def scores(self, pairs, size=64):
-        out = np.zeros(len(pairs), np.float32)
-        order = np.argsort([len(p) + len(r) for p, r in pairs], kind="stable")
-        self.net.eval()
-        with torch.no_grad():
-            for start in range(0, len(order), size):
-                idx = order[start:start + size]
-                out[idx] = self.run([pairs[i] for i in idx]).numpy()
-        self.net.train()
-        return out
+        return batched_scores(self.net, self.run, pairs, size)
 
     def fit(self, rows, epochs=EPOCHS, short_weight=1.0):
         """Bradley-Terry on (chosen, rejected) rows; yields after each epoch. Batches of similar length, shuffled.
@@ -197,9 +222,8 @@ def inner(d, emb):
     for k in ((K,) if tried else (0, K)):
         model = Model(d, emb, k, rank)
         for epoch in model.fit(fit_rows, short_weight=short_weight):
-            acc = {name: round(T.accuracy(*(model.scores(s) for s in D.sides(rows))), 4) for name, rows in held.items()}
             out.append({"K": k, "epoch": epoch + 1, "short_weight": short_weight, "adapter_rank": rank,
-                        "pairs": len(held["all"]), **acc})
+                        "pairs": len(held["all"]), **held_out(model.scores, held)})
             print(json.dumps(out[-1]), flush=True)
     return out
 
