@@ -241,6 +241,10 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "BON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Selection: strategy, answer extraction, judge.
+    #[command(flatten)]
+    pub select: crate::select::SelectArgs,
 }
 
 impl std::fmt::Debug for Config {
@@ -264,6 +268,8 @@ impl std::fmt::Debug for Config {
             .field("straggler_wait", &self.straggler_wait)
             .field("candidate_timeout", &self.candidate_timeout)
             .field("request_timeout", &self.request_timeout)
+            .field("strategy", &self.select.strategy)
+            .field("judge_upstream", &self.select.judge_upstream.as_deref().map(redact_url))
             .finish_non_exhaustive()
     }
 }
@@ -330,6 +336,8 @@ pub enum ConfigError {
     KeysFile { path: String, reason: String },
     #[error("--api-key values must not be empty")]
     EmptyKey,
+    #[error("{0}")]
+    Select(String),
 }
 
 impl Config {
@@ -388,6 +396,7 @@ impl Config {
             }
         }
         self.validate_names()?;
+        self.select.validate().map_err(|e| ConfigError::Select(redact_url(&e)))?;
         if self.upstream_backoff.is_zero() {
             return Err(ConfigError::ZeroDuration("upstream-backoff"));
         }

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openai;
 pub mod reward;
+pub mod select;
 pub mod server;
 pub mod shared_cache;
 pub mod state;

@@ -28,6 +28,15 @@ pub const GUARD_OVERRIDES: &str = "bon_guard_overrides_total";
 pub const PRUNING_ROUNDS: &str = "bon_pruning_rounds";
 pub const PRUNING_TOKENS_SAVED: &str = "bon_pruning_tokens_saved_total";
 pub const PRUNING_FALLBACKS: &str = "bon_pruning_fallbacks_total";
+pub const SELECTIONS: &str = "bon_selections_total";
+pub const SELECTION_FALLBACKS: &str = "bon_selection_fallbacks_total";
+pub const VOTE_SHARE: &str = "bon_vote_share";
+pub const AGREEMENT_STOPPED: &str = "bon_agreement_stopped_total";
+pub const AGREEMENT_TOKENS_SAVED: &str = "bon_agreement_tokens_saved_total";
+pub const JUDGE_REQUESTS: &str = "bon_judge_requests_total";
+pub const JUDGE_CALLS: &str = "bon_judge_calls_total";
+pub const JUDGE_DURATION: &str = "bon_judge_duration_seconds";
+pub const JUDGE_TOKENS: &str = "bon_judge_tokens_total";
 pub const CACHE_REQUESTS: &str = "bon_cache_requests_total";
 pub const CACHE_EVICTIONS: &str = "bon_cache_evictions_total";
 pub const CACHE_ENTRIES: &str = "bon_cache_entries";
@@ -55,6 +64,7 @@ const SCORE_BUCKETS: [f64; 17] =
     [-20.0, -10.0, -5.0, -3.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
 const MARGIN_BUCKETS: [f64; 12] = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
 const Z_BUCKETS: [f64; 13] = [-2.0, -1.0, -0.5, 0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0];
+const SHARE_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 const ROUND_BUCKETS: [f64; 7] = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0];
 // log n - (n-1)/n for n = 2, 3, 4, 6, 8, 12, 16 falls in these.
 const KL_BUCKETS: [f64; 8] = [0.0, 0.2, 0.45, 0.65, 1.0, 1.2, 1.6, 1.9];
@@ -83,6 +93,15 @@ pub struct Metrics {
     pub pruning_rounds: Histogram,
     pub pruning_tokens_saved: IntCounter,
     pub pruning_fallbacks: IntCounter,
+    pub selections: IntCounterVec,
+    pub selection_fallbacks: IntCounterVec,
+    pub vote_share: Histogram,
+    pub agreement_stopped: IntCounter,
+    pub agreement_tokens_saved: IntCounter,
+    pub judge_requests: IntCounterVec,
+    pub judge_calls: IntCounter,
+    pub judge_duration: Histogram,
+    pub judge_tokens: IntCounterVec,
     pub cache_requests: IntCounterVec,
     pub cache_evictions: IntCounterVec,
     pub cache_entries: IntGauge,
@@ -168,6 +187,36 @@ impl Metrics {
             pruning_fallbacks: IntCounter::new(
                 PRUNING_FALLBACKS,
                 "Pruned calls that ran as plain Best-of-N because the upstream did not stream.",
+            )?,
+            selections: IntCounterVec::new(
+                Opts::new(SELECTIONS, "Best-of-N calls by the strategy asked for and the one that decided."),
+                &["strategy", "decided_by"],
+            )?,
+            selection_fallbacks: IntCounterVec::new(
+                Opts::new(
+                    SELECTION_FALLBACKS,
+                    "Calls whose strategy could not decide (no-answers, unscored, judge-failed); the reward model did.",
+                ),
+                &["strategy", "reason"],
+            )?,
+            vote_share: hist(VOTE_SHARE, "The winning answer's share of the votes (vote strategies).", &SHARE_BUCKETS)?,
+            agreement_stopped: IntCounter::new(
+                AGREEMENT_STOPPED,
+                "Candidates stopped because the vote was already decided (stop on agreement).",
+            )?,
+            agreement_tokens_saved: IntCounter::new(
+                AGREEMENT_TOKENS_SAVED,
+                "Completion tokens stop on agreement saved (estimate: each stopped candidate as long as the mean answer).",
+            )?,
+            judge_requests: IntCounterVec::new(
+                Opts::new(JUDGE_REQUESTS, "Judge selections by outcome (ok, failed, unconfigured)."),
+                &["outcome"],
+            )?,
+            judge_calls: IntCounter::new(JUDGE_CALLS, "Calls made to the judge model.")?,
+            judge_duration: hist(JUDGE_DURATION, "Time the judge took per Best-of-N call.", &LATENCY_BUCKETS)?,
+            judge_tokens: IntCounterVec::new(
+                Opts::new(JUDGE_TOKENS, "Tokens the judge reported spending (prompt, completion)."),
+                &["kind"],
             )?,
             cache_requests: IntCounterVec::new(
                 Opts::new(CACHE_REQUESTS, "Cache lookups by result (hit, miss, bypass)."),
@@ -257,6 +306,15 @@ impl Metrics {
             Box::new(self.pruning_rounds.clone()),
             Box::new(self.pruning_tokens_saved.clone()),
             Box::new(self.pruning_fallbacks.clone()),
+            Box::new(self.selections.clone()),
+            Box::new(self.selection_fallbacks.clone()),
+            Box::new(self.vote_share.clone()),
+            Box::new(self.agreement_stopped.clone()),
+            Box::new(self.agreement_tokens_saved.clone()),
+            Box::new(self.judge_requests.clone()),
+            Box::new(self.judge_calls.clone()),
+            Box::new(self.judge_duration.clone()),
+            Box::new(self.judge_tokens.clone()),
             Box::new(self.cache_requests.clone()),
             Box::new(self.cache_evictions.clone()),
             Box::new(self.cache_entries.clone()),

@@ -44,6 +44,19 @@ pub struct BonOptions {
     /// Milliseconds the last candidates get once half have finished (default: `--straggler-wait`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub straggler_wait_ms: Option<Value>,
+    /// What decides the winner: reward, vote, weighted-vote, judge, reward+judge (default: `--strategy`; the
+    /// header `x-bon-strategy` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Value>,
+    /// How the vote strategies extract a final answer (default: `--answer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Value>,
+    /// reward+judge: candidates the judge sees (default: `--shortlist`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortlist: Option<Value>,
+    /// vote: stop the unfinished candidates once the vote is decided (default: `--stop-on-agreement`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_on_agreement: Option<bool>,
 }
 
 /// One chat message. `content` may be a string, an array of parts, or null (assistant tool calls).
@@ -130,9 +143,10 @@ pub struct Usage {
 
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, rhs: Self) {
-        self.prompt_tokens += rhs.prompt_tokens;
-        self.completion_tokens += rhs.completion_tokens;
-        self.total_tokens += rhs.total_tokens;
+        // Saturating: the numbers come from upstreams, which are not trusted to keep them small.
+        self.prompt_tokens = self.prompt_tokens.saturating_add(rhs.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(rhs.completion_tokens);
+        self.total_tokens = self.total_tokens.saturating_add(rhs.total_tokens);
     }
 }
 

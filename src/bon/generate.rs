@@ -74,6 +74,11 @@ impl Generation<'_> {
         let half = plan.n.div_ceil(2) as usize;
         let mut answered = answered;
         let mut cut_at: Option<tokio::time::Instant> = None;
+        // Stop on agreement: only when this fan-out holds every candidate (the vote sees them all).
+        let mut ballots: Option<Vec<String>> =
+            (plan.stops_on_agreement() && indices.len() == plan.n as usize).then(Vec::new);
+        let mut finished = 0;
+        let mut agreed = false;
         loop {
             let next = match cut_at {
                 Some(at) => match tokio::time::timeout_at(at, calls.next()).await {
@@ -86,7 +91,17 @@ impl Generation<'_> {
             if result.is_ok() {
                 answered += 1;
             }
-            got[slot] = Some((result.and_then(first_choice_only), latency));
+            let result = result.and_then(first_choice_only);
+            finished += 1;
+            if let (Some(ballots), Ok(c)) = (ballots.as_mut(), &result) {
+                ballots.extend(clean_answer(c, plan));
+                if crate::select::vote::decided(ballots.iter().map(String::as_str), indices.len() - finished) {
+                    got[slot] = Some((result, latency));
+                    agreed = finished < indices.len();
+                    break;
+                }
+            }
+            got[slot] = Some((result, latency));
             if cut_at.is_none()
                 && answered >= half
                 && let Some(wait) = plan.straggler_wait
@@ -99,7 +114,8 @@ impl Generation<'_> {
             .map(|slot| {
                 let (result, latency) = slot.unwrap_or_else(|| {
                     let wait = plan.straggler_wait.unwrap_or_default();
-                    (Err(UpstreamError::Straggler(wait)), started.elapsed())
+                    let why = if agreed { UpstreamError::Agreed } else { UpstreamError::Straggler(wait) };
+                    (Err(why), started.elapsed())
                 });
                 self.count(&result, latency);
                 Candidate::new(result, latency)
@@ -184,6 +200,15 @@ impl Generation<'_> {
         self.metrics.candidates.with_label_values(&[outcome]).inc();
         self.metrics.candidate_duration.with_label_values(&[outcome]).observe(latency.as_secs_f64());
     }
+}
+
+/// The answer a finished candidate votes with, as the vote will count it: none when it has none, or when the guard
+/// is on and flags it (a flagged candidate only votes when no clean one has an answer, which cannot be known yet).
+fn clean_answer(c: &ChatCompletion, plan: &Plan) -> Option<String> {
+    if plan.guard && super::guard::Flags::of(c).tier() > 0 {
+        return None;
+    }
+    plan.select.answer.extract(&super::response_message(c).text())
 }
 
 /// A fan-out candidate is its first choice (an upstream that honours `n` was not asked for more).

@@ -6,11 +6,13 @@
 //! closed.
 
 mod assemble;
+mod decide;
 mod generate;
 pub mod guard;
 pub mod prune;
 pub mod strategy;
 
+pub use decide::Selector;
 pub use generate::Generation;
 pub use prune::{Live, LiveTx, Prune};
 
@@ -29,7 +31,8 @@ use crate::{
     cache::Weigh,
     error::ApiError,
     openai::{ChatCompletion, Message, Usage},
-    reward::{Score, ScoreInput},
+    reward::ScoreInput,
+    select::{Select, Selection, Strategy},
     shared_cache::Shared,
     upstream::UpstreamError,
 };
@@ -57,6 +60,15 @@ pub struct Plan {
     pub keep_at_least: u32,
     /// Once half of the candidates have finished, how long the others get (`--straggler-wait`).
     pub straggler_wait: Option<Duration>,
+    /// What decides the winner (`--strategy`, `x-bon-strategy`, `bon.strategy`, ...).
+    pub select: Select,
+}
+
+impl Plan {
+    /// Whether fan-out stops the unfinished candidates once the vote is decided.
+    pub fn stops_on_agreement(&self) -> bool {
+        self.select.strategy == Strategy::Vote && self.select.stop_on_agreement
+    }
 }
 
 /// One candidate's fate.
@@ -69,13 +81,16 @@ pub struct Candidate {
     pub flags: guard::Flags,
     /// Stopped early by pruning: `result` holds the partial answer and `score` its last (prefix) score.
     pub pruned: bool,
+    /// The final answer extracted for the vote strategies (None: not extracted, or none found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 impl Candidate {
     /// A candidate as generated: flagged, not yet scored.
     pub fn new(result: Result<ChatCompletion, UpstreamError>, latency: Duration) -> Self {
         let flags = result.as_ref().map(guard::Flags::of).unwrap_or_default();
-        Self { result, latency, score: None, flags, pruned: false }
+        Self { result, latency, score: None, flags, pruned: false, answer: None }
     }
 
     /// A finished answer that can be selected.
@@ -106,6 +121,8 @@ pub struct Outcome {
     /// Everything the upstream reported spending, all candidates.
     pub usage: Usage,
     pub unscored: Option<Unscored>,
+    /// The strategy asked for and what decided.
+    pub selection: Selection,
 }
 
 impl Outcome {
@@ -142,7 +159,7 @@ impl Weigh for Arc<Outcome> {
 impl Shared for Arc<Outcome> {
     // Bump when `Outcome` (or anything in it) changes shape: replicas of two versions then never read each other's
     // entries.
-    const FORMAT: &'static str = "outcome-v1";
+    const FORMAT: &'static str = "outcome-v2";
 
     fn encode(&self) -> Option<Vec<u8>> {
         serde_json::to_vec(&**self).ok()
@@ -161,10 +178,11 @@ impl Shared for Arc<Outcome> {
 /// `live` while it generates (when pruning leaves one).
 pub async fn run(
     generation: &Generation<'_>,
-    scorer: &dyn Score,
+    selector: &Selector<'_>,
     plan: &Plan,
     live: Option<&LiveTx>,
 ) -> Result<Outcome, ApiError> {
+    let scorer = selector.scorer;
     let metrics = generation.metrics;
     metrics.n_used.observe(f64::from(plan.n));
     let id = completion_id();
@@ -207,12 +225,24 @@ pub async fn run(
     }
 
     let flags: Vec<guard::Flags> = ok.iter().map(|&i| candidates[i].flags).collect();
+    if plan.select.strategy.votes() {
+        for &i in &ok {
+            let text = candidates[i].result.as_ref().map(|c| response_message(c).text()).unwrap_or_default();
+            candidates[i].answer = plan.select.answer.extract(&text);
+        }
+    }
     for f in &flags {
         for name in f.names() {
             metrics.guard_flags.with_label_values(&[name]).inc();
         }
     }
     // After pruning rounds, the last one standing is still scored whole: its score is the one reported.
+    let mut selection = Selection { strategy: plan.select.strategy, ..Selection::default() };
+    selection.stopped_on_agreement =
+        (0..candidates.len()).filter(|&i| matches!(candidates[i].result, Err(UpstreamError::Agreed))).collect();
+    if !selection.stopped_on_agreement.is_empty() {
+        count_agreement(metrics, &candidates, &ok, selection.stopped_on_agreement.len());
+    }
     let (order, unscored) = if ok.len() == 1 && rounds == 0 {
         (vec![0], Some(Unscored::SingleSurvivor))
     } else {
@@ -225,7 +255,7 @@ pub async fn run(
                 response: response_message(c),
             })
             .collect();
-        match scorer.score(inputs).await {
+        let (reward_order, scores) = match scorer.score(inputs).await {
             Ok(scores) if scores.len() == ok.len() => {
                 for (&i, &s) in ok.iter().zip(&scores) {
                     candidates[i].score = Some(s);
@@ -235,21 +265,30 @@ pub async fn run(
                 if order[0] != by_score[0] {
                     metrics.guard_overrides.inc();
                 }
-                observe_scores(metrics, &scores, &by_score, order[0], plan.n);
-                (order, None)
+                (order, Some((scores, by_score)))
             }
             other => {
                 let reason = match other {
                     Ok(s) => format!("scorer returned {} scores for {} candidates", s.len(), ok.len()),
                     Err(e) => e.to_string(),
                 };
-                tracing::warn!(error = %reason, "scoring failed; returning the first successful candidate");
+                tracing::warn!(error = %reason, "scoring failed; the first successful candidate ranks first");
                 metrics.scorer_fallbacks.inc();
                 let order: Vec<usize> = (0..ok.len()).collect();
-                (if plan.guard { guard::rank(order, &flags) } else { order }, Some(Unscored::ScorerFailed))
+                (if plan.guard { guard::rank(order, &flags) } else { order }, None)
             }
+        };
+        let scored = scores.is_some();
+        let (order, refined, judge_usage) =
+            decide::refine(selector, plan, &candidates, &ok, reward_order, scored, metrics).await;
+        selection = Selection { stopped_on_agreement: selection.stopped_on_agreement, ..refined };
+        usage += judge_usage;
+        if let Some((scores, by_score)) = scores {
+            observe_scores(metrics, &scores, &by_score, order[0], plan.n);
         }
+        (order, (!scored).then_some(Unscored::ScorerFailed))
     };
+    metrics.selections.with_label_values(&[plan.select.strategy.as_str(), selection.decided_by.as_str()]).inc();
     let ranked: Vec<usize> = order.into_iter().map(|j| ok[j]).collect();
     if rounds > 0 {
         // What plain Best-of-N would have generated (N answers as long as the winner's) minus what was.
@@ -259,7 +298,22 @@ pub async fn run(
         metrics.pruning_tokens_saved.inc_by(saved);
     }
 
-    Ok(Outcome { id, created, n: plan.n, candidates, ranked, usage, unscored })
+    Ok(Outcome { id, created, n: plan.n, candidates, ranked, usage, unscored, selection })
+}
+
+/// Candidates stopped because the vote was decided, and the completion tokens that saved: each stopped one counted
+/// as long as the mean finished answer, less nothing for what it had generated before it was stopped (unknown: a
+/// non-streamed request reports nothing), so an upper estimate.
+fn count_agreement(metrics: &crate::metrics::Metrics, candidates: &[Candidate], ok: &[usize], stopped: usize) {
+    metrics.agreement_stopped.inc_by(stopped as u64);
+    let lengths: Vec<u64> = ok
+        .iter()
+        .filter_map(|&i| candidates[i].result.as_ref().ok().and_then(|c| c.usage).map(|u| u.completion_tokens))
+        .collect();
+    if !lengths.is_empty() {
+        let mean = lengths.iter().sum::<u64>() / lengths.len() as u64;
+        metrics.agreement_tokens_saved.inc_by(mean * stopped as u64);
+    }
 }
 
 /// Pruning could not stream this call; logged once per process (the metric counts every time).

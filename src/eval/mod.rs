@@ -5,12 +5,11 @@
 //! (`stats`). With `--judge`, an independent LLM rates every answer and compares picks pairwise (`judge`). Writes
 //! `results.json`, `report.md` and PNG plots to `--out`.
 
-mod judge;
 mod plot;
 mod report;
 pub mod stats;
 
-pub use judge::{Judge, JudgeError, expected_digit, p_first};
+pub use crate::select::judge::{Judge, JudgeError, expected_digit, p_first};
 pub use report::{NResult, Results, summarise};
 
 use std::{path::PathBuf, sync::Arc};
@@ -183,6 +182,7 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
         Some(url) => Some(Judge {
             upstream: Arc::new(Client::new(url, args.judge_api_key.clone(), args.concurrency)?),
             model: args.judge_model.clone(),
+            auth: None,
         }),
         None => None,
     };
@@ -369,8 +369,11 @@ async fn judge_all(judge: &Judge, runs: &mut [PromptRun], ns: &[u32], concurrenc
             let s = run.samples.get(i).unwrap_or(&run.greedy);
             let (req, answer, ok, bar) = (request(run), s.text.clone(), s.ok(), &bar);
             async move {
-                let r =
-                    if ok { judge.rate(&req, &answer).await } else { Err(JudgeError::Upstream("no answer".into())) };
+                let r = if ok {
+                    judge.rate(&req, &answer).await.map(|j| j.value)
+                } else {
+                    Err(JudgeError::Upstream("no answer".into()))
+                };
                 bar.inc(1);
                 (p, i, r)
             }
@@ -416,8 +419,9 @@ async fn judge_all(judge: &Judge, runs: &mut [PromptRun], ns: &[u32], concurrenc
                 &bar,
             );
             async move {
-                let vs_single = if pick == 0 { Ok(0.5) } else { judge.prefer(&req, &picked, &first).await };
-                let vs_greedy = judge.prefer(&req, &picked, &greedy).await;
+                let vs_single =
+                    if pick == 0 { Ok(0.5) } else { judge.prefer(&req, &picked, &first).await.map(|j| j.value) };
+                let vs_greedy = judge.prefer(&req, &picked, &greedy).await.map(|j| j.value);
                 bar.inc(1);
                 let as_text = |r: Result<f64, JudgeError>| r.map_err(|e| e.to_string());
                 (p, Pairwise { n, pick, vs_single: as_text(vs_single), vs_greedy: as_text(vs_greedy) })

@@ -21,6 +21,7 @@ use crate::{
     cache::{CacheKey, CacheMode},
     error::{ApiError, ApiJson},
     openai::ChatRequest,
+    select::Judge,
     state::AppState,
 };
 
@@ -89,6 +90,7 @@ fn best_of_n(
     let key = CacheKey::new(&prepared.key_body, prepared.plan.n, &state.reward_model_id, caller);
     let mode = CacheMode::from_cache_control(headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()));
     let plan = prepared.plan.clone();
+    let model = prepared.model.clone();
     async move {
         let config = &state.config;
         let compute = async {
@@ -99,7 +101,17 @@ fn best_of_n(
                 native_works: &state.native_n_works,
                 metrics: &state.metrics,
             };
-            let run = bon::run(&generation, state.scorer.as_ref(), &plan, live.as_ref());
+            let judge = plan.select.strategy.judges().then(|| Judge {
+                upstream: state.judge_upstream.clone(),
+                model: config.select.judge_model.clone().unwrap_or_else(|| model.clone()),
+                auth: if state.judge_separate { None } else { plan.upstream_auth.clone() },
+            });
+            let selector = bon::Selector {
+                scorer: state.scorer.as_ref(),
+                judge: judge.as_ref(),
+                judge_timeout: config.select.judge_timeout,
+            };
+            let run = bon::run(&generation, &selector, &plan, live.as_ref());
             match tokio::time::timeout(config.request_timeout, run).await {
                 Ok(result) => result.map(Arc::new),
                 Err(_) => Err(ApiError::Timeout),

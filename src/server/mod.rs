@@ -7,6 +7,7 @@ mod inflight;
 mod params;
 pub mod prepare;
 pub mod response;
+pub mod selection;
 pub mod sse;
 
 use std::time::Duration;

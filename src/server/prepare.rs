@@ -84,6 +84,13 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     let guard = req.bon.as_ref().and_then(|b| b.guard).unwrap_or(cfg.degenerate_guard == Switch::On);
     let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
     let (prune, straggler_wait) = speed_options(headers, &req, cfg)?;
+    let bon = req.bon.clone().unwrap_or_default();
+    let select = super::selection::options(headers, &bon, cfg)?;
+    let prune_asked = prune.is_some() && (headers.contains_key(HEADER_PRUNE_EVERY) || bon.prune_every.is_some());
+    let prune = match prune {
+        Some(p) if super::selection::allows_pruning(select.strategy, prune_asked)? => Some(p),
+        _ => None,
+    };
     // Pruning works down to the choices returned; with nothing to prune it is off.
     let prune = prune.filter(|_| n > choices);
 
@@ -115,6 +122,10 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     if let Some(wait) = straggler_wait {
         bon_key.insert("straggler_wait_ms".into(), json!(wait.as_millis() as u64));
     }
+    let judge_model = cfg.select.judge_model.as_deref().unwrap_or(&req.model);
+    if let Some(part) = super::selection::key_part(&select, Some(judge_model)) {
+        bon_key.insert("select".into(), part);
+    }
     if !bon_key.is_empty() {
         key_body.insert("bon".into(), Value::Object(bon_key));
     }
@@ -133,6 +144,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
             prune,
             keep_at_least: choices,
             straggler_wait,
+            select,
         },
         key_body,
         choices,

@@ -8,6 +8,7 @@ use crate::{
     bon::{Outcome, Unscored},
     cache::CacheResult,
     openai::Choice,
+    select::Strategy,
 };
 
 pub const HEADER_WINNER: &str = "x-bon-winner";
@@ -17,6 +18,7 @@ pub const HEADER_REWARD_MODEL: &str = "x-bon-reward-model";
 pub const HEADER_WINNER_TOKENS: &str = "x-bon-winner-completion-tokens";
 pub const HEADER_SELECTION: &str = "x-bon-selection";
 pub const HEADER_PRUNED: &str = "x-bon-pruned";
+pub const HEADER_VOTES: &str = "x-bon-votes";
 
 /// The OpenAI `chat.completion` for an outcome: the top `choices` candidates, usage summed over all candidates.
 pub fn completion_body(outcome: &Outcome, choices: u32, requested_model: &str) -> Value {
@@ -76,11 +78,19 @@ pub fn usage_json(outcome: &Outcome) -> Value {
     })
 }
 
-fn selection(outcome: &Outcome) -> &'static str {
-    match outcome.unscored {
-        None => "reward",
-        Some(Unscored::SingleSurvivor) => "single",
-        Some(Unscored::ScorerFailed) => "fallback",
+/// What decided the winner: `single` (one survivor), the strategy that decided (`reward`, `vote`, `weighted-vote`,
+/// `judge`, `reward+judge`), or `fallback` (the reward model failed and nothing else decided: the first success). A
+/// strategy that could not decide adds why: `reward; fallback=judge-failed`.
+fn selection(outcome: &Outcome) -> String {
+    let s = &outcome.selection;
+    let base = match outcome.unscored {
+        Some(Unscored::SingleSurvivor) => return "single".to_owned(),
+        Some(Unscored::ScorerFailed) if s.decided_by == Strategy::Reward => "fallback",
+        _ => s.decided_by.as_str(),
+    };
+    match s.fallback {
+        Some(f) => format!("{base}; fallback={}", f.as_str()),
+        None => base.to_owned(),
     }
 }
 
@@ -91,9 +101,19 @@ pub fn bon_object(outcome: &Outcome, cache: CacheResult, reward_model: &str, can
         "winner": outcome.winner().map(|(i, _)| i),
         "scores": outcome.scores(),
         "selection": selection(outcome),
+        "strategy": outcome.selection.strategy.as_str(),
         "cache": cache.as_str(),
         "reward_model": reward_model,
     });
+    if let Some(v) = &outcome.selection.vote {
+        bon["vote"] = json!(v);
+    }
+    if let Some(j) = &outcome.selection.judge {
+        bon["judge"] = json!(j);
+    }
+    if !outcome.selection.stopped_on_agreement.is_empty() {
+        bon["stopped_on_agreement"] = json!(outcome.selection.stopped_on_agreement);
+    }
     let pruned = outcome.pruned();
     if !pruned.is_empty() {
         bon["pruned"] = json!(pruned);
@@ -115,6 +135,9 @@ pub fn bon_object(outcome: &Outcome, cache: CacheResult, reward_model: &str, can
                         });
                         if c.pruned {
                             one["pruned"] = json!(true);
+                        }
+                        if let Some(a) = &c.answer {
+                            one["answer"] = json!(a);
                         }
                         one
                     }
@@ -145,7 +168,11 @@ pub fn bon_headers(h: &mut HeaderMap, outcome: &Outcome, cache: CacheResult, rew
     set(HEADER_SCORES, scores.join(","));
     set(HEADER_CACHE, cache.as_str().to_owned());
     set(HEADER_REWARD_MODEL, reward_model.to_owned());
-    set(HEADER_SELECTION, selection(outcome).to_owned());
+    set(HEADER_SELECTION, selection(outcome));
+    set(super::selection::HEADER_STRATEGY, outcome.selection.strategy.as_str().to_owned());
+    if let Some(v) = &outcome.selection.vote {
+        set(HEADER_VOTES, format!("{}/{}", v.winner_voters, v.voters));
+    }
     let pruned = outcome.pruned();
     if !pruned.is_empty() {
         set(HEADER_PRUNED, pruned.iter().map(usize::to_string).collect::<Vec<_>>().join(","));

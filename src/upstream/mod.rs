@@ -99,6 +99,9 @@ pub enum UpstreamError {
     /// Stopped by the proxy: still generating `--straggler-wait` after half of the candidates had finished.
     #[error("stopped as a straggler: still generating {0:?} after half of the candidates had finished")]
     Straggler(std::time::Duration),
+    /// Stopped by the proxy: the vote was decided whatever this candidate would have answered.
+    #[error("stopped: the vote was decided without this candidate")]
+    Agreed,
 }
 
 impl UpstreamError {
@@ -113,6 +116,7 @@ impl UpstreamError {
             UpstreamError::Decode(_) => "decode",
             UpstreamError::EmptyChoices => "empty",
             UpstreamError::Straggler(_) => "straggler",
+            UpstreamError::Agreed => "agreed",
         }
     }
 

@@ -16,7 +16,7 @@ use crate::{
     config::UpstreamN,
     metrics::Metrics,
     openai::{Choice, Content},
-    reward::RewardError,
+    reward::{RewardError, Score},
     upstream::{Streamed, Upstream},
 };
 
@@ -215,6 +215,7 @@ fn plan(n: u32, base_seed: i64) -> Plan {
         prune: None,
         keep_at_least: 1,
         straggler_wait: None,
+        select: crate::select::Select::default(),
     }
 }
 
@@ -251,7 +252,12 @@ async fn generate(
     native_works: &AtomicBool,
 ) -> Result<Outcome, ApiError> {
     let generation = Generation { upstream: up, mode, candidate_timeout: limit, native_works, metrics: m };
-    run(&generation, sc, plan, None).await
+    run(&generation, &selector(sc), plan, None).await
+}
+
+/// The fake scorer and no judge.
+fn selector(sc: &FakeScorer) -> Selector<'_> {
+    Selector { scorer: sc, judge: None, judge_timeout: LIMIT }
 }
 
 const LIMIT: Duration = Duration::from_secs(5);

@@ -50,7 +50,7 @@ async fn the_last_one_standing_is_handed_over_live() {
         native_works: &AtomicBool::new(true),
         metrics: &m,
     };
-    let out = run(&generation, &scorer(false), &pruned_plan(4, 2), Some(&tx)).await.unwrap();
+    let out = run(&generation, &selector(&scorer(false)), &pruned_plan(4, 2), Some(&tx)).await.unwrap();
     let mut got = Vec::new();
     while let Ok(update) = rx.try_recv() {
         got.push(update);
