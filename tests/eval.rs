@@ -55,8 +55,8 @@ impl Respond for FakeJudge {
         assert_eq!(body["max_tokens"], 1);
         assert_eq!(body["logprobs"], true);
         let prompt = body["messages"][0]["content"].as_str().unwrap();
-        let top: Vec<(&str, f64)> = if let Some(rest) = prompt.split("[Answer A]\n").nth(1) {
-            let (a, b) = rest.split_once("[Answer B]\n").unwrap();
+        let top: Vec<(&str, f64)> = if let Some(a) = common::fenced(prompt, "ANSWER A") {
+            let b = common::fenced(prompt, "ANSWER B").unwrap();
             match (good(a), good(b)) {
                 (true, false) => vec![("A", 0.9), ("B", 0.1)],
                 (false, true) => vec![("A", 0.1), ("B", 0.9)],
@@ -64,7 +64,7 @@ impl Respond for FakeJudge {
                 _ => vec![("A", 0.7), ("B", 0.3)],
             }
         } else {
-            let answer = prompt.split("[Answer]\n").nth(1).unwrap();
+            let answer = common::fenced(prompt, "ANSWER").unwrap();
             if good(answer) { vec![("9", 0.8), (" 8", 0.2), ("Sure", 0.0)] } else { vec![("2", 1.0)] }
         };
         let top_logprobs: Vec<Value> = top.iter().map(|(t, p)| json!({"token": t, "logprob": p.ln()})).collect();

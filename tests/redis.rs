@@ -40,7 +40,7 @@ async fn two_replicas_share_a_hit_through_redis() {
     assert_eq!(header(&first, "x-bon-cache"), "miss");
     let (first_scores, first_body): (String, Value) = (header(&first, "x-bon-scores"), first.json().await.unwrap());
     assert_eq!(redis.keys().await.len(), 1);
-    assert!(redis.keys().await[0].starts_with("bon:outcome-v1:"));
+    assert!(redis.keys().await[0].starts_with("bon:outcome-v2:"));
 
     let second = b.chat(request(0), &[("x-bon-n", "4")]).await;
     assert_eq!(second.status(), 200);
@@ -167,6 +167,38 @@ async fn a_corrupt_or_foreign_value_is_ignored_and_replaced() {
     for app in [a, b, c3] {
         app.stop().await;
     }
+    up.verify().await;
+}
+
+#[tokio::test]
+async fn an_entry_whose_answers_have_no_choices_is_a_counted_miss_not_a_panic() {
+    let redis = Redis::start(None).await;
+    let (up, _) = upstream(12).await;
+    let a = spawn_app(config(&up.uri(), &["--cache-redis", &redis.url()])).await;
+    assert_eq!(a.chat(request(0), &[("x-bon-n", "4")]).await.status(), 200);
+    let key = redis.keys().await.pop().unwrap();
+    let mut c = redis.connection().await.unwrap();
+    let stored: String = ::redis::cmd("GET").arg(&key).query_async(&mut c).await.unwrap();
+    let (format, json) = stored.split_once('\n').unwrap();
+    let mut outcome: Value = serde_json::from_str(json).unwrap();
+    for candidate in outcome["candidates"].as_array_mut().unwrap() {
+        candidate["result"]["Ok"]["choices"] = json!([]);
+    }
+    let tampered = format!("{format}\n{outcome}");
+    // A fresh replica each time (its local cache empty), as JSON and as a stream.
+    for stream in [false, true] {
+        let () = ::redis::cmd("SET").arg(&key).arg(&tampered).query_async(&mut c).await.unwrap();
+        let b = spawn_app(config(&up.uri(), &["--cache-redis", &redis.url()])).await;
+        let mut body = request(0);
+        body["stream"] = json!(stream);
+        let resp = b.chat(body, &[("x-bon-n", "4")]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-bon-cache"), "miss");
+        assert!(resp.text().await.unwrap().contains("Paris"));
+        assert_eq!(metric(&b.metrics().await, "bon_cache_redis_errors_total{op=\"decode\"}"), 1.0);
+        b.stop().await;
+    }
+    a.stop().await;
     up.verify().await;
 }
 

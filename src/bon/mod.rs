@@ -167,8 +167,11 @@ impl Shared for Arc<Outcome> {
 
     fn decode(bytes: &[u8]) -> Option<Self> {
         let outcome: Outcome = serde_json::from_slice(bytes).ok()?;
-        // A value that decodes but could not have been written by this version (a winner out of range) is foreign.
+        // A value that decodes but could not have been written by this version (a winner out of range, an answer
+        // without a choice to return) is foreign.
+        let one_choice = |c: &Candidate| c.result.as_ref().map_or(true, |r| !r.choices.is_empty());
         let valid = outcome.ranked.iter().all(|&i| outcome.candidates.get(i).is_some_and(|c| c.result.is_ok()))
+            && outcome.candidates.iter().all(one_choice)
             && outcome.winner().is_some();
         valid.then(|| Arc::new(outcome))
     }

@@ -212,28 +212,43 @@ impl Drop for DropCounter {
 
 /// Every request sleeps `delay` before answering.
 pub async fn counting_upstream(delay: Duration) -> CountingUpstream {
+    scripted_upstream(0, vec![(delay, "late answer".into())]).await
+}
+
+/// The candidate with seed `base + i` sleeps `script[i % len].0`, then answers `script[i % len].1`; requests started
+/// and dropped before they answered are counted.
+pub async fn scripted_upstream(base: i64, script: Vec<(Duration, String)>) -> CountingUpstream {
     use axum::{Json, Router, extract::State, routing::post};
+    type Shared = (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<Vec<(Duration, String)>>, i64);
     let started = Arc::new(AtomicUsize::new(0));
     let dropped = Arc::new(AtomicUsize::new(0));
     let app = Router::new()
         .route(
             "/v1/chat/completions",
-            post(
-                |State((started, dropped, delay)): State<(Arc<AtomicUsize>, Arc<AtomicUsize>, Duration)>| async move {
-                    started.fetch_add(1, Ordering::SeqCst);
-                    let mut guard = DropCounter(dropped, false);
-                    tokio::time::sleep(delay).await;
-                    guard.1 = true;
-                    Json(completion("late answer", 3))
-                },
-            ),
+            post(|State((started, dropped, script, base)): State<Shared>, Json(body): Json<Value>| async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                let mut guard = DropCounter(dropped, false);
+                let seed = body["seed"].as_i64().unwrap_or(base);
+                let (delay, text) = &script[(seed - base).rem_euclid(script.len() as i64) as usize];
+                tokio::time::sleep(*delay).await;
+                guard.1 = true;
+                Json(completion(text, 3))
+            }),
         )
-        .with_state((started.clone(), dropped.clone(), delay));
+        .with_state((started.clone(), dropped.clone(), Arc::new(script), base));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     #[expect(clippy::disallowed_methods, reason = "the fake upstream runs beside the test")]
     tokio::spawn(async move { axum::serve(listener, app).await });
     CountingUpstream { addr, started, dropped }
+}
+
+/// The text inside the `kind` fence (`ANSWER`, `ANSWER A`, `REQUEST`, ...) of a judge prompt.
+pub fn fenced<'a>(prompt: &'a str, kind: &str) -> Option<&'a str> {
+    let start = prompt.find(&format!("<<<BEGIN {kind} "))?;
+    let body = start + prompt[start..].find(">>>\n")? + 4;
+    let end = body + prompt[body..].find(&format!("\n<<<END {kind} "))?;
+    Some(&prompt[body..end])
 }
 
 /// Waits until `cond` holds (polling), or fails after `limit`.

@@ -497,3 +497,4 @@ async fn over_optimisation_signals_are_observed_per_scored_call() {
 
 mod encoding;
 mod prune;
+mod select;
