@@ -163,6 +163,48 @@ async fn eval_reports_the_exact_best_of_n_and_the_judge() {
 }
 
 #[tokio::test]
+async fn reference_answers_give_accuracy_per_strategy_and_a_plot() {
+    let dir = tempdir("eval-accuracy");
+    let texts: Vec<String> = ["47 times 8 is 376.", "It is 386.", "376", "The answer: 380, I think"]
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
+    // Three prompts (two with a reference answer) x (4 samples + 1 greedy).
+    let upstream = mock_upstream(BySeed::answers(0, &texts), 15).await;
+    let path = dir.join("math.jsonl");
+    let lines = [
+        json!({"prompt": "What is 47 times 8?", "answer": 376}),
+        json!({"prompt": "What is 8 times 47?", "answer": "376."}),
+        json!({"prompt": "Say something."}),
+    ];
+    std::fs::write(&path, lines.map(|l| l.to_string()).join("\n")).unwrap();
+    let out = dir.join("out");
+    let results = eval::run(args(&path, &upstream.uri(), &out, &[])).await.unwrap();
+    assert_eq!(results.answer.as_deref(), Some("auto"));
+    let acc = |n: usize| results.by_n[n].accuracy.clone().unwrap();
+    let (one, four) = (acc(0), acc(2));
+    assert_eq!((one.prompts, four.prompts), (2, 2), "the prompt without an answer is not counted");
+    assert_eq!((one.single, one.greedy), (Some(0.5), Some(1.0)), "greedy is sample 0 (seed 0): 376");
+    assert_eq!((one.vote, one.any_correct), (Some(0.5), Some(0.5)));
+    assert_eq!((four.vote, four.any_correct), (Some(1.0), Some(1.0)), "376 twice against 386 and 380 once");
+    let reward = four.reward.unwrap();
+    assert!(reward == 0.0 || reward == 1.0, "one pick of all four: right or wrong, {reward}");
+    assert_eq!(four.judge, None, "not judged");
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["prompts"][0]["answer"], "376");
+    assert_eq!(json["prompts"][0]["samples"][3]["answer"], "380");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Accuracy against reference answers"), "{report}");
+    assert!(report.contains("| 4 | 2 | 0.500 | 1.000 |"), "{report}");
+    let png = std::fs::read(out.join("accuracy_vs_n.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // A prompts file with an answer of the wrong type names its line.
+    std::fs::write(&path, "{\"prompt\": \"x\", \"answer\": [1]}\n").unwrap();
+    let e = eval::read_prompts(&path, None).unwrap_err().to_string();
+    assert!(e.contains("math.jsonl:1") && e.contains("answer"), "{e}");
+}
+
+#[tokio::test]
 async fn judge_failures_are_counted_not_hidden() {
     let dir = tempdir("eval-nolog");
     let texts: Vec<String> = capital_answers().into_iter().map(|(t, _)| t).collect();

@@ -5,11 +5,13 @@
 //! (`stats`). With `--judge`, an independent LLM rates every answer and compares picks pairwise (`judge`). Writes
 //! `results.json`, `report.md` and PNG plots to `--out`.
 
+mod accuracy;
 mod plot;
 mod report;
 pub mod stats;
 
 pub use crate::select::judge::{Judge, JudgeError, expected_digit, p_first};
+pub use accuracy::Accuracy;
 pub use report::{NResult, Results, summarise};
 
 use std::{path::PathBuf, sync::Arc};
@@ -23,13 +25,15 @@ use crate::{
     config::{Device, Switch, reward_model_spec},
     openai::Message,
     reward::{RewardOptions, Score, ScoreInput, Scorer, hub::HubOptions, source},
+    select::Extractor,
     upstream::{Client, Upstream},
 };
 
 /// `bon-proxy eval` options.
 #[derive(Clone, Debug, clap::Args)]
 pub struct EvalArgs {
-    /// JSONL file: one `{"messages": [...]}` or `{"prompt": "..."}` per line.
+    /// JSONL file: one `{"messages": [...]}` or `{"prompt": "..."}` per line, optionally with a reference
+    /// `"answer"` (then accuracy is reported per strategy).
     #[arg(long)]
     pub prompts: PathBuf,
     /// Use only the first K prompts.
@@ -83,6 +87,13 @@ pub struct EvalArgs {
     /// Upstream (and judge) requests in flight.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// How a sample's final answer is extracted for the vote strategies and the accuracy against `"answer"` (as the
+    /// proxy's --answer).
+    #[arg(long, default_value = "auto", value_parser = Extractor::parse)]
+    pub answer: Extractor,
+    /// weighted-vote: softmax temperature over rewards (as the proxy's --vote-temperature).
+    #[arg(long, default_value_t = 1.0)]
+    pub vote_temperature: f64,
 }
 
 /// Why `eval` stopped.
@@ -122,6 +133,9 @@ pub struct Sample {
     pub reward: Option<f32>,
     /// The judge's expected 1-9 rating.
     pub rating: Option<f64>,
+    /// The final answer extracted by `--answer` (normalised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     pub error: Option<String>,
     /// What the guard saw (`flags` holds their names); whether it ranks by them is `--degenerate-guard`.
     #[serde(skip)]
@@ -140,6 +154,9 @@ impl Sample {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PromptRun {
     pub messages: Vec<Message>,
+    /// The reference answer, when the prompts file gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     pub samples: Vec<Sample>,
     pub greedy: Sample,
     /// n -> P(pick of the first n samples beats sample 0), P(... beats greedy); absent when not judged.
@@ -164,6 +181,9 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
     let max_n = *ns.last().ok_or_else(|| EvalError::Args("--n needs at least one value".into()))?;
     if ns[0] == 0 || args.concurrency == 0 {
         return Err(EvalError::Args("--n values and --concurrency must be at least 1".into()));
+    }
+    if !(args.vote_temperature.is_finite() && args.vote_temperature > 0.0) {
+        return Err(EvalError::Args("--vote-temperature must be a finite number > 0".into()));
     }
     let prompts = read_prompts(&args.prompts, args.limit)?;
     std::fs::create_dir_all(&args.out).map_err(|e| EvalError::Io(args.out.display().to_string(), e))?;
@@ -208,8 +228,16 @@ fn first_error_if_all_failed(runs: &[PromptRun]) -> Option<String> {
     errors.and_then(|e| e.first().map(|s| (*s).to_owned()))
 }
 
-/// The prompts file: `{"messages": [...]}` or `{"prompt": "..."}` per non-empty line.
-pub fn read_prompts(path: &std::path::Path, limit: Option<usize>) -> Result<Vec<Vec<Message>>, EvalError> {
+/// One prompt of the prompts file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prompt {
+    pub messages: Vec<Message>,
+    /// `"answer"`: a string, or a number written as text.
+    pub answer: Option<String>,
+}
+
+/// The prompts file: `{"messages": [...]}` or `{"prompt": "..."}` per non-empty line, with an optional `"answer"`.
+pub fn read_prompts(path: &std::path::Path, limit: Option<usize>) -> Result<Vec<Prompt>, EvalError> {
     let text = std::fs::read_to_string(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
     let bad = |line: usize, reason: String| EvalError::Prompt { path: path.display().to_string(), line, reason };
     let mut out = Vec::new();
@@ -229,7 +257,13 @@ pub fn read_prompts(path: &std::path::Path, limit: Option<usize>) -> Result<Vec<
         if messages.is_empty() {
             return Err(bad(i + 1, "`messages` is empty".into()));
         }
-        out.push(messages);
+        let answer = match v.get("answer") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(a)) => Some(a.clone()),
+            Some(Value::Number(a)) => Some(a.to_string()),
+            Some(other) => return Err(bad(i + 1, format!("`answer` must be a string or a number (got {other})"))),
+        };
+        out.push(Prompt { messages, answer });
         if limit.is_some_and(|k| out.len() >= k) {
             break;
         }
@@ -241,7 +275,7 @@ pub fn read_prompts(path: &std::path::Path, limit: Option<usize>) -> Result<Vec<
 }
 
 /// Every sample of every prompt (sample `max_n` is the greedy answer), `--concurrency` requests at a time.
-async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Vec<Message>], max_n: u32) -> Vec<PromptRun> {
+async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Prompt], max_n: u32) -> Vec<PromptRun> {
     let jobs: Vec<(usize, u32)> = (0..prompts.len()).flat_map(|p| (0..=max_n).map(move |i| (p, i))).collect();
     let bar = progress(jobs.len() as u64, "generating");
     let done: Vec<(usize, u32, Sample)> = stream::iter(jobs)
@@ -250,7 +284,7 @@ async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Vec<Messa
             let seed = (!greedy).then(|| args.seed + i64::from(i));
             let mut body = Map::new();
             body.insert("model".into(), json!(args.model));
-            body.insert("messages".into(), json!(prompts[p]));
+            body.insert("messages".into(), json!(prompts[p].messages));
             body.insert("max_tokens".into(), json!(args.max_tokens));
             body.insert("temperature".into(), json!(if greedy { 0.0 } else { args.temperature }));
             body.insert("seed".into(), json!(seed.unwrap_or(args.seed)));
@@ -259,7 +293,7 @@ async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Vec<Messa
             async move {
                 let result = upstream.chat(body, None).await;
                 bar.inc(1);
-                (p, i, sample(result, seed))
+                (p, i, sample(result, seed, &args.answer))
             }
         })
         .buffer_unordered(args.concurrency)
@@ -268,8 +302,9 @@ async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Vec<Messa
     bar.finish_and_clear();
     let mut runs: Vec<PromptRun> = prompts
         .iter()
-        .map(|m| PromptRun {
-            messages: m.clone(),
+        .map(|p| PromptRun {
+            messages: p.messages.clone(),
+            answer: p.answer.clone(),
             samples: Vec::new(),
             greedy: sample_err("missing"),
             pairwise: Vec::new(),
@@ -287,7 +322,11 @@ async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Vec<Messa
     runs
 }
 
-fn sample(result: Result<crate::openai::ChatCompletion, crate::upstream::UpstreamError>, seed: Option<i64>) -> Sample {
+fn sample(
+    result: Result<crate::openai::ChatCompletion, crate::upstream::UpstreamError>,
+    seed: Option<i64>,
+    extractor: &Extractor,
+) -> Sample {
     match result {
         Ok(c) => {
             let flags = Flags::of(&c);
@@ -296,6 +335,7 @@ fn sample(result: Result<crate::openai::ChatCompletion, crate::upstream::Upstrea
             Sample {
                 seed,
                 words: text.split_whitespace().count(),
+                answer: extractor.extract(&text),
                 text,
                 finish_reason: c.choices[0].finish_reason.clone(),
                 completion_tokens: c.usage.map(|u| u.completion_tokens),
@@ -321,6 +361,7 @@ fn sample_err(error: &str) -> Sample {
         flags: Vec::new(),
         reward: None,
         rating: None,
+        answer: None,
         error: Some(error.to_owned()),
         guard: Flags::default(),
         message: None,

@@ -8,16 +8,33 @@ use super::{EvalError, report::Results};
 
 const FONT: &[u8] = include_bytes!("font/DejaVuSans-subset.ttf");
 const FAMILY: &str = "sans-serif";
-const SIZE: (u32, u32) = (800, 480);
+const SIZE: (u32, u32) = (900, 480);
 
-/// One line: a label, a colour, and (n, value) points.
+/// One line: a label, a colour, and (n, value) points. A reference line (a constant to compare with) is drawn thin
+/// and dashed under the others, without points.
 struct Line {
     label: &'static str,
     color: RGBColor,
     points: Vec<(f64, f64)>,
+    reference: bool,
 }
 
-/// `reward_vs_n.png`, `length_vs_n.png`, and `judge_vs_n.png` when judged.
+impl Line {
+    fn data(label: &'static str, color: RGBColor, points: Vec<(f64, f64)>) -> Self {
+        Self { label, color, points, reference: false }
+    }
+
+    fn reference(label: &'static str, color: RGBColor, points: Vec<(f64, f64)>) -> Self {
+        Self { label, color, points, reference: true }
+    }
+}
+
+const GREY: RGBColor = RGBColor(150, 150, 150);
+const ORANGE: RGBColor = RGBColor(230, 120, 0);
+const PURPLE: RGBColor = RGBColor(140, 60, 170);
+const TEAL: RGBColor = RGBColor(0, 140, 140);
+
+/// `reward_vs_n.png`, `length_vs_n.png`, `judge_vs_n.png` when judged, `accuracy_vs_n.png` with reference answers.
 pub fn write_all(out: &Path, r: &Results) -> Result<(), EvalError> {
     register_font()?;
     let pts = |f: &dyn Fn(&super::NResult) -> Option<f64>| -> Vec<(f64, f64)> {
@@ -31,19 +48,21 @@ pub fn write_all(out: &Path, r: &Results) -> Result<(), EvalError> {
         "Reward of the pick vs n",
         "reward",
         &[
-            Line { label: "best of n", color: BLUE, points: pts(&|x| x.best_of_n_reward) },
-            Line { label: "single sample", color: RED, points: pts(&|x| x.single_reward) },
-            Line { label: "greedy", color: BLACK, points: flat(r.greedy_reward) },
+            Line::data("best of n", BLUE, pts(&|x| x.best_of_n_reward)),
+            Line::data("single sample", RED, pts(&|x| x.single_reward)),
+            Line::reference("greedy", BLACK, flat(r.greedy_reward)),
         ],
+        false,
     )?;
     chart(
         &out.join("length_vs_n.png"),
         "Length of the pick vs all answers",
         "words",
         &[
-            Line { label: "picked answers", color: BLUE, points: pts(&|x| x.picked_words) },
-            Line { label: "all answers", color: RED, points: pts(&|x| x.all_words) },
+            Line::data("picked answers", BLUE, pts(&|x| x.picked_words)),
+            Line::data("all answers", RED, pts(&|x| x.all_words)),
         ],
+        false,
     )?;
     if r.judge_model.is_some() {
         chart(
@@ -51,14 +70,29 @@ pub fn write_all(out: &Path, r: &Results) -> Result<(), EvalError> {
             "Judge: win rate of best of n",
             "win rate",
             &[
-                Line {
-                    label: "vs single sample",
-                    color: BLUE,
-                    points: pts(&|x| x.vs_single.as_ref().map(|w| w.win_rate)),
-                },
-                Line { label: "vs greedy", color: BLACK, points: pts(&|x| x.vs_greedy.as_ref().map(|w| w.win_rate)) },
-                Line { label: "even", color: RGBColor(150, 150, 150), points: flat(Some(0.5)) },
+                Line::data("vs single sample", BLUE, pts(&|x| x.vs_single.as_ref().map(|w| w.win_rate))),
+                Line::data("vs greedy", BLACK, pts(&|x| x.vs_greedy.as_ref().map(|w| w.win_rate))),
+                Line::reference("even (0.5)", GREY, flat(Some(0.5))),
             ],
+            true,
+        )?;
+    }
+    if r.answer.is_some() {
+        let acc = |f: &dyn Fn(&super::Accuracy) -> Option<f64>| pts(&|x| x.accuracy.as_ref().and_then(f));
+        chart(
+            &out.join("accuracy_vs_n.png"),
+            "Accuracy of the pick vs n, by strategy",
+            "accuracy",
+            &[
+                Line::data("reward", BLUE, acc(&|a| a.reward)),
+                Line::data("vote", RED, acc(&|a| a.vote)),
+                Line::data("weighted vote", ORANGE, acc(&|a| a.weighted_vote)),
+                Line::data("judge", PURPLE, acc(&|a| a.judge)),
+                Line::data("any sample right", TEAL, acc(&|a| a.any_correct)),
+                Line::reference("single sample", GREY, acc(&|a| a.single)),
+                Line::reference("greedy", BLACK, acc(&|a| a.greedy)),
+            ],
+            true,
         )?;
     }
     Ok(())
@@ -69,51 +103,84 @@ fn register_font() -> Result<(), EvalError> {
         .map_err(|_| EvalError::Plot("cannot load the embedded font".into()))
 }
 
-/// A line chart over n on a log2 axis.
-fn chart(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> Result<(), EvalError> {
+/// Tick values from about `lo` to `hi`: a round step, the first tick at or below `lo`, the last at or above `hi`
+/// (so no point lies above the highest tick).
+fn y_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let raw = ((hi - lo) / 5.0).max(1e-6);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * magnitude).find(|s| *s >= raw).unwrap_or(raw);
+    let first = (lo / step).floor() as i64;
+    let last = (hi / step).ceil() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// A line chart over n on a log2 axis (`share`: y from 0 to 1), ticks only at the n measured; the legend beside the plot, never over it.
+fn chart(path: &Path, title: &str, y_label: &str, lines: &[Line], share: bool) -> Result<(), EvalError> {
     let err = |e: &dyn std::fmt::Display| EvalError::Plot(format!("{}: {e}", path.display()));
     let all: Vec<&(f64, f64)> = lines.iter().flat_map(|l| &l.points).collect();
-    let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max);
+    let mut xs: Vec<f64> = all.iter().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let x_max = xs.last().copied().unwrap_or(1.0).max(2.0);
     let (mut lo, mut hi) =
         all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
     if !lo.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
-    let pad = ((hi - lo) * 0.1).max(1e-3);
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    // A share (win rate, accuracy) is drawn on 0..1 whatever the data.
+    let ticks = if share { y_ticks(0.0, 1.0) } else { y_ticks(lo - pad, hi + pad) };
+    let (y_lo, y_hi) = (ticks[0], ticks[ticks.len() - 1]);
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
+    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - LEGEND_WIDTH);
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(title, (FAMILY, 22))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((1.0..x_max.max(2.0)).log_scale(), (lo - pad)..(hi + pad))
+        // x is log2(n): ticks at whole powers of two, labelled only where an n was measured.
+        .build_cartesian_2d(-0.15..x_max.log2() + 0.15, y_lo..y_hi)
         .map_err(|e| err(&e))?;
+    let label_x = |x: &f64| {
+        let n = x.exp2();
+        if xs.iter().any(|v| (v - n).abs() < 1e-6) { format!("{n:.0}") } else { String::new() }
+    };
     chart
         .configure_mesh()
         .x_desc("n (log scale)")
         .y_desc(y_label)
         .label_style((FAMILY, 14))
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(x_max.log2().round() as usize + 1)
+        .y_labels(ticks.len())
+        .x_label_formatter(&label_x)
+        .y_label_formatter(&|y| format!("{y:.3}").trim_end_matches('0').trim_end_matches('.').to_owned())
         .draw()
         .map_err(|e| err(&e))?;
-    for line in lines.iter().filter(|l| !l.points.is_empty()) {
-        let color = line.color;
-        chart
-            .draw_series(LineSeries::new(line.points.clone(), color.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label(line.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(line.points.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| err(&e))?;
+    let at = |points: &[(f64, f64)]| points.iter().map(|&(n, v)| (n.log2(), v)).collect::<Vec<_>>();
+    // Reference lines first, under the data.
+    for line in lines.iter().filter(|l| l.reference && !l.points.is_empty()) {
+        let style = line.color.stroke_width(1);
+        chart.draw_series(DashedLineSeries::new(at(&line.points), 6, 4, style)).map_err(|e| err(&e))?;
     }
-    chart
-        .configure_series_labels()
-        .label_font((FAMILY, 14))
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|e| err(&e))?;
+    for line in lines.iter().filter(|l| !l.reference && !l.points.is_empty()) {
+        let color = line.color;
+        let points = at(&line.points);
+        chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2))).map_err(|e| err(&e))?;
+        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled()))).map_err(|e| err(&e))?;
+    }
+    let shown: Vec<&Line> = lines.iter().filter(|l| !l.points.is_empty()).collect();
+    for (k, line) in shown.iter().enumerate() {
+        let y = 60 + 24 * k as i32;
+        let width = if line.reference { 1 } else { 2 };
+        legend_area
+            .draw(&PathElement::new(vec![(8, y), (36, y)], line.color.stroke_width(width)))
+            .map_err(|e| err(&e))?;
+        legend_area.draw(&Text::new(line.label, (44, y - 8), (FAMILY, 14))).map_err(|e| err(&e))?;
+    }
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
+
+/// Width of the legend column.
+const LEGEND_WIDTH: u32 = 170;

@@ -4,7 +4,11 @@ use std::{fmt::Write as _, path::Path};
 
 use serde::Serialize;
 
-use super::{EvalArgs, EvalError, PromptRun, Sample, keys, stats};
+use super::{
+    EvalArgs, EvalError, PromptRun, Sample,
+    accuracy::{self, Accuracy, Simulate},
+    keys, stats,
+};
 use crate::bon::strategy::kl_bound;
 
 /// Everything `eval` measured.
@@ -24,6 +28,9 @@ pub struct Results {
     /// Mean reward of the greedy (temperature 0) answers.
     pub greedy_reward: Option<f64>,
     pub greedy_rating: Option<f64>,
+    /// How answers were extracted (`--answer`) and the weighted vote's temperature, when accuracy is reported.
+    pub answer: Option<String>,
+    pub vote_temperature: f64,
     pub by_n: Vec<NResult>,
 }
 
@@ -48,6 +55,8 @@ pub struct NResult {
     pub single_rating: Option<f64>,
     pub vs_single: Option<WinRate>,
     pub vs_greedy: Option<WinRate>,
+    /// Accuracy per strategy against the prompts' reference answers, when they have any.
+    pub accuracy: Option<Accuracy>,
 }
 
 /// Pairwise outcome counts: a preference above 0.55 is a win, below 0.45 a loss, between a tie.
@@ -83,7 +92,17 @@ fn win_rate(prefs: &[f64]) -> Option<WinRate> {
 /// The per-n numbers from the prompt runs.
 pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &EvalArgs, judged: bool) -> Results {
     let guard = args.degenerate_guard == crate::config::Switch::On;
-    let by_n = ns.iter().map(|&n| for_n(runs, n, guard)).collect();
+    let referenced = runs.iter().any(|r| r.answer.is_some());
+    let sim = Simulate { guard, vote_temperature: args.vote_temperature };
+    let with_answers: Vec<(Option<&str>, &[Sample], &Sample)> =
+        runs.iter().map(|r| (r.answer.as_deref(), r.samples.as_slice(), &r.greedy)).collect();
+    let by_n = ns
+        .iter()
+        .map(|&n| NResult {
+            accuracy: referenced.then(|| accuracy::accuracy(&with_answers, n as usize, sim)),
+            ..for_n(runs, n, guard)
+        })
+        .collect();
     let failed = runs.iter().flat_map(|r| r.samples.iter().chain([&r.greedy])).filter(|s| !s.ok()).count();
     let judge_failures = if judged {
         let ratings = runs
@@ -115,6 +134,8 @@ pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &Eval
             runs.iter().filter(|r| r.greedy.ok()).filter_map(|r| r.greedy.reward.map(f64::from)),
         ),
         greedy_rating: stats::mean(runs.iter().filter_map(|r| r.greedy.rating)),
+        answer: referenced.then(|| args.answer.spec()),
+        vote_temperature: args.vote_temperature,
         by_n,
     }
 }
@@ -156,6 +177,7 @@ fn for_n(runs: &[PromptRun], n: u32, guard: bool) -> NResult {
         single_rating: stats::mean(acc.single_rating),
         vs_single: win_rate(&acc.vs_single),
         vs_greedy: win_rate(&acc.vs_greedy),
+        accuracy: None,
     }
 }
 
@@ -189,6 +211,42 @@ fn num(x: Option<f64>, digits: usize) -> String {
 
 fn rate(w: Option<&WinRate>) -> String {
     w.map_or_else(|| "–".to_owned(), |w| format!("{:.2} ({}/{}/{})", w.win_rate, w.wins, w.ties, w.losses))
+}
+
+/// Accuracy per strategy against the reference answers.
+fn accuracy_section(s: &mut String, r: &Results, answer: &str) {
+    let _ = writeln!(s, "## Accuracy against reference answers\n");
+    let _ = writeln!(
+        s,
+        "Answers extracted with `{answer}`; weighted vote at temperature {}. Each cell is the share of prompts whose \
+         pick is right, exact over every n-subset of the same samples. *any* is the share where some sample of the \
+         subset is right (no selection can beat it); *stop tokens* the completion tokens a vote with stop on \
+         agreement spends, as a share of all n answers' (same accuracy as *vote*).\n",
+        r.vote_temperature
+    );
+    let _ = writeln!(
+        s,
+        "| n | prompts | single | greedy | reward | vote | weighted vote | judge | any | stop tokens |\n\
+         |---|---|---|---|---|---|---|---|---|---|"
+    );
+    for x in &r.by_n {
+        let Some(a) = &x.accuracy else { continue };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            x.n,
+            a.prompts,
+            num(a.single, 3),
+            num(a.greedy, 3),
+            num(a.reward, 3),
+            num(a.vote, 3),
+            num(a.weighted_vote, 3),
+            num(a.judge, 3),
+            num(a.any_correct, 3),
+            num(a.agreement_tokens, 2)
+        );
+    }
+    let _ = writeln!(s, "\n![accuracy vs n](accuracy_vs_n.png)\n");
 }
 
 /// The report: setup, the reward table, the judge table, plots, and how to read them.
@@ -260,11 +318,16 @@ pub fn markdown(r: &Results) -> String {
         }
         let _ = writeln!(s, "\n![judge win rate vs n](judge_vs_n.png)\n");
     }
+    if let Some(answer) = &r.answer {
+        accuracy_section(&mut s, r, answer);
+    }
     let _ = writeln!(s, "## How to read this\n");
     let _ = writeln!(
         s,
-        "- **best-of-n reward** rises with n by construction (it is the reward model's own choice); what matters is \
-         whether that gain is real. The judge columns check it with an independent model.\n\
+        "- **best-of-n reward** is the reward of the answer the proxy would return. With the guard off it rises with \
+         n by construction (the reward model's own choice); with the guard on it need not, since a flagged answer \
+         (repetitive, or cut by the length limit) ranks below every clean one whatever its reward. What matters is \
+         whether the gain is real: the judge columns check it with an independent model.\n\
          - **picked words vs all words**: a pick much longer than the average answer means the reward model may be \
          buying length, not quality.\n\
          - **KL bound** log n − (n−1)/n is how far Best-of-n moves from the model's own distribution; past the point \
