@@ -2,7 +2,7 @@
 """Calibrates the degenerate-text guard's threshold (src/bon/guard.rs) on real text.
 
 The guard flags a text with at least MIN_WORDS words whose last TAIL_WORDS words (lower-cased, split on whitespace)
-repeat at least REPETITIVE_SHARE of their 4-grams (the share of 4-grams that already occurred earlier in that
+repeat at least REPETITIVE_SHARE of their 4-grams (SHORT_SHARE for a text of SHORT_MIN_WORDS to MIN_WORDS words) (the share of 4-grams that already occurred earlier in that
 window; a loop runs to the length limit, so it is at the end). This script computes that share, exactly as the Rust
 code does, for
   - every answer in ../shared/data/preferences/train.jsonl.gz (the GPT-4 reference answers and 50 generators'), and
@@ -21,6 +21,8 @@ DATA = HERE.parent.parent / "shared" / "data" / "preferences" / "train.jsonl.gz"
 LOOPS = HERE.parent / "tests" / "fixtures" / "loops.json"
 REPETITIVE_SHARE = 0.4
 MIN_WORDS = 24
+SHORT_SHARE = 0.75
+SHORT_MIN_WORDS = 12
 TAIL_WORDS = 32
 GRAM = 4
 
@@ -39,7 +41,10 @@ def repeated_share(text):
 
 
 def flagged(text):
-    return len(text.split()) >= MIN_WORDS and repeated_share(text) >= REPETITIVE_SHARE
+    words = len(text.split())
+    if words >= MIN_WORDS:
+        return repeated_share(text) >= REPETITIVE_SHARE
+    return words >= SHORT_MIN_WORDS and repeated_share(text) >= SHORT_SHARE
 
 
 def quantiles(xs):

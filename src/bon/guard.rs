@@ -5,7 +5,8 @@
 //! A loop runs until the length limit, so repetition is measured where a loop is: in the last `TAIL_WORDS` words
 //! (lower-cased, split on whitespace), as the share of their word 4-grams that already occurred earlier in that
 //! window. A text with at least `MIN_WORDS` words whose share is at least `REPETITIVE_SHARE` is flagged
-//! `repetitive`. How the numbers were set, on real answers and on real loops captured from llama-server
+//! `repetitive`; so is a shorter one, from `SHORT_MIN_WORDS` words, that is almost nothing but repetition
+//! (`SHORT_SHARE`: a short loop cut early, "A reminder, a reminder, a reminder, …"). How the numbers were set, on real answers and on real loops captured from llama-server
 //! (models/guard_calibration.py, tests/fixtures/loops.json), is in README.md ("Degenerate-text guard").
 
 use std::collections::HashSet;
@@ -16,8 +17,13 @@ use crate::openai::ChatCompletion;
 pub const REPETITIVE_SHARE: f64 = 0.4;
 /// How many of the last words are examined.
 pub const TAIL_WORDS: usize = 32;
-/// Shorter texts are never flagged repetitive (too little text to tell a loop from a short list).
+/// Texts this long are flagged at `REPETITIVE_SHARE`.
 pub const MIN_WORDS: usize = 24;
+/// Shorter texts from this many words are flagged only at `SHORT_SHARE`; shorter still, never (too little text to
+/// tell a loop from a short list).
+pub const SHORT_MIN_WORDS: usize = 12;
+/// Share of repeated 4-grams that flags a text of `SHORT_MIN_WORDS` to `MIN_WORDS` words.
+pub const SHORT_SHARE: f64 = 0.75;
 const GRAM: usize = 4;
 
 /// What the guard saw in one candidate.
@@ -75,7 +81,13 @@ pub fn repeated_share(text: &str) -> f64 {
 
 /// Whether `text` is mostly repetition.
 pub fn is_repetitive(text: &str) -> bool {
-    text.split_whitespace().nth(MIN_WORDS - 1).is_some() && repeated_share(text) >= REPETITIVE_SHARE
+    let words = text.split_whitespace().take(MIN_WORDS).count();
+    let threshold = match words {
+        w if w >= MIN_WORDS => REPETITIVE_SHARE,
+        w if w >= SHORT_MIN_WORDS => SHORT_SHARE,
+        _ => return false,
+    };
+    repeated_share(text) >= threshold
 }
 
 /// `order` (positions into `flags`, best first by score) re-ordered so that candidates with fewer flags come first;
@@ -112,6 +124,23 @@ mod tests {
     fn short_texts_are_never_flagged() {
         assert!(!is_repetitive("yes yes yes yes yes yes yes yes"));
         assert_eq!(repeated_share("one two three"), 0.0);
+    }
+
+    #[test]
+    fn a_short_loop_is_flagged_only_when_it_is_almost_all_repetition() {
+        // Real SmolLM2 output (llama-server, temperature 0.8), 53 tokens: a loop cut early.
+        let reminder = "A reminder, a reminder, a reminder, a reminder, a reminder, a reminder, a reminder, a \
+                        reminder, a reminder, a reminder, a reminder.";
+        assert!(is_repetitive(reminder), "{}", repeated_share(reminder));
+        // A generator answer in ../shared/data (the only short one above the threshold there).
+        assert!(is_repetitive(&"Sincerely,\n\n".repeat(12)));
+        // Short and coherent, or short with a refrain: not flagged.
+        assert!(!is_repetitive(
+            "Paris is the capital of France, and it has been for centuries, since the Middle Ages."
+        ));
+        let refrain = "Row, row, row your boat, gently down the stream. Merrily, merrily, merrily, merrily, life is \
+                       but a dream.";
+        assert!(!is_repetitive(refrain), "{}", repeated_share(refrain));
     }
 
     #[test]

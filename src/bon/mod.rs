@@ -239,13 +239,13 @@ pub async fn run(
             metrics.guard_flags.with_label_values(&[name]).inc();
         }
     }
-    // After pruning rounds, the last one standing is still scored whole: its score is the one reported.
     let mut selection = Selection { strategy: plan.select.strategy, ..Selection::default() };
     selection.stopped_on_agreement =
         (0..candidates.len()).filter(|&i| matches!(candidates[i].result, Err(UpstreamError::Agreed))).collect();
     if !selection.stopped_on_agreement.is_empty() {
         count_agreement(metrics, &candidates, &ok, selection.stopped_on_agreement.len());
     }
+    // After pruning rounds, the last one standing is still scored whole: its score is the one reported.
     let (order, unscored) = if ok.len() == 1 && rounds == 0 {
         (vec![0], Some(Unscored::SingleSurvivor))
     } else {
@@ -305,8 +305,8 @@ pub async fn run(
 }
 
 /// Candidates stopped because the vote was decided, and the completion tokens that saved: each stopped one counted
-/// as long as the mean finished answer, less nothing for what it had generated before it was stopped (unknown: a
-/// non-streamed request reports nothing), so an upper estimate.
+/// as long as the mean finished answer. What it had generated before it was stopped is unknown (a non-streamed
+/// request reports nothing) and not subtracted, so this is an upper estimate.
 fn count_agreement(metrics: &crate::metrics::Metrics, candidates: &[Candidate], ok: &[usize], stopped: usize) {
     metrics.agreement_stopped.inc_by(stopped as u64);
     let lengths: Vec<u64> = ok

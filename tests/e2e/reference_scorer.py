@@ -33,15 +33,16 @@ class ReferenceScorer:
 
 
 def guard_flags(text, finish_reason):
-    """The degenerate-text guard's flags by its documented rule: `repetitive` when the text has at least 24 words and
-    at least 40 % of the word 4-grams of its last 32 words (lower-cased, split on whitespace) occurred earlier among
-    them; `truncated` when the upstream stopped at the length limit."""
+    """The degenerate-text guard's flags by its documented rule: `repetitive` when at least 40 % of the word 4-grams
+    of the text's last 32 words (lower-cased, split on whitespace) occurred earlier among them and it has at least 24
+    words, or at least 75 % and 12 to 23 words; `truncated` when the upstream stopped at the length limit."""
     words = text.lower().split()
     tail = words[-32:]
     grams = [tuple(tail[i:i + 4]) for i in range(len(tail) - 3)]
     repeated = len(grams) - len(set(grams)) if grams else 0
+    threshold = 0.4 if len(words) >= 24 else 0.75 if len(words) >= 12 else None
     flags = []
-    if len(words) >= 24 and grams and repeated / len(grams) >= 0.4:
+    if threshold is not None and grams and repeated / len(grams) >= threshold:
         flags.append("repetitive")
     if finish_reason == "length":
         flags.append("truncated")
