@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Measure what Best-of-N buys: reward (and judge ratings) of the best of n vs one sample vs greedy, per n.
+    /// Measure what Best-of-N buys: reward (and judge ratings) of the best of n vs one sample vs greedy, per n; with
+    /// reference answers, the accuracy of every selection strategy.
     Eval(EvalArgs),
 }
 
@@ -32,7 +33,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Eval(args)) = cli.command {
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter()).init();
+        // No colour codes in a log redirected to a file.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter()).init();
         let out = args.out.clone();
         let results = eval::run(args).await.context("bon-proxy eval failed")?;
         tracing::info!(prompts = results.prompts, report = %out.join("report.md").display(), "evaluation written");

@@ -175,7 +175,7 @@ pub async fn candidates(
                 slots[i].end(Ok(c), started);
             }
             Event::Failed(e) => {
-                if matches!(slots[i].phase, Phase::Opening(_)) && e.is_client_error() {
+                if matches!(slots[i].phase, Phase::Opening(_)) && refuses_streaming(&e) {
                     return Err(Refused(e));
                 }
                 slots[i].end(Err(e), started);
@@ -214,6 +214,17 @@ pub async fn candidates(
         }
     }
     Ok((finish(slots, generation), report))
+}
+
+/// A 4xx that is about streaming itself (its message or `param` names `stream`): the call can run without it. Any
+/// other 4xx (an unknown model, a bad parameter) fails the candidate, and the request, as it would unstreamed.
+fn refuses_streaming(e: &UpstreamError) -> bool {
+    match e {
+        UpstreamError::Status { message, param, .. } if e.is_client_error() => {
+            message.to_ascii_lowercase().contains("stream") || param.as_deref().is_some_and(|p| p.contains("stream"))
+        }
+        _ => false,
+    }
 }
 
 /// Polls every live slot once, starting after the last one that yielded (so that none starves).

@@ -104,7 +104,7 @@ pub fn open(model: &Path, device: Device, threads: Option<usize>, arena: Arena) 
     };
     let session = open_with(env, model, false, threads, arena)?;
     if let Some(e) = cuda_error {
-        tracing::info!(reason = %e, "CUDA execution provider unavailable; scoring on the CPU");
+        tracing::info!(detail = %e, "scoring on the CPU (no CUDA execution provider in this ONNX Runtime or machine)");
     }
     Ok(Opened { session, provider: "cpu", run_options: run_options(arena)? })
 }

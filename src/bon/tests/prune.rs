@@ -88,6 +88,19 @@ async fn an_upstream_that_refuses_to_stream_gets_plain_best_of_n() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_ordinary_4xx_is_returned_after_one_round_not_retried_unstreamed() {
+    let unknown = || Act::Fail(status(404, "model 'nope' not found"));
+    let up = streaming(vec![unknown(), unknown(), unknown(), unknown()]);
+    let m = Metrics::new().unwrap();
+    let e = go(&up, &scorer(false), &pruned_plan(4, 2), LIMIT, &m).await.unwrap_err();
+    assert!(matches!(e, ApiError::UpstreamRejected { status: 404, .. }), "{e:?}");
+    let seen = up.seen.lock().unwrap();
+    assert_eq!(seen.len(), 4, "one round of N, no plain Best-of-N round after the streamed one");
+    assert!(seen.iter().all(|b| b["stream"] == json!(true)));
+    assert_eq!(m.pruning_fallbacks.get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_stalled_stream_is_dropped_like_a_failed_candidate() {
     let up = streaming(vec![Act::Say("a!!!"), Act::Hang, Act::Say("!!aa")]);
     let m = Metrics::new().unwrap();
