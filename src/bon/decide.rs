@@ -119,12 +119,9 @@ async fn judged(
         .collect();
     let request = judge::request_text(&plan.conversation);
     let started = Instant::now();
-    let outcome = tokio::time::timeout(
-        selector.judge_timeout,
-        crate::select::judge_order(judge, &request, &texts, plan.select.judge_mode),
-    )
-    .await
-    .unwrap_or(Err(crate::select::JudgeError::Timeout(selector.judge_timeout)));
+    let outcome = tokio::time::timeout(selector.judge_timeout, judge.order(&request, &texts, plan.select.judge_mode))
+        .await
+        .unwrap_or(Err(crate::select::JudgeError::Timeout(selector.judge_timeout)));
     let seconds = started.elapsed().as_secs_f64();
     metrics.judge_duration.observe(seconds);
     match outcome {

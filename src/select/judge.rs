@@ -14,8 +14,10 @@
 
 use std::sync::Arc;
 
+use rand::seq::SliceRandom;
 use serde_json::{Map, Value, json};
 
+use super::JudgeMode;
 use crate::{
     openai::{ChatCompletion, Message, Usage},
     upstream::Upstream,
@@ -89,6 +91,60 @@ impl Judge {
         let mut usage = u1;
         usage += u2;
         Ok(Judged { value: (x_first + (1.0 - y_first)) / 2.0, usage, calls: 2 })
+    }
+
+    /// The judge's order of `texts` (positions, best first), which are given in reward order: pointwise by rating (ties
+    /// keep reward order), pairwise by a knockout in a random order (the winner first, the rest in reward order).
+    pub async fn order(
+        &self,
+        request: &str,
+        texts: &[String],
+        mode: JudgeMode,
+    ) -> Result<Judged<Vec<usize>>, JudgeError> {
+        let mut usage = Usage::default();
+        let mut calls = 0;
+        match mode {
+            JudgeMode::Pointwise => {
+                let rated = futures::future::join_all(texts.iter().map(|t| self.rate(request, t))).await;
+                let mut ratings = Vec::with_capacity(texts.len());
+                for r in rated {
+                    let r = r?;
+                    usage += r.usage;
+                    calls += r.calls;
+                    ratings.push(r.value);
+                }
+                let mut order: Vec<usize> = (0..texts.len()).collect();
+                order.sort_by(|&a, &b| ratings[b].total_cmp(&ratings[a]));
+                Ok(Judged { value: order, usage, calls })
+            }
+            JudgeMode::Pairwise => {
+                let mut alive: Vec<usize> = (0..texts.len()).collect();
+                alive.shuffle(&mut rand::rng());
+                while alive.len() > 1 {
+                    let bye = (alive.len() % 2 == 1).then(|| alive[alive.len() - 1]);
+                    let matches = alive.chunks_exact(2).map(|p| (p[0], p[1])).collect::<Vec<_>>();
+                    let judged = futures::future::join_all(
+                        matches.iter().map(|&(x, y)| self.prefer(request, &texts[x], &texts[y])),
+                    )
+                    .await;
+                    let mut next = Vec::with_capacity(alive.len().div_ceil(2));
+                    for (&(x, y), r) in matches.iter().zip(judged) {
+                        let r = r?;
+                        usage += r.usage;
+                        calls += r.calls;
+                        // An exact tie goes to the better-rewarded one (the lower position).
+                        let x_wins = r.value > 0.5 || (r.value == 0.5 && x < y);
+                        next.push(if x_wins { x } else { y });
+                    }
+                    next.extend(bye);
+                    alive = next;
+                }
+                let winner = alive.first().copied().unwrap_or(0);
+                let mut order = vec![winner];
+                order.extend((0..texts.len()).filter(|&i| i != winner));
+                Ok(Judged { value: order, usage, calls })
+            }
+        }
     }
 
     /// The top log-probabilities of the judge's first generated token, as (token, probability), and the usage.
