@@ -2,8 +2,9 @@
 //!
 //! For every prompt it generates max(n) samples once (seeds `--seed + i`) plus one greedy answer, scores them all
 //! with the reward model, and derives every n from the same samples with the exact best-of-n estimator
-//! (`stats`). With `--judge`, an independent LLM rates every answer and compares picks pairwise (`judge`). Writes
-//! `results.json`, `report.md` and PNG plots to `--out`.
+//! (`stats`). With `--judge`, an independent LLM rates every answer and compares picks pairwise (`select::judge`,
+//! the proxy's own judge). With reference answers in the prompts file, the accuracy of every selection strategy
+//! (`accuracy`). Writes `results.json`, `report.md` and PNG plots to `--out`.
 
 mod accuracy;
 mod plot;
@@ -399,7 +400,7 @@ async fn score(scorer: &dyn Score, runs: &mut [PromptRun]) {
 
 /// Ratings of every answer, and the pairwise judgements of each n's pick.
 async fn judge_all(judge: &Judge, runs: &mut [PromptRun], ns: &[u32], concurrency: usize, guard: bool) {
-    let request = |run: &PromptRun| run.messages.iter().map(Message::text).collect::<Vec<_>>().join("\n\n");
+    let request = |run: &PromptRun| crate::select::judge::request_text(&run.messages);
     // Ratings.
     let jobs: Vec<(usize, usize)> =
         runs.iter().enumerate().flat_map(|(p, r)| (0..=r.samples.len()).map(move |i| (p, i))).collect();

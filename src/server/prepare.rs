@@ -123,7 +123,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         bon_key.insert("straggler_wait_ms".into(), json!(wait.as_millis() as u64));
     }
     let judge_model = cfg.select.judge_model.as_deref().unwrap_or(&req.model);
-    if let Some(part) = super::selection::key_part(&select, Some(judge_model)) {
+    if let Some(part) = super::selection::key_part(&select, judge_model) {
         bon_key.insert("select".into(), part);
     }
     if !bon_key.is_empty() {

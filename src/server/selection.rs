@@ -1,6 +1,7 @@
 //! A request's selection settings: `x-bon-strategy`, else `bon.strategy`, else `--strategy`; `bon.answer`,
 //! `bon.shortlist` and `bon.stop_on_agreement` over their flags. Rules that tie them to the rest of the request
-//! (pruning, `n` choices) are checked here too, so a request that cannot mean what it says is a 400.
+//! (stop on agreement needs `vote`, pruning a reward strategy) are checked here too, so a request that cannot mean
+//! what it says is a 400.
 
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
@@ -82,7 +83,7 @@ pub fn allows_pruning(strategy: Strategy, asked_explicitly: bool) -> Result<bool
 
 /// What of the selection settings changes the result, for the cache key (None for `reward`, whose key is
 /// unchanged). The judge's model is part of it: two judges pick differently.
-pub fn key_part(select: &Select, judge_model: Option<&str>) -> Option<Value> {
+pub fn key_part(select: &Select, judge_model: &str) -> Option<Value> {
     match select.strategy {
         Strategy::Reward => None,
         Strategy::Vote | Strategy::WeightedVote => Some(json!({
@@ -169,10 +170,10 @@ mod tests {
     #[test]
     fn key_parts_differ_by_what_changes_the_result() {
         let vote = Select { strategy: Strategy::Vote, ..Select::default() };
-        assert_eq!(key_part(&Select::default(), Some("j")), None);
+        assert_eq!(key_part(&Select::default(), "j"), None);
         let boxed = Select { answer: Extractor::Boxed, ..vote.clone() };
-        assert_ne!(key_part(&vote, None), key_part(&boxed, None));
+        assert_ne!(key_part(&vote, "j"), key_part(&boxed, "j"));
         let judge = Select { strategy: Strategy::Judge, ..Select::default() };
-        assert_ne!(key_part(&judge, Some("a")), key_part(&judge, Some("b")));
+        assert_ne!(key_part(&judge, "a"), key_part(&judge, "b"));
     }
 }
