@@ -26,8 +26,6 @@ pub struct Inner {
     pub upstream: Arc<Pool>,
     /// Where the judge strategies ask: `--judge-upstream`, else the upstream pool itself.
     pub judge_upstream: Arc<dyn Upstream>,
-    /// Whether the judge is a separate endpoint (it never gets the client's forwarded token).
-    pub judge_separate: bool,
     pub scorer: Arc<dyn Score>,
     pub reward_model_id: String,
     /// Accepted client API keys (empty: open).
@@ -129,19 +127,15 @@ impl AppState {
             cache = cache.with_shared(shared);
         }
         let admission = Arc::new(Semaphore::new(config.max_inflight));
-        let (judge_upstream, judge_separate): (Arc<dyn Upstream>, bool) = match &config.select.judge_upstream {
-            Some(url) => {
-                let key = config.select.judge_api_key.clone();
-                (Arc::new(Client::new(url, key, config.upstream_concurrency)?), true)
-            }
-            None => (upstream.clone(), false),
+        let judge_upstream: Arc<dyn Upstream> = match &config.select.judge_upstream {
+            Some(url) => Arc::new(Client::new(url, config.select.judge_api_key.clone(), config.upstream_concurrency)?),
+            None => upstream.clone(),
         };
         let keys = Keys::new(&config.client_keys()?);
         Ok(Self(Arc::new(Inner {
             config: Arc::new(config),
             upstream,
             judge_upstream,
-            judge_separate,
             scorer,
             reward_model_id,
             keys,

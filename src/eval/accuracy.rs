@@ -70,8 +70,7 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
         if greedy.ok() {
             acc.greedy.push(f64::from(u8::from(greedy.answer.as_deref() == Some(&reference))));
         }
-        let owned: Vec<Sample> = ok.iter().map(|s| (*s).clone()).collect();
-        let reward_keys = keys(&owned, sim.guard);
+        let reward_keys = keys(ok.iter().copied(), sim.guard);
         acc.reward.extend(stats::expected_pick(&reward_keys, &right, n));
         if ok.iter().all(|s| s.rating.is_some()) {
             let judge_keys: Vec<(u8, f32)> = ok.iter().map(|s| (0, s.rating.unwrap_or(0.0) as f32)).collect();

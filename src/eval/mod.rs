@@ -483,9 +483,12 @@ async fn judge_all(judge: &Judge, runs: &mut [PromptRun], ns: &[u32], concurrenc
 
 /// Selection keys (guard tier, or 0 with the guard off; reward) of the samples, as the proxy ranks candidates;
 /// failed ones rank last.
-fn keys(samples: &[Sample], guard: bool) -> Vec<(u8, f32)> {
+fn keys<'a>(samples: impl IntoIterator<Item = &'a Sample>, guard: bool) -> Vec<(u8, f32)> {
     let tier = |s: &Sample| if guard { s.guard.tier() } else { 0 };
-    samples.iter().map(|s| if s.ok() { (tier(s), s.reward.unwrap_or(f32::NAN)) } else { (u8::MAX, f32::NAN) }).collect()
+    samples
+        .into_iter()
+        .map(|s| if s.ok() { (tier(s), s.reward.unwrap_or(f32::NAN)) } else { (u8::MAX, f32::NAN) })
+        .collect()
 }
 
 /// A progress bar on a terminal, nothing otherwise.

@@ -104,7 +104,8 @@ fn best_of_n(
             let judge = plan.select.strategy.judges().then(|| Judge {
                 upstream: state.judge_upstream.clone(),
                 model: config.select.judge_model.clone().unwrap_or_else(|| model.clone()),
-                auth: if state.judge_separate { None } else { plan.upstream_auth.clone() },
+                // A separate judge has its own key (--judge-api-key); the client's token goes only upstream.
+                auth: config.select.judge_upstream.is_none().then(|| plan.upstream_auth.clone()).flatten(),
             });
             let selector = bon::Selector {
                 scorer: state.scorer.as_ref(),

@@ -9,7 +9,7 @@ use crate::{
     bon::{Plan, Prune},
     config::{Config, Switch},
     error::ApiError,
-    openai::{ChatRequest, ROLES},
+    openai::{BonOptions, ChatRequest, ROLES},
 };
 
 /// Request header that sets N.
@@ -83,8 +83,8 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     };
     let guard = req.bon.as_ref().and_then(|b| b.guard).unwrap_or(cfg.degenerate_guard == Switch::On);
     let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
-    let (prune, straggler_wait) = speed_options(headers, &req, cfg)?;
     let bon = req.bon.clone().unwrap_or_default();
+    let (prune, straggler_wait) = speed_options(headers, &bon, cfg)?;
     let select = super::selection::options(headers, &bon, cfg)?;
     let prune_asked = prune.is_some() && (headers.contains_key(HEADER_PRUNE_EVERY) || bon.prune_every.is_some());
     let prune = match prune {
@@ -168,10 +168,9 @@ pub fn forwarded_auth(headers: &HeaderMap, cfg: &Config) -> Option<Arc<str>> {
 /// `--prune-keep`) and the straggler wait (`bon.straggler_wait_ms`, else `--straggler-wait`; 0 waits for all).
 fn speed_options(
     headers: &HeaderMap,
-    req: &ChatRequest,
+    bon: &BonOptions,
     cfg: &Config,
 ) -> Result<(Option<Prune>, Option<Duration>), ApiError> {
-    let bon = req.bon.clone().unwrap_or_default();
     let bad = |param: &str, what: &str, got: String| {
         ApiError::invalid(format!("{param} must be {what} (got {got})"), param.to_owned())
     };
