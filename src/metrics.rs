@@ -28,6 +28,10 @@ pub const GUARD_OVERRIDES: &str = "bon_guard_overrides_total";
 pub const PRUNING_ROUNDS: &str = "bon_pruning_rounds";
 pub const PRUNING_TOKENS_SAVED: &str = "bon_pruning_tokens_saved_total";
 pub const PRUNING_FALLBACKS: &str = "bon_pruning_fallbacks_total";
+pub const PRUNING_ROUNDS_TOTAL: &str = "bon_pruning_rounds_total";
+pub const PRUNING_STOPPED: &str = "bon_pruning_stopped";
+pub const PRUNING_STOP_GAP: &str = "bon_pruning_stop_gap";
+pub const PRUNING_HELD: &str = "bon_pruning_held_total";
 pub const SELECTIONS: &str = "bon_selections_total";
 pub const SELECTION_FALLBACKS: &str = "bon_selection_fallbacks_total";
 pub const VOTE_SHARE: &str = "bon_vote_share";
@@ -93,6 +97,10 @@ pub struct Metrics {
     pub pruning_rounds: Histogram,
     pub pruning_tokens_saved: IntCounter,
     pub pruning_fallbacks: IntCounter,
+    pub pruning_rounds_total: IntCounter,
+    pub pruning_stopped: Histogram,
+    pub pruning_stop_gap: Histogram,
+    pub pruning_held: IntCounter,
     pub selections: IntCounterVec,
     pub selection_fallbacks: IntCounterVec,
     pub vote_share: Histogram,
@@ -187,6 +195,20 @@ impl Metrics {
             pruning_fallbacks: IntCounter::new(
                 PRUNING_FALLBACKS,
                 "Pruned calls that ran as plain Best-of-N because the upstream did not stream.",
+            )?,
+            pruning_rounds_total: IntCounter::new(
+                PRUNING_ROUNDS_TOTAL,
+                "Pruning rounds run (partial answers scored).",
+            )?,
+            pruning_stopped: hist(PRUNING_STOPPED, "Candidates stopped per pruning round.", &ROUND_BUCKETS)?,
+            pruning_stop_gap: hist(
+                PRUNING_STOP_GAP,
+                "How far each stopped candidate's partial score was behind the round's leader.",
+                &MARGIN_BUCKETS,
+            )?,
+            pruning_held: IntCounter::new(
+                PRUNING_HELD,
+                "Candidates the keep share would have stopped that the margin rule (--prune-confidence) kept going.",
             )?,
             selections: IntCounterVec::new(
                 Opts::new(SELECTIONS, "Best-of-N calls by the strategy asked for and the one that decided."),
@@ -306,6 +328,10 @@ impl Metrics {
             Box::new(self.pruning_rounds.clone()),
             Box::new(self.pruning_tokens_saved.clone()),
             Box::new(self.pruning_fallbacks.clone()),
+            Box::new(self.pruning_rounds_total.clone()),
+            Box::new(self.pruning_stopped.clone()),
+            Box::new(self.pruning_stop_gap.clone()),
+            Box::new(self.pruning_held.clone()),
             Box::new(self.selections.clone()),
             Box::new(self.selection_fallbacks.clone()),
             Box::new(self.vote_share.clone()),

@@ -41,6 +41,9 @@ pub struct BonOptions {
     /// Share of candidates kept per pruning round, in (0, 1) (default: `--prune-keep`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune_keep: Option<Value>,
+    /// Margin rule confidence, in (0.5, 1), or `false` for none (default: `--prune-confidence`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_confidence: Option<Value>,
     /// Milliseconds the last candidates get once half have finished (default: `--straggler-wait`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub straggler_wait_ms: Option<Value>,

@@ -121,6 +121,13 @@ impl AppState {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
+        if config.prune_confidence.is_some() && scorer.calibration().is_none() {
+            return Err(StartError::Reward(RewardError::Load(format!(
+                "--prune-confidence needs a reward model with a prefix calibration (config.json \
+                 bon_prefix_calibration), and {reward_model_id} has none; measure one with `bon-proxy eval \
+                 --prune-report`"
+            ))));
+        }
         let mut cache = ResultCache::new(config.cache_ttl, config.cache_max_bytes, metrics.clone());
         if let Some(url) = &config.cache_redis {
             let shared = SharedCache::connect(url, config.cache_ttl, config.cache_redis_timeout, metrics.clone())?;

@@ -269,3 +269,92 @@ async fn bad_pruning_settings_are_a_400_naming_them() {
     }
     app.stop().await;
 }
+
+/// `config` with the prefix-declaring fixture: `prefix_logits = -logits`, calibrated (models/make_prefix_fixture.py).
+fn prefix_config(upstream: &str, extra: &[&str]) -> bon_proxy::config::Config {
+    let mut cfg = config(upstream, extra);
+    cfg.reward_model = Some(fixture("tiny-bert-prefix"));
+    cfg
+}
+
+#[tokio::test]
+async fn a_prefix_declaring_model_prunes_by_its_prefix_output_and_picks_by_its_whole_one() {
+    let (addr, up) = streamer(answers(), Duration::from_millis(5)).await;
+    let app = spawn_app(prefix_config(&format!("http://{addr}"), &["--cache-ttl", "0s"])).await;
+    let mut body = capital_request();
+    body["seed"] = json!(0);
+    body["bon"] = json!({"prune_every": 3, "prune_keep": 0.5, "return_candidates": true});
+    let resp = app.chat(body, &[("x-bon-n", "4")]).await;
+    assert_eq!(resp.status(), 200);
+    let scores = header_scores(&resp);
+    let winner: usize = header(&resp, "x-bon-winner").parse().unwrap();
+    let out: Value = resp.json().await.unwrap();
+    let pruned: Vec<usize> = serde_json::from_value(out["bon"]["pruned"].clone()).unwrap();
+    assert_eq!(pruned.len(), 3, "4 -> 2 -> 1");
+    let conversation: Arc<[Message]> = Arc::from(vec![message("user", CAPITAL_QUESTION)]);
+    let scored = |text: &str| ScoreInput {
+        conversation: conversation.clone(),
+        tools: None,
+        response: message("assistant", text),
+    };
+    for &i in &pruned {
+        // A stopped candidate carries the score of its prefix through `prefix_logits` (= -logits).
+        let partial = out["bon"]["candidates"][i]["message"]["content"].as_str().unwrap();
+        let whole = app.state.scorer.score(vec![scored(partial)]).await.unwrap()[0];
+        assert!((scores[i].unwrap() + whole).abs() < 1e-3, "{i}: {:?} is not -{whole}", scores[i]);
+    }
+    // The winner, run to the end, is scored whole through `logits`.
+    let whole = app.state.scorer.score(vec![scored(&answers()[winner])]).await.unwrap()[0];
+    assert!((scores[winner].unwrap() - whole).abs() < 1e-3, "{:?} vs {whole}", scores[winner]);
+    eventually(Duration::from_secs(5), || up.closed_early.load(Ordering::SeqCst) == 3).await;
+    let page = app.metrics().await;
+    assert_eq!(metric(&page, "bon_pruning_rounds_total"), 2.0);
+    assert_eq!(metric(&page, "bon_pruning_stopped_sum"), 3.0);
+    assert_eq!(metric(&page, "bon_pruning_stop_gap_count"), 3.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_confidence_nothing_can_reach_stops_no_one_and_the_rounds_say_so() {
+    let (addr, up) = streamer(answers(), Duration::from_millis(5)).await;
+    let app =
+        spawn_app(prefix_config(&format!("http://{addr}"), &["--cache-ttl", "0s", "--prune-confidence", "0.999"]))
+            .await;
+    let mut body = capital_request();
+    body["seed"] = json!(0);
+    let resp = app.chat(body, &[("x-bon-n", "4"), ("x-bon-prune-every", "3")]).await;
+    assert_eq!(resp.status(), 200);
+    // The fixture's scores lie within a few tenths of each other; the margin at 0.999 is logit(0.999) / 0.5 = 13.8.
+    assert_eq!(header(&resp, "x-bon-pruned"), "");
+    assert_eq!(header_scores(&resp).iter().filter(|s| s.is_some()).count(), 4, "all four ran to the end");
+    let page = app.metrics().await;
+    assert!(metric(&page, "bon_pruning_rounds_total") >= 1.0, "{page}");
+    assert_eq!(metric(&page, "bon_pruning_stopped_sum"), 0.0);
+    assert!(metric(&page, "bon_pruning_held_total") >= 2.0, "{page}");
+    assert_eq!(up.closed_early.load(Ordering::SeqCst), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_confidence_needs_a_calibrated_model() {
+    let upstream = mock_upstream(BySeed::answers(0, &["x".into()]), 0).await;
+    // At start-up: the flag with a model that has no calibration is refused, saying why.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let e = bon_proxy::AppState::build(config(&upstream.uri(), &["--prune-confidence", "0.9"]), shutdown)
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("bon_prefix_calibration"), "{e}");
+    // Per request: a 400 naming the field; a value out of range as well.
+    let app = spawn_app(config(&upstream.uri(), &[])).await;
+    for (confidence, says) in [(json!(0.9), "prefix calibration"), (json!(0.5), "strictly between 0.5 and 1")] {
+        let mut body = capital_request();
+        body["bon"] = json!({"prune_every": 4, "prune_confidence": confidence});
+        let resp = app.chat(body, &[("x-bon-n", "4")]).await;
+        assert_eq!(resp.status(), 400);
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["error"]["param"], json!("bon.prune_confidence"), "{err}");
+        assert!(err["error"]["message"].as_str().unwrap().contains(says), "{err}");
+    }
+    app.stop().await;
+}

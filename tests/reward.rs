@@ -236,3 +236,49 @@ async fn an_int8_export_scores_as_onnx_runtime_python_does() {
     };
     assert_eq!(order("score"), order("transformers_score"), "int8 reorders the fixture's cases");
 }
+
+#[tokio::test]
+async fn a_declared_prefix_output_scores_partial_answers_and_only_those() {
+    // tiny-bert-prefix is tiny-bert-pair plus `prefix_logits = -logits` (models/make_prefix_fixture.py).
+    let s = scorer(&fixture("tiny-bert-prefix"), 4096);
+    assert_eq!(s.prefix_output(), Some("prefix_logits"));
+    let points = s.calibration().unwrap().points().to_vec();
+    assert_eq!((points.len(), points[0].tokens, points[1].scale), (2, 1, 0.5));
+    let cases: Vec<Value> = reference("tiny-bert-pair").into_iter().filter(|c| max_tokens(c) == 4096).collect();
+    let inputs: Vec<ScoreInput> = cases.iter().map(input).collect();
+    // Both kinds at once, so that the worker may merge them into one run.
+    let (whole, partial) = tokio::join!(s.score(inputs.clone()), s.score_partial(inputs));
+    let (whole, partial) = (whole.unwrap(), partial.unwrap());
+    for (i, case) in cases.iter().enumerate() {
+        let want = case["score"].as_f64().unwrap() as f32;
+        assert!((whole[i] - want).abs() < TOLERANCE, "whole {i}: {} vs {want}", whole[i]);
+        assert!((partial[i] + want).abs() < TOLERANCE, "partial {i}: {} vs {}", partial[i], -want);
+    }
+    // A model without the declaration scores partial answers with its one output.
+    let plain = scorer(&fixture("tiny-bert-pair"), 4096);
+    let one = vec![input(&cases[0])];
+    assert_eq!(plain.score_partial(one.clone()).await.unwrap(), plain.score(one).await.unwrap());
+    assert!(plain.calibration().is_none() && plain.prefix_output().is_none());
+}
+
+#[test]
+fn a_prefix_output_the_graph_lacks_is_a_load_error() {
+    let dir = std::env::temp_dir().join(format!("bon-prefix-missing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["model.onnx", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture("tiny-bert-pair").join(name), dir.join(name)).unwrap();
+    }
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("tiny-bert-pair").join("config.json")).unwrap()).unwrap();
+    config["bon_prefix_output"] = json!("prefix_logits");
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let opts = RewardOptions { device: Device::Cpu, ..RewardOptions::new(&dir) };
+    let e = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).err().unwrap();
+    assert!(e.to_string().contains("bon_prefix_output `prefix_logits` is not an output"), "{e}");
+    config["bon_prefix_calibration"] = json!([{"tokens": 16, "scale": "wide"}]);
+    config.as_object_mut().unwrap().remove("bon_prefix_output");
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let e = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).err().unwrap();
+    assert!(e.to_string().contains("bon_prefix_calibration"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

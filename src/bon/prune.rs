@@ -2,7 +2,10 @@
 //! candidate is streamed from the upstream; whenever each live candidate has received `every` more content tokens
 //! (one SSE content delta counts as one) or has finished, the partial answers are scored in one batch and only the
 //! best `ceil(c × keep)` of the `c` competing candidates go on (at least one is stopped per round, never more than
-//! leaves the number of choices asked for). A stopped candidate's stream is dropped, which closes its connection and
+//! leaves the number of choices asked for). Partial answers are scored through the model's prefix output when it
+//! declares one (`reward::prefix`). With a confidence (`--prune-confidence`) a round stops only those of the bottom
+//! candidates that are surely losing: behind the leader by more than the model's calibrated margin, or ranked below it
+//! by the guard; a round may then stop none. A stopped candidate's stream is dropped, which closes its connection and
 //! stops the upstream generating it. Rounds repeat until `keep_at_least` remain; the last one standing can be handed
 //! to a streaming client live (`Live`).
 //!
@@ -20,6 +23,7 @@ use tokio::sync::mpsc;
 
 use super::{Candidate, Plan, assemble::Assembly, guard, response_message, strategy};
 use crate::{
+    metrics::Metrics,
     openai::{ChatCompletion, Usage},
     reward::{Score, ScoreInput},
     upstream::{ChunkStream, Streamed, UpstreamError},
@@ -30,8 +34,12 @@ use crate::{
 pub struct Prune {
     /// Content tokens between rounds.
     pub every: u32,
-    /// Share of the competing candidates that go on after a round, in (0, 1).
+    /// Share of the competing candidates that go on after a round, in (0, 1): the most a round stops.
     pub keep: f64,
+    /// The margin rule (`--prune-confidence`): of those, stop only a candidate the leader is ahead of by more than
+    /// the model's calibrated margin for this confidence (or that the guard ranks below the leader). None: stop
+    /// them all, whatever the gap.
+    pub confidence: Option<f64>,
 }
 
 /// The last candidate standing, handed to a streaming client while it is still generating.
@@ -188,7 +196,7 @@ pub async fn candidates(
             straggle_at = Some(Instant::now() + wait);
         }
         if pruning && round_due(&slots, prune.every, plan.keep_at_least) {
-            match round(&mut slots, scorer, plan, prune, started).await {
+            match round(&mut slots, scorer, plan, prune, started, generation.metrics).await {
                 Ok(()) => report.rounds += 1,
                 Err(reason) => {
                     tracing::warn!(error = %reason, "scoring partial answers failed; the candidates run to the end");
@@ -277,6 +285,7 @@ async fn round(
     plan: &Plan,
     prune: Prune,
     started: Instant,
+    metrics: &Metrics,
 ) -> Result<(), String> {
     let comp = competing(slots);
     let views: Vec<ChatCompletion> = comp
@@ -294,26 +303,38 @@ async fn round(
             response: response_message(c),
         })
         .collect();
-    let scores = scorer.score(inputs).await.map_err(|e| e.to_string())?;
+    let scores = scorer.score_partial(inputs).await.map_err(|e| e.to_string())?;
     if scores.len() != comp.len() {
         return Err(format!("scorer returned {} scores for {} candidates", scores.len(), comp.len()));
     }
     let by_score = strategy::rank(&scores);
-    let order = if plan.guard {
-        let flags: Vec<guard::Flags> = views.iter().map(guard::Flags::of).collect();
-        guard::rank(by_score, &flags)
-    } else {
-        by_score
-    };
+    let flags: Vec<guard::Flags> = views.iter().map(guard::Flags::of).collect();
+    let order = if plan.guard { guard::rank(by_score, &flags) } else { by_score };
     let keep = survivors(comp.len(), prune.keep, plan.keep_at_least);
     for (j, &i) in comp.iter().enumerate() {
         slots[i].score = Some(scores[j]);
     }
+    let leader = order[0];
+    let mut stopped = 0;
     for &j in &order[keep..] {
+        let gap = scores[leader] - scores[j];
+        if let Some(confidence) = prune.confidence {
+            let below_by_guard = plan.guard && flags[j].tier() > flags[leader].tier();
+            let tokens = slots[comp[j]].asm.tokens;
+            let margin = scorer.calibration().and_then(|c| c.margin(confidence, tokens));
+            if !below_by_guard && !margin.is_some_and(|m| gap > m) {
+                metrics.pruning_held.inc();
+                continue;
+            }
+        }
+        metrics.pruning_stop_gap.observe(f64::from(gap));
+        stopped += 1;
         let slot = &mut slots[comp[j]];
         slot.phase = Phase::Pruned;
         slot.latency = started.elapsed();
     }
+    metrics.pruning_rounds_total.inc();
+    metrics.pruning_stopped.observe(f64::from(stopped));
     for slot in slots.iter_mut() {
         slot.since_round = 0;
     }

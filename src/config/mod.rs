@@ -9,7 +9,7 @@ use clap::{Parser, ValueEnum};
 
 mod validate;
 
-pub use validate::ConfigError;
+pub use validate::{ConfigError, valid_confidence};
 
 /// Where the reward model runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -180,6 +180,12 @@ pub struct Config {
     #[arg(long, env = "BON_PRUNE_KEEP", default_value_t = 0.5, value_name = "FRACTION")]
     pub prune_keep: f64,
 
+    /// Margin rule: a round stops only the candidates that would have lost with at least this probability, by the
+    /// reward model's calibration (config.json `bon_prefix_calibration`); `--prune-keep` stays the most a round
+    /// stops. Strictly between 0.5 and 1 (per request `bon.prune_confidence`; default: no margin).
+    #[arg(long, env = "BON_PRUNE_CONFIDENCE", value_name = "P")]
+    pub prune_confidence: Option<f64>,
+
     /// Once half of the candidates (rounded up) have finished, how long the others get before they are stopped
     /// and the winner is chosen among the finished (default: wait for all; per request `bon.straggler_wait_ms`).
     #[arg(long, env = "BON_STRAGGLER_WAIT", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -269,6 +275,7 @@ impl std::fmt::Debug for Config {
             .field("upstream_concurrency", &self.upstream_concurrency)
             .field("prune_every", &self.prune_every)
             .field("prune_keep", &self.prune_keep)
+            .field("prune_confidence", &self.prune_confidence)
             .field("straggler_wait", &self.straggler_wait)
             .field("candidate_timeout", &self.candidate_timeout)
             .field("request_timeout", &self.request_timeout)

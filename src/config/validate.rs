@@ -24,6 +24,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--prune-keep must be strictly between 0 and 1 (got {0})")]
     PruneKeep(f64),
+    #[error("--prune-confidence must be strictly between 0.5 and 1 (got {0})")]
+    PruneConfidence(f64),
     #[error("--reward-max-padding must be between 0 and 1 (got {0})")]
     MaxPadding(f64),
     #[error("--{0} must be longer than 0s")]
@@ -61,6 +63,11 @@ impl Config {
         }
         if !(self.prune_keep > 0.0 && self.prune_keep < 1.0) {
             return Err(ConfigError::PruneKeep(self.prune_keep));
+        }
+        if let Some(p) = self.prune_confidence
+            && !valid_confidence(p)
+        {
+            return Err(ConfigError::PruneConfidence(p));
         }
         if !(0.0..=1.0).contains(&self.reward_max_padding) {
             return Err(ConfigError::MaxPadding(self.reward_max_padding));
@@ -190,4 +197,9 @@ impl Config {
     pub fn reward_model_spec(&self) -> Result<PathBuf, ConfigError> {
         reward_model_spec(self.reward_model.as_deref())
     }
+}
+
+/// A pruning confidence: strictly between 0.5 (any gap) and 1 (never stop).
+pub fn valid_confidence(p: f64) -> bool {
+    p > 0.5 && p < 1.0
 }

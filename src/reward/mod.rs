@@ -7,6 +7,7 @@
 mod batch;
 pub mod hub;
 mod model;
+pub mod prefix;
 pub mod runtime;
 pub mod source;
 pub mod template;
@@ -22,6 +23,7 @@ use tracing::Instrument;
 
 pub use batch::Batching;
 pub use model::ModelDir;
+pub use prefix::Calibration;
 pub use tokenize::{Encoded, Encoder};
 
 use crate::{
@@ -42,6 +44,17 @@ pub struct ScoreInput {
 pub trait Score: Send + Sync {
     /// One score per input, in order; higher is better.
     fn score(&self, inputs: Vec<ScoreInput>) -> BoxFuture<'_, Result<Vec<f32>, RewardError>>;
+
+    /// Scores partial answers (a pruning round): through the model's prefix output when it declares one
+    /// (`prefix.rs`), else as `score`.
+    fn score_partial(&self, inputs: Vec<ScoreInput>) -> BoxFuture<'_, Result<Vec<f32>, RewardError>> {
+        self.score(inputs)
+    }
+
+    /// How far apart partial scores must be to trust their order, when the model says.
+    fn calibration(&self) -> Option<&Calibration> {
+        None
+    }
 }
 
 /// Reward model failures.
@@ -107,6 +120,8 @@ pub struct Scorer {
     id: String,
     provider: &'static str,
     max_tokens: usize,
+    prefix_output: Option<String>,
+    calibration: Option<Calibration>,
 }
 
 impl Scorer {
@@ -121,7 +136,8 @@ impl Scorer {
         let encoder = Encoder::new(files.tokenizer, files.template, max_tokens)?;
         let opened = runtime::open(&files.onnx, opts.device, opts.threads, opts.arena)?;
         let provider = opened.provider;
-        let mut graph = worker::Graph::new(opened, opts.output.as_deref(), files.pad_id)?;
+        let mut graph =
+            worker::Graph::new(opened, opts.output.as_deref(), files.prefix_output.as_deref(), files.pad_id)?;
 
         // Fail at start-up, not on the first request, if the graph cannot run.
         let probe = ScoreInput {
@@ -131,12 +147,13 @@ impl Scorer {
         };
         let probe = encoder.encode(&probe)?;
         let warm = graph.run(&[&probe, &probe])?;
-        if warm.iter().any(|s| !s.is_finite()) {
+        if warm.iter().any(|s| !s.whole.is_finite() || !s.prefix.is_finite()) {
             return Err(RewardError::Load(format!("warm-up run gave non-finite scores {warm:?}")));
         }
         tracing::info!(
             model = %id, provider, arena = ?opts.arena, chat_template = encoder.has_template(),
-            pad_id = ?files.pad_id, max_tokens, "reward model loaded"
+            pad_id = ?files.pad_id, max_tokens, prefix_output = ?files.prefix_output,
+            prefix_calibration = files.calibration.is_some(), "reward model loaded"
         );
         metrics.execution_provider.with_label_values(&[provider]).set(1);
         metrics.model_loaded.set(1);
@@ -147,7 +164,15 @@ impl Scorer {
             .name("bon-reward".into())
             .spawn(move || worker::run(rx, encoder, graph, batching, metrics))
             .map_err(|e| RewardError::Load(format!("cannot start reward thread: {e}")))?;
-        Ok(Self { tx: Some(tx), thread: Some(thread), id, provider, max_tokens })
+        Ok(Self {
+            tx: Some(tx),
+            thread: Some(thread),
+            id,
+            provider,
+            max_tokens,
+            prefix_output: files.prefix_output,
+            calibration: files.calibration,
+        })
     }
 
     /// The model id (`x-bon-reward-model`).
@@ -164,24 +189,41 @@ impl Scorer {
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }
-}
 
-impl Score for Scorer {
-    fn score(&self, inputs: Vec<ScoreInput>) -> BoxFuture<'_, Result<Vec<f32>, RewardError>> {
-        let span = tracing::debug_span!("reward", n = inputs.len());
+    /// The graph output partial answers are scored with, when the model declares one.
+    pub fn prefix_output(&self) -> Option<&str> {
+        self.prefix_output.as_deref()
+    }
+
+    fn submit(&self, inputs: Vec<ScoreInput>, partial: bool) -> BoxFuture<'_, Result<Vec<f32>, RewardError>> {
+        let span = tracing::debug_span!("reward", n = inputs.len(), partial);
         async move {
             if inputs.is_empty() {
                 return Ok(Vec::new());
             }
             let tx = self.tx.as_ref().ok_or(RewardError::WorkerGone)?;
             let (reply, rx) = oneshot::channel();
-            tx.send(worker::Job { inputs, span: tracing::Span::current(), reply })
+            tx.send(worker::Job { inputs, partial, span: tracing::Span::current(), reply })
                 .await
                 .map_err(|_| RewardError::WorkerGone)?;
             rx.await.map_err(|_| RewardError::WorkerGone)?
         }
         .instrument(span)
         .boxed()
+    }
+}
+
+impl Score for Scorer {
+    fn score(&self, inputs: Vec<ScoreInput>) -> BoxFuture<'_, Result<Vec<f32>, RewardError>> {
+        self.submit(inputs, false)
+    }
+
+    fn score_partial(&self, inputs: Vec<ScoreInput>) -> BoxFuture<'_, Result<Vec<f32>, RewardError>> {
+        self.submit(inputs, true)
+    }
+
+    fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_ref()
     }
 }
 

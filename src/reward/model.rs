@@ -5,7 +5,7 @@
 //! tokenizer.json
 //! tokenizer_config.json          chat_template (string or named list), special tokens, pad_token
 //! chat_template.jinja            (newer transformers write the template here instead)
-//! config.json                    pad_token_id, max_position_embeddings
+//! config.json                    pad_token_id, max_position_embeddings, bon_model_id, bon_prefix_* (prefix.rs)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use tokenizers::Tokenizer;
 
-use super::{RewardError, template::ChatTemplate};
+use super::{
+    RewardError,
+    prefix::{self, Calibration},
+    template::ChatTemplate,
+};
 
 /// Everything read from a model directory, before the ONNX session is opened.
 pub struct ModelDir {
@@ -29,6 +33,10 @@ pub struct ModelDir {
     pub model_max_length: Option<usize>,
     /// config.json's `bon_model_id`, the name a model built for bon-proxy reports.
     pub model_id: Option<String>,
+    /// config.json's `bon_prefix_output`: the graph output that scores partial answers (`prefix.rs`).
+    pub prefix_output: Option<String>,
+    /// config.json's `bon_prefix_calibration`: how far apart partial scores must be to trust their order.
+    pub calibration: Option<Calibration>,
 }
 
 const SPECIAL_TOKENS: [&str; 7] =
@@ -78,7 +86,18 @@ impl ModelDir {
             .filter(|&n| n < 1 << 32)
             .and_then(|n| usize::try_from(n).ok());
         let model_id = config.get("bon_model_id").and_then(Value::as_str).map(str::to_owned);
-        Ok(Self { onnx, tokenizer, template, pad_id, max_positions, model_max_length, model_id })
+        let (prefix_output, calibration) = prefix::from_config(&config).map_err(|e| err(format!("config.json {e}")))?;
+        Ok(Self {
+            onnx,
+            tokenizer,
+            template,
+            pad_id,
+            max_positions,
+            model_max_length,
+            model_id,
+            prefix_output,
+            calibration,
+        })
     }
 }
 

@@ -20,8 +20,24 @@ use crate::metrics::Metrics;
 /// One request's candidates to score.
 pub struct Job {
     pub inputs: Vec<ScoreInput>,
+    /// Partial answers (a pruning round): read the prefix output, when the graph has one.
+    pub partial: bool,
     pub span: tracing::Span,
     pub reply: oneshot::Sender<Result<Vec<f32>, RewardError>>,
+}
+
+/// One sequence's scores from one run: the whole-answer output and the prefix output (the same value when the graph
+/// declares no prefix output).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scored {
+    pub whole: f32,
+    pub prefix: f32,
+}
+
+impl Scored {
+    pub fn pick(self, partial: bool) -> f32 {
+        if partial { self.prefix } else { self.whole }
+    }
 }
 
 /// The ONNX session plus what was learnt about its graph at load.
@@ -31,6 +47,7 @@ pub struct Graph {
     token_type_ids: bool,
     position_ids: bool,
     output: String,
+    prefix_output: Option<String>,
     pad_id: Option<u32>,
 }
 
@@ -38,7 +55,12 @@ const KNOWN_INPUTS: [&str; 4] = ["input_ids", "attention_mask", "token_type_ids"
 
 impl Graph {
     /// Inspects the graph's inputs and outputs once.
-    pub fn new(opened: Opened, output: Option<&str>, pad_id: Option<u32>) -> Result<Self, RewardError> {
+    pub fn new(
+        opened: Opened,
+        output: Option<&str>,
+        prefix_output: Option<&str>,
+        pad_id: Option<u32>,
+    ) -> Result<Self, RewardError> {
         let Opened { session, run_options, .. } = opened;
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for name in &names {
@@ -74,12 +96,22 @@ impl Graph {
                 )));
             }
         };
-        if let Some(o) = session.outputs().iter().find(|o| o.name() == output)
-            && o.dtype().tensor_type() != Some(TensorElementType::Float32)
+        if let Some(name) = prefix_output
+            && !outputs.contains(&name)
         {
-            return Err(RewardError::Load(format!("output `{output}` must be float32")));
+            return Err(RewardError::Load(format!(
+                "config.json bon_prefix_output `{name}` is not an output (outputs: {outputs:?})"
+            )));
+        }
+        for name in std::iter::once(output.as_str()).chain(prefix_output) {
+            if let Some(o) = session.outputs().iter().find(|o| o.name() == name)
+                && o.dtype().tensor_type() != Some(TensorElementType::Float32)
+            {
+                return Err(RewardError::Load(format!("output `{name}` must be float32")));
+            }
         }
         Ok(Self {
+            prefix_output: prefix_output.map(str::to_owned),
             token_type_ids: names.contains(&"token_type_ids"),
             position_ids: names.contains(&"position_ids"),
             session,
@@ -90,7 +122,7 @@ impl Graph {
     }
 
     /// Scores encoded sequences: one run for all of them, or one run each when the model has no pad id.
-    pub fn run(&mut self, seqs: &[&Encoded]) -> Result<Vec<f32>, RewardError> {
+    pub fn run(&mut self, seqs: &[&Encoded]) -> Result<Vec<Scored>, RewardError> {
         match self.pad_id {
             Some(pad_id) => self.run_padded(seqs, pad_id),
             None => {
@@ -103,7 +135,7 @@ impl Graph {
         }
     }
 
-    fn run_padded(&mut self, seqs: &[&Encoded], pad_id: u32) -> Result<Vec<f32>, RewardError> {
+    fn run_padded(&mut self, seqs: &[&Encoded], pad_id: u32) -> Result<Vec<Scored>, RewardError> {
         let b = pad(seqs, pad_id);
         let shape = [b.rows, b.width];
         let tensor = |data: Vec<i64>| -> Result<SessionInputValue<'static>, RewardError> {
@@ -118,21 +150,28 @@ impl Graph {
             inputs.push(("position_ids".into(), tensor(b.position_ids)?));
         }
         let outputs = self.session.run_with_options(inputs, &self.run_options).map_err(run_err)?;
-        let value = outputs
-            .get(&self.output)
-            .ok_or_else(|| RewardError::Runtime(format!("run produced no `{}`", self.output)))?;
-        let (out_shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
-        // [rows] or [rows, k]: the reward is column 0.
-        let stride = match out_shape.len() {
-            1 => 1,
-            2 => usize::try_from(out_shape[1]).unwrap_or(0),
-            _ => 0,
+        let whole = column0(&outputs, &self.output, b.rows)?;
+        let prefix = match &self.prefix_output {
+            Some(name) => column0(&outputs, name, b.rows)?,
+            None => whole.clone(),
         };
-        if stride == 0 || data.len() != b.rows * stride {
-            return Err(RewardError::Runtime(format!("unexpected output shape {out_shape:?} for {} rows", b.rows)));
-        }
-        Ok((0..b.rows).map(|r| data[r * stride]).collect())
+        Ok(whole.into_iter().zip(prefix).map(|(whole, prefix)| Scored { whole, prefix }).collect())
     }
+}
+
+/// Column 0 of output `name`, shaped [rows] or [rows, k].
+fn column0(outputs: &ort::session::SessionOutputs<'_>, name: &str, rows: usize) -> Result<Vec<f32>, RewardError> {
+    let value = outputs.get(name).ok_or_else(|| RewardError::Runtime(format!("run produced no `{name}`")))?;
+    let (out_shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
+    let stride = match out_shape.len() {
+        1 => 1,
+        2 => usize::try_from(out_shape[1]).unwrap_or(0),
+        _ => 0,
+    };
+    if stride == 0 || data.len() != rows * stride {
+        return Err(RewardError::Runtime(format!("unexpected `{name}` shape {out_shape:?} for {rows} rows")));
+    }
+    Ok((0..rows).map(|r| data[r * stride]).collect())
 }
 
 fn run_err(e: ort::Error) -> RewardError {
@@ -185,7 +224,8 @@ fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, batching: Ba
         Ok(scores) => {
             let mut at = 0;
             for (job, seqs) in ready {
-                let _ = job.reply.send(Ok(scores[at..at + seqs.len()].to_vec()));
+                let picked = scores[at..at + seqs.len()].iter().map(|s| s.pick(job.partial)).collect();
+                let _ = job.reply.send(Ok(picked));
                 at += seqs.len();
             }
         }
@@ -193,7 +233,8 @@ fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, batching: Ba
         Err(e) if ready.len() > 1 => {
             tracing::warn!(error = %e, jobs = ready.len(), "merged reward run failed; retrying jobs one by one");
             for (job, seqs) in ready {
-                let result = run_buckets(graph, &seqs.iter().collect::<Vec<_>>(), batching, metrics);
+                let result = run_buckets(graph, &seqs.iter().collect::<Vec<_>>(), batching, metrics)
+                    .map(|scores| scores.iter().map(|s| s.pick(job.partial)).collect());
                 if result.is_err() {
                     metrics.reward_errors.inc();
                 }
@@ -215,9 +256,9 @@ fn run_buckets(
     seqs: &[&Encoded],
     batching: Batching,
     metrics: &Metrics,
-) -> Result<Vec<f32>, RewardError> {
+) -> Result<Vec<Scored>, RewardError> {
     let lengths: Vec<usize> = seqs.iter().map(|s| s.ids.len()).collect();
-    let mut scores = vec![0.0; seqs.len()];
+    let mut scores = vec![Scored { whole: 0.0, prefix: 0.0 }; seqs.len()];
     for run in batch::plan(&lengths, batching.max_batch, batching.max_padding) {
         let chunk: Vec<&Encoded> = run.iter().map(|&i| seqs[i]).collect();
         let width = run.iter().map(|&i| lengths[i]).max().unwrap_or(0);

@@ -74,7 +74,18 @@ fn admit(
     req: ChatRequest,
 ) -> Result<(OwnedSemaphorePermit, Prepared), ApiError> {
     let permit = state.admission.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
-    Ok((permit, prepare(req, headers, &state.config)?))
+    let prepared = prepare(req, headers, &state.config)?;
+    if prepared.plan.prune.is_some_and(|p| p.confidence.is_some()) && state.scorer.calibration().is_none() {
+        return Err(ApiError::invalid(
+            format!(
+                "bon.prune_confidence needs a reward model with a prefix calibration (config.json \
+                 bon_prefix_calibration), and {} has none",
+                state.reward_model_id
+            ),
+            "bon.prune_confidence".to_owned(),
+        ));
+    }
+    Ok((permit, prepared))
 }
 
 /// The cached-or-computed Best-of-N result. Owns what it needs, so a stream can carry it; dropping it cancels

@@ -117,7 +117,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         bon_key.insert("guard".into(), json!(false));
     }
     if let Some(p) = prune {
-        bon_key.insert("prune".into(), json!([p.every, p.keep]));
+        bon_key.insert("prune".into(), json!([p.every, p.keep, p.confidence]));
     }
     if let Some(wait) = straggler_wait {
         bon_key.insert("straggler_wait_ms".into(), json!(wait.as_millis() as u64));
@@ -165,7 +165,7 @@ pub fn forwarded_auth(headers: &HeaderMap, cfg: &Config) -> Option<Arc<str>> {
 }
 
 /// Pruning (`x-bon-prune-every`, else `bon.prune_every`, else `--prune-every`; `bon.prune_keep`, else
-/// `--prune-keep`) and the straggler wait (`bon.straggler_wait_ms`, else `--straggler-wait`; 0 waits for all).
+/// `--prune-keep`; `bon.prune_confidence`, else `--prune-confidence`) and the straggler wait (`bon.straggler_wait_ms`, else `--straggler-wait`; 0 waits for all).
 fn speed_options(
     headers: &HeaderMap,
     bon: &BonOptions,
@@ -191,6 +191,13 @@ fn speed_options(
             .ok_or_else(|| bad("bon.prune_keep", "a number strictly between 0 and 1", v.to_string()))?,
         None => cfg.prune_keep,
     };
+    let confidence = match &bon.prune_confidence {
+        Some(Value::Bool(false)) => None,
+        Some(v) => Some(v.as_f64().filter(|p| crate::config::valid_confidence(*p)).ok_or_else(|| {
+            bad("bon.prune_confidence", "a number strictly between 0.5 and 1, or false", v.to_string())
+        })?),
+        None => cfg.prune_confidence,
+    };
     let wait = match &bon.straggler_wait_ms {
         Some(v) => {
             let ms = v.as_u64().ok_or_else(|| bad("bon.straggler_wait_ms", "an integer >= 0", v.to_string()))?;
@@ -198,7 +205,7 @@ fn speed_options(
         }
         None => cfg.straggler_wait,
     };
-    Ok(((every > 0).then_some(Prune { every, keep }), wait))
+    Ok(((every > 0).then_some(Prune { every, keep, confidence }), wait))
 }
 
 /// N from the `x-bon-n` header, else the body's `bon.n`, else `--default-n`; must be an integer in 1..=max_n.

@@ -183,6 +183,7 @@ fn completion(text: &str) -> ChatCompletion {
 struct FakeScorer {
     fail: bool,
     calls: Mutex<Vec<usize>>,
+    calibration: Option<crate::reward::Calibration>,
 }
 
 impl Score for FakeScorer {
@@ -195,10 +196,14 @@ impl Score for FakeScorer {
         };
         async move { out }.boxed()
     }
+
+    fn calibration(&self) -> Option<&crate::reward::Calibration> {
+        self.calibration.as_ref()
+    }
 }
 
 fn scorer(fail: bool) -> FakeScorer {
-    FakeScorer { fail, calls: Mutex::new(Vec::new()) }
+    FakeScorer { fail, calls: Mutex::new(Vec::new()), calibration: None }
 }
 
 fn plan(n: u32, base_seed: i64) -> Plan {

@@ -7,7 +7,7 @@ fn streaming(acts: Vec<Act>) -> FakeUpstream {
 }
 
 fn pruned_plan(n: u32, every: u32) -> Plan {
-    Plan { prune: Some(Prune { every, keep: 0.5 }), ..plan(n, 0) }
+    Plan { prune: Some(Prune { every, keep: 0.5, confidence: None }), ..plan(n, 0) }
 }
 
 /// Scores count `!`: after 2 characters C and D are behind, after 4 B is; A runs to the end.
@@ -156,4 +156,65 @@ async fn the_straggler_wait_never_stops_the_last_candidate_standing() {
     assert_eq!(out.winner().unwrap().0, 2);
     assert_eq!(out.pruned(), vec![0, 1, 3]);
     assert_eq!(out.candidates[2].result.as_ref().unwrap().choices[0].message.text().len(), 20);
+}
+
+/// After 4 characters A leads with 4 `!`, B has 3, C 2, D 0; the whole answers tie at 4.
+fn margin_race() -> Vec<Act> {
+    vec![Act::Say("!!!!aaaa"), Act::Say("!!!a!aaa"), Act::Say("!!aa!!aa"), Act::Say("aaaa!!!!")]
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_margin_rule_never_stops_a_candidate_inside_the_margin() {
+    use crate::reward::{Calibration, prefix::Point};
+    // Scale 1: at P = 0.9 the margin is logit(0.9) = 2.197 score points.
+    let calibrated = FakeScorer {
+        calibration: Some(Calibration::new(vec![Point { tokens: 1, scale: 1.0 }]).unwrap()),
+        ..scorer(false)
+    };
+    let plan = |confidence| Plan { prune: Some(Prune { every: 4, keep: 0.5, confidence }), ..plan(4, 0) };
+
+    // Without the rule the bottom half goes after 4 characters, C (2 behind) and D (4 behind), then B on a tie.
+    let m = Metrics::new().unwrap();
+    let out = go(&streaming(margin_race()), &calibrated, &plan(None), LIMIT, &m).await.unwrap();
+    assert_eq!(out.pruned(), vec![1, 2, 3]);
+
+    // With it only D, 4 behind: C is 2 behind, inside the margin, and runs to the end; so does everyone after.
+    let m = Metrics::new().unwrap();
+    let out = go(&streaming(margin_race()), &calibrated, &plan(Some(0.9)), LIMIT, &m).await.unwrap();
+    assert_eq!(out.pruned(), vec![3]);
+    assert_eq!(out.scores()[3], Some(0.0), "D's prefix score");
+    assert_eq!(out.scores()[2], Some(4.0), "C scored whole");
+    assert_eq!(m.pruning_stopped.get_sample_count(), m.pruning_rounds_total.get());
+    assert_eq!(m.pruning_stopped.get_sample_sum(), 1.0);
+    assert_eq!(m.pruning_stop_gap.get_sample_sum(), 4.0, "D was 4 behind");
+    assert!(m.pruning_held.get() >= 1, "C held");
+
+    // A higher confidence widens the margin past every gap: nothing is stopped, the rounds still run.
+    let m = Metrics::new().unwrap();
+    let out = go(&streaming(margin_race()), &calibrated, &plan(Some(0.99)), LIMIT, &m).await.unwrap();
+    assert!(out.pruned().is_empty());
+    assert!(m.pruning_rounds_total.get() >= 1);
+    assert_eq!(m.pruning_stopped.get_sample_sum(), 0.0);
+
+    // A model without a calibration has no margin to trust: nothing is stopped on the gap alone.
+    let m = Metrics::new().unwrap();
+    let out = go(&streaming(margin_race()), &scorer(false), &plan(Some(0.9)), LIMIT, &m).await.unwrap();
+    assert!(out.pruned().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_margin_rule_still_stops_a_loop_the_guard_ranks_below() {
+    use crate::reward::{Calibration, prefix::Point};
+    let calibrated = FakeScorer {
+        calibration: Some(Calibration::new(vec![Point { tokens: 1, scale: 0.01 }]).unwrap()),
+        ..scorer(false)
+    };
+    let looping = "the promise of a new life ! ".repeat(8);
+    let up = streaming(vec![
+        Act::SayOwned(looping),
+        Act::Say(&*Box::leak("A fine answer, with care.".repeat(3).into_boxed_str())),
+    ]);
+    let plan = Plan { prune: Some(Prune { every: 120, keep: 0.5, confidence: Some(0.9) }), ..plan(2, 0) };
+    let out = go(&up, &calibrated, &plan, LIMIT, &Metrics::new().unwrap()).await.unwrap();
+    assert_eq!(out.pruned(), vec![0], "ahead on score, far inside the margin, but a loop");
 }
