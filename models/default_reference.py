@@ -20,18 +20,20 @@ PAIRS = 24
 LOOPS = 6
 
 
-def scorer(model):
+def scorer(model, prefix=False):
     """(prompt, response) -> (input ids, score) of an assembled model directory, encoded as bon-proxy encodes it
-    (pair, truncated from the left to the directory's model_max_length). Used by compare_picks.py too."""
+    (pair, truncated from the left to the directory's model_max_length); `prefix`: the score of its prefix output
+    (partial answers). Used by compare_picks.py too."""
     window = json.loads((model / "tokenizer_config.json").read_text())["model_max_length"]
     tok = v2_data.pair_tokenizer(model / "tokenizer.json", window)
     session = ort.InferenceSession(str(model / "model.onnx"), providers=["CPUExecutionProvider"])
+    output = "prefix_logits" if prefix else "logits"
 
     def score(prompt, response):
         e = tok.encode(prompt, response)
         feed = {"input_ids": np.array([e.ids], np.int64), "attention_mask": np.ones((1, len(e.ids)), np.int64),
                 "token_type_ids": np.array([e.type_ids], np.int64)}
-        return e.ids, float(session.run(["logits"], feed)[0][0, 0])
+        return e.ids, float(session.run([output], feed)[0][0, 0])
     return score
 
 
@@ -44,6 +46,8 @@ def main(model, out_path):
     loops = v2_data.loop_pairs(rows, v2_data.held_out_prompts(), np.random.default_rng(1))
     picked += [loops[i] for i in sorted(rng.choice(len(loops), LOOPS, replace=False))]
     score = scorer(model)
+    config = json.loads((model / "config.json").read_text())
+    prefix = scorer(model, prefix=True) if config.get("bon_prefix_output") == "prefix_logits" else None
 
     cases = []
     for r in picked:
@@ -51,6 +55,12 @@ def main(model, out_path):
         _, rejected = score(r["prompt"], r["rejected"])
         cases.append({"source": r["source"], "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
                       "chosen_input_ids": ids, "chosen_score": chosen, "rejected_score": rejected})
+        if prefix:
+            # The prefix output on the first 32 words of each answer (what a pruning round scores).
+            for side in ("chosen", "rejected"):
+                text = " ".join(r[side].split(" ")[:32])
+                cases[-1][f"{side}_prefix"] = text
+                cases[-1][f"{side}_prefix_score"] = prefix(r["prompt"], text)[1]
     wins = sum(c["chosen_score"] > c["rejected_score"] for c in cases)
     out = {"model_id": json.loads((model / "config.json").read_text())["bon_model_id"], "chosen_wins": wins,
            "cases": cases}

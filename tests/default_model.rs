@@ -74,4 +74,21 @@ async fn matches_python(dir: std::path::PathBuf, reference: &Value, window: usiz
         wins += usize::from(s[0] > s[1]);
     }
     assert_eq!(wins, reference["chosen_wins"].as_u64().unwrap() as usize);
+
+    // A model with a prefix head: the prefix output on each answer's first 32 words, in one padded batch.
+    if cases[0].get("chosen_prefix_score").is_none() {
+        assert!(scorer.calibration().is_none(), "reference.json lacks the prefix scores of a prefix-declaring model");
+        return;
+    }
+    assert!(scorer.calibration().is_some(), "a prefix head ships with its calibration");
+    let inputs: Vec<ScoreInput> = cases
+        .iter()
+        .flat_map(|c| [pair(&c["prompt"], &c["chosen_prefix"]), pair(&c["prompt"], &c["rejected_prefix"])])
+        .collect();
+    let scores = scorer.score_partial(inputs).await.unwrap();
+    for (c, s) in cases.iter().zip(scores.chunks(2)) {
+        let want =
+            [c["chosen_prefix_score"].as_f64().unwrap() as f32, c["rejected_prefix_score"].as_f64().unwrap() as f32];
+        assert!((s[0] - want[0]).abs() < 1e-4 && (s[1] - want[1]).abs() < 1e-4, "prefix {s:?} vs {want:?}");
+    }
 }
