@@ -1,30 +1,45 @@
 //! Bench binary (`cargo bench --bench prune`): speculative rejection against plain Best-of-N on a real upstream,
-//! with the same seeds, in the same process, prompt by prompt (the order alternates so that neither side always
+//! with the same seeds, in the same process, prompt by prompt (the order of the runs rotates so that none always
 //! finds the upstream's prompt cache warm).
 //!
-//!   plain   `x-bon-n: N`, `stream: true`: every candidate generated to the end, the winner streamed after
-//!   pruned  the same with `x-bon-prune-every: T` and `bon.prune_keep: F`: losers stopped, the survivor streamed live
+//!   plain     `x-bon-n: N`, `stream: true`: every candidate generated to the end, the winner streamed after
+//!   settings  the same with pruning, one run per setting `EVERY:KEEP[:CONFIDENCE][:whole]` (`BON_BENCH_SETTINGS`,
+//!             comma-separated; default `32:0.5:whole,32:0.5,32:0.5:0.9,32:0.5:sentence`): `x-bon-prune-every:
+//!             EVERY`, `bon.prune_keep`, `bon.prune_confidence`, `sentence`: `bon.prune_at`; `whole` scores partial answers with the model's whole-answer
+//!             output (a twin proxy on a copy of the model directory without its `bon_prefix_*` declarations: how
+//!             pruning scored before prefix heads)
 //!
-//! Printed: completion tokens generated (usage: upstream-reported for finished candidates, one per delta for pruned
-//! ones), wall time, time to the first content token, and reward retained: (survivor's reward - mean of plain's N
-//! rewards) / (plain winner's reward - that mean), averaged over prompts where plain's rewards differ.
+//! Printed per setting: completion tokens generated (usage: upstream-reported for finished candidates, one per delta
+//! for pruned ones), wall time, time to the first content token, all as pruned ÷ plain totals, and **reward retained**
+//! graded twice: by the model that pruned — per prompt (survivor's reward − mean of plain's N) ÷ (plain winner's −
+//! that mean), averaged over prompts where plain's rewards differ — and by an **independent grader**
+//! (`BON_BENCH_GRADER`, default `models/default-deep`) rescoring the final answers: Σ (grader(survivor) − grader's mean
+//! of plain's N) ÷ Σ (grader(plain's winner) − that mean), over all prompts (a ratio of summed gains: one prompt where
+//! the grader sees no gain cannot blow it up).
 //!
 //! Needs `BON_BENCH_UPSTREAM` (e.g. `LLAMA_PARALLEL=8 scripts/llama-server start 8091`). Settings:
-//! `BON_BENCH_PROMPTS` (50), `BON_BENCH_N` (8), `BON_BENCH_MAX_TOKENS` (256), `BON_BENCH_PRUNE_EVERY` (32),
-//! `BON_BENCH_PRUNE_KEEP` (0.5), `BON_BENCH_REWARD_MODEL` (default: the embedded default model), prompts from
-//! `../shared/data/prompts/alpaca_eval_805.jsonl` (`BON_BENCH_PROMPTS_FILE`).
+//! `BON_BENCH_PROMPTS` (50), `BON_BENCH_N` (8), `BON_BENCH_MAX_TOKENS` (256), `BON_BENCH_REWARD_MODEL` (default: the
+//! embedded default model), prompts from `../shared/data/prompts/alpaca_eval_805.jsonl` (`BON_BENCH_PROMPTS_FILE`).
 
 mod common;
 
 use common::env;
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
-use bon_proxy::{AppState, config::Config, serve};
+use bon_proxy::{
+    AppState,
+    config::{Config, Device},
+    metrics::Metrics,
+    openai::{Content, Message},
+    reward::{RewardOptions, Score, ScoreInput, Scorer},
+    serve,
+};
 use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -47,6 +62,107 @@ struct Call {
     bon: Value,
 }
 
+/// One pruning setting.
+#[derive(Clone, Debug)]
+struct Setting {
+    every: u32,
+    keep: f64,
+    confidence: Option<f64>,
+    /// Partial answers scored by the whole-answer output (the twin proxy).
+    whole: bool,
+    /// Cut at the last sentence end before scoring (`bon.prune_at: "sentence"`).
+    sentence: bool,
+}
+
+impl Setting {
+    fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut parts = text.split(':');
+        let every = parts.next().context("EVERY")?.parse()?;
+        let keep = parts.next().context("KEEP")?.parse()?;
+        let (mut confidence, mut whole, mut sentence) = (None, false, false);
+        for part in parts {
+            match part {
+                "whole" => whole = true,
+                "sentence" => sentence = true,
+                p => confidence = Some(p.parse()?),
+            }
+        }
+        Ok(Self { every, keep, confidence, whole, sentence })
+    }
+
+    fn label(&self) -> String {
+        let head = if self.whole { "whole-answer output" } else { "prefix output" };
+        let margin = self.confidence.map_or(String::new(), |p| format!(", confidence {p}"));
+        let cut = if self.sentence { ", at sentence ends" } else { "" };
+        format!("every {} keep {}{margin}{cut}, {head}", self.every, self.keep)
+    }
+}
+
+/// A proxy serving in this process.
+struct Proxy {
+    url: String,
+    state: AppState,
+    shutdown: CancellationToken,
+}
+
+async fn proxy(upstream: &str, n: u32, model: Option<&str>) -> anyhow::Result<Proxy> {
+    let mut args: Vec<String> = [
+        "bon-proxy",
+        "--upstream",
+        upstream,
+        "--device",
+        "cpu",
+        "--cache-ttl",
+        "0s",
+        "--candidate-timeout",
+        "10m",
+        "--request-timeout",
+        "20m",
+        "--sse-keepalive",
+        "30s",
+        "--max-n",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.push(n.max(16).to_string());
+    if let Some(model) = model {
+        args.extend(["--reward-model".into(), model.to_owned()]);
+    }
+    let state = AppState::build(Config::try_parse_from(args)?, CancellationToken::new()).await.context("proxy")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/chat/completions", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    #[expect(clippy::disallowed_methods, reason = "the bench's proxies serve beside it until it exits")]
+    tokio::spawn(serve(listener, state.clone(), shutdown.clone()));
+    Ok(Proxy { url, state, shutdown })
+}
+
+/// A copy of `dir` whose config.json declares no prefix output or calibration (the graph is the same file).
+fn without_prefix(dir: &Path) -> anyhow::Result<PathBuf> {
+    let out = std::env::temp_dir().join(format!("bon-bench-whole-{}", std::process::id()));
+    std::fs::create_dir_all(&out)?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() && path.file_name().is_some_and(|n| n != "config.json") {
+            let target = out.join(path.file_name().context("name")?);
+            let _ = std::fs::remove_file(&target);
+            std::os::unix::fs::symlink(std::fs::canonicalize(&path)?, target)?;
+        }
+    }
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
+    if let Some(map) = config.as_object_mut() {
+        map.retain(|k, _| !k.starts_with("bon_prefix"));
+        map.insert("bon_model_id".into(), json!(format!("{}-whole", map["bon_model_id"].as_str().unwrap_or("model"))));
+    }
+    std::fs::write(out.join("config.json"), config.to_string())?;
+    Ok(out)
+}
+
+fn message(role: &str, text: &str) -> Message {
+    Message { role: role.into(), content: Some(Content::Text(text.into())), extra: Default::default() }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let Ok(upstream) = std::env::var("BON_BENCH_UPSTREAM") else {
@@ -56,8 +172,12 @@ async fn main() -> anyhow::Result<()> {
     let prompts_n: usize = env("BON_BENCH_PROMPTS", 50);
     let n: u32 = env("BON_BENCH_N", 8);
     let max_tokens: u32 = env("BON_BENCH_MAX_TOKENS", 256);
-    let every: u32 = env("BON_BENCH_PRUNE_EVERY", 32);
-    let keep: f64 = env("BON_BENCH_PRUNE_KEEP", 0.5);
+    let settings: Vec<Setting> = std::env::var("BON_BENCH_SETTINGS")
+        .unwrap_or_else(|_| "32:0.5:whole,32:0.5,32:0.5:0.9,32:0.5:sentence".into())
+        .split(',')
+        .map(Setting::parse)
+        .collect::<anyhow::Result<_>>()
+        .context("BON_BENCH_SETTINGS: EVERY:KEEP[:CONFIDENCE][:whole][:sentence],...")?;
     let file = std::env::var("BON_BENCH_PROMPTS_FILE").map(PathBuf::from).unwrap_or_else(|_| {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/prompts/alpaca_eval_805.jsonl")
     });
@@ -68,94 +188,148 @@ async fn main() -> anyhow::Result<()> {
         .take(prompts_n)
         .collect();
 
-    let mut args = vec![
-        "bon-proxy".to_owned(),
-        "--upstream".into(),
-        upstream.clone(),
-        "--device".into(),
-        "cpu".into(),
-        "--cache-ttl".into(),
-        "0s".into(),
-        "--max-n".into(),
-        n.max(16).to_string(),
-        "--candidate-timeout".into(),
-        "10m".into(),
-        "--request-timeout".into(),
-        "20m".into(),
-        "--sse-keepalive".into(),
-        "30s".into(),
-    ];
-    if let Ok(model) = std::env::var("BON_BENCH_REWARD_MODEL") {
-        args.extend(["--reward-model".into(), model]);
-    }
-    let state = AppState::build(Config::try_parse_from(args)?, CancellationToken::new()).await.context("proxy")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let proxy = format!("http://{}/v1/chat/completions", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::task::JoinSet::from_iter([serve(listener, state.clone(), shutdown.clone())]);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let model = std::env::var("BON_BENCH_REWARD_MODEL").ok();
+    let main = proxy(&upstream, n, model.as_deref()).await?;
+    let model_dir = model.map_or_else(|| root.join("models/default"), PathBuf::from);
+    let twin = if settings.iter().any(|s| s.whole) {
+        let dir = without_prefix(&model_dir)?;
+        Some(proxy(&upstream, n, dir.to_str()).await?)
+    } else {
+        None
+    };
+    let grader_dir = std::env::var("BON_BENCH_GRADER").map_or_else(|_| root.join("models/default-deep"), PathBuf::from);
+    let grader = Scorer::load(
+        &RewardOptions { device: Device::Cpu, ..RewardOptions::new(&grader_dir) },
+        Arc::new(Metrics::new()?),
+    )
+    .with_context(|| format!("grader {}", grader_dir.display()))?;
     let http = reqwest::Client::new();
     say!(
-        "upstream {upstream}; reward model {}; {} prompts; Best-of-{n}, max_tokens {max_tokens}; pruning every {every} \
-         tokens keeping {keep}",
-        state.reward_model_id,
+        "upstream {upstream}; reward model {}; grader {}; {} prompts; Best-of-{n}, max_tokens {max_tokens}",
+        main.state.reward_model_id,
+        grader.id(),
         prompts.len()
     );
 
-    let (mut plain, mut pruned, mut retained) = (Vec::new(), Vec::new(), Vec::new());
+    let mut plain = Vec::new();
+    let mut runs: Vec<Vec<Call>> = settings.iter().map(|_| Vec::new()).collect();
+    let mut retained: Vec<Vec<f64>> = settings.iter().map(|_| Vec::new()).collect();
+    // Per setting: summed grader gains of the survivor and of plain's winner over the grader's mean of plain's N.
+    let mut graded: Vec<(f64, f64)> = vec![(0.0, 0.0); settings.len()];
     for (i, prompt) in prompts.iter().enumerate() {
         let body = json!({
             "model": "smollm2", "max_tokens": max_tokens, "seed": 10_000 + 64 * i, "stream": true,
             "stream_options": {"include_usage": true},
             "messages": [{"role": "user", "content": prompt}],
-            "bon": {"prune_keep": keep},
+            "bon": {"return_candidates": true},
         });
-        let run = |prune: u32| call(&http, &proxy, &body, n, prune);
-        let (a, b) = if i % 2 == 0 {
-            let a = run(0).await?;
-            (a, run(every).await?)
-        } else {
-            let b = run(every).await?;
-            (run(0).await?, b)
-        };
-        if let Some(r) = reward_retained(&a, &b) {
-            retained.push(r);
+        // Run 0 is plain; the order rotates with the prompt.
+        let total = settings.len() + 1;
+        let mut calls: Vec<Option<Call>> = (0..total).map(|_| None).collect();
+        for k in 0..total {
+            let run = (i + k) % total;
+            let call = if run == 0 {
+                go(&http, &main.url, &body, n, 0).await?
+            } else {
+                let s = &settings[run - 1];
+                let mut body = body.clone();
+                body["bon"]["prune_keep"] = json!(s.keep);
+                if let Some(p) = s.confidence {
+                    body["bon"]["prune_confidence"] = json!(p);
+                }
+                if s.sentence {
+                    body["bon"]["prune_at"] = json!("sentence");
+                }
+                let url = if s.whole { &twin.as_ref().context("twin")?.url } else { &main.url };
+                go(&http, url, &body, n, s.every).await?
+            };
+            calls[run] = Some(call);
         }
-        say!(
-            "  {i:>3}: tokens {:>5} -> {:>5}  wall {:>6.1} -> {:>6.1} s  first token {:>6.1} -> {:>6.1} s  \
-             retained {}",
-            a.completion_tokens,
-            b.completion_tokens,
-            a.wall.as_secs_f64(),
-            b.wall.as_secs_f64(),
-            a.first_token.as_secs_f64(),
-            b.first_token.as_secs_f64(),
-            reward_retained(&a, &b).map_or("-".into(), |r| format!("{r:.2}")),
-        );
+        let mut calls = calls.into_iter().map(|c| c.context("a run is missing"));
+        let a = calls.next().context("plain")??;
+        let plain_texts: Vec<String> = candidate_texts(&a.bon);
+        let conversation: Arc<[Message]> = Arc::from(vec![message("user", prompt)]);
+        let grade = |texts: Vec<String>| {
+            let inputs = texts
+                .iter()
+                .map(|t| ScoreInput {
+                    conversation: conversation.clone(),
+                    tools: None,
+                    response: message("assistant", t),
+                })
+                .collect();
+            grader.score(inputs)
+        };
+        let plain_grades = grade(plain_texts.clone()).await?;
+        let mean = plain_grades.iter().map(|&g| f64::from(g)).sum::<f64>() / plain_grades.len().max(1) as f64;
+        let plain_pick = f64::from(grade(vec![a.text.clone()]).await?[0]);
+        let mut line = format!("  {i:>3}: plain {:>5} tok {:>5.1} s |", a.completion_tokens, a.wall.as_secs_f64());
+        for (k, call) in calls.enumerate() {
+            let b = call?;
+            let r = reward_retained(&a, &b);
+            if let Some(r) = r {
+                retained[k].push(r);
+            }
+            let pick = f64::from(grade(vec![b.text.clone()]).await?[0]);
+            graded[k].0 += pick - mean;
+            graded[k].1 += plain_pick - mean;
+            line += &format!(
+                " {:>5} tok {:>5.1} s {:>5.1} s first, retained {}, graded {:+.2} |",
+                b.completion_tokens,
+                b.wall.as_secs_f64(),
+                b.first_token.as_secs_f64(),
+                r.map_or("-".into(), |r| format!("{r:.2}")),
+                pick - plain_pick
+            );
+            runs[k].push(b);
+        }
+        say!("{line}");
         plain.push(a);
-        pruned.push(b);
     }
+
     let sum = |calls: &[Call], f: fn(&Call) -> f64| calls.iter().map(f).sum::<f64>();
-    let tokens = sum(&pruned, |c| c.completion_tokens as f64) / sum(&plain, |c| c.completion_tokens as f64);
-    let wall = sum(&pruned, |c| c.wall.as_secs_f64()) / sum(&plain, |c| c.wall.as_secs_f64());
-    let first = sum(&pruned, |c| c.first_token.as_secs_f64()) / sum(&plain, |c| c.first_token.as_secs_f64());
-    let mean_retained = retained.iter().sum::<f64>() / retained.len().max(1) as f64;
-    let winner_plain = plain.iter().filter(|c| c.text.split_whitespace().count() > 0).count();
-    say!("\n| measure (pruned / plain, totals over {} prompts) | ratio |", prompts.len());
-    say!("|---|---|");
-    say!("| completion tokens generated | {tokens:.2}x |");
-    say!("| wall time | {wall:.2}x |");
-    say!("| time to first content token (stream: true) | {first:.2}x |");
-    say!("| reward retained (mean over {} prompts) | {mean_retained:.2} |", retained.len());
     say!(
-        "plain: {:.0} tokens, {:.1} s, first token {:.1} s per call; {} non-empty winners",
-        sum(&plain, |c| c.completion_tokens as f64) / plain.len() as f64,
-        sum(&plain, |c| c.wall.as_secs_f64()) / plain.len() as f64,
-        sum(&plain, |c| c.first_token.as_secs_f64()) / plain.len() as f64,
-        winner_plain
+        "\n| pruned ÷ plain (totals over {} prompts) | tokens | wall | first token | reward retained (same model) | retained (graded by {}) |",
+        prompts.len(),
+        grader.id()
     );
-    shutdown.cancel();
-    drop(server);
+    say!("|---|---|---|---|---|---|");
+    for (k, s) in settings.iter().enumerate() {
+        let b = &runs[k];
+        let tokens = sum(b, |c| c.completion_tokens as f64) / sum(&plain, |c| c.completion_tokens as f64);
+        let wall = sum(b, |c| c.wall.as_secs_f64()) / sum(&plain, |c| c.wall.as_secs_f64());
+        let first = sum(b, |c| c.first_token.as_secs_f64()) / sum(&plain, |c| c.first_token.as_secs_f64());
+        let same = retained[k].iter().sum::<f64>() / retained[k].len().max(1) as f64;
+        let (gain, plain_gain) = graded[k];
+        let independent = if plain_gain.abs() > 1e-9 { format!("{:.2}", gain / plain_gain) } else { "-".into() };
+        say!(
+            "| {} | {tokens:.2}x | {wall:.2}x | {first:.2}x | {same:.2} ({} prompts) | {independent} |",
+            s.label(),
+            retained[k].len()
+        );
+    }
+    say!(
+        "plain: {:.0} tokens, {:.1} s, first token {:.1} s per call; the grader's gain of plain's pick over its mean: \
+         {:+.3} per prompt",
+        sum(&plain, |c| c.completion_tokens as f64) / plain.len().max(1) as f64,
+        sum(&plain, |c| c.wall.as_secs_f64()) / plain.len().max(1) as f64,
+        sum(&plain, |c| c.first_token.as_secs_f64()) / plain.len().max(1) as f64,
+        graded.first().map_or(0.0, |g| g.1) / plain.len().max(1) as f64,
+    );
+    main.shutdown.cancel();
+    if let Some(t) = twin {
+        t.shutdown.cancel();
+    }
     Ok(())
+}
+
+/// The candidates' texts of a `bon` object with `return_candidates` (failed ones left out).
+fn candidate_texts(bon: &Value) -> Vec<String> {
+    bon["candidates"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["message"]["content"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 /// (survivor's reward - mean of plain's rewards) / (plain winner's reward - that mean).
@@ -168,7 +342,7 @@ fn reward_retained(plain: &Call, pruned: &Call) -> Option<f64> {
     (best - mean > 1e-6).then(|| (survivor - mean) / (best - mean))
 }
 
-async fn call(http: &reqwest::Client, url: &str, body: &Value, n: u32, prune: u32) -> anyhow::Result<Call> {
+async fn go(http: &reqwest::Client, url: &str, body: &Value, n: u32, prune: u32) -> anyhow::Result<Call> {
     let started = Instant::now();
     let resp = http
         .post(url)

@@ -44,6 +44,9 @@ pub struct BonOptions {
     /// Margin rule confidence, in (0.5, 1), or `false` for none (default: `--prune-confidence`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune_confidence: Option<Value>,
+    /// Where a round cuts a candidate's text: "tokens" or "sentence" (default: `--prune-at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_at: Option<Value>,
     /// Milliseconds the last candidates get once half have finished (default: `--straggler-wait`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub straggler_wait_ms: Option<Value>,

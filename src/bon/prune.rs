@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use super::{Candidate, Plan, assemble::Assembly, guard, response_message, strategy};
 use crate::{
     metrics::Metrics,
-    openai::{ChatCompletion, Usage},
+    openai::{ChatCompletion, Content, Usage},
     reward::{Score, ScoreInput},
     upstream::{ChunkStream, Streamed, UpstreamError},
 };
@@ -40,6 +40,8 @@ pub struct Prune {
     /// the model's calibrated margin for this confidence (or that the guard ranks below the leader). None: stop
     /// them all, whatever the gap.
     pub confidence: Option<f64>,
+    /// Score a streaming candidate's text up to its last sentence end (`--prune-at sentence`), not mid-sentence.
+    pub sentences: bool,
 }
 
 /// The last candidate standing, handed to a streaming client while it is still generating.
@@ -297,10 +299,16 @@ async fn round(
         .collect();
     let inputs = views
         .iter()
-        .map(|c| ScoreInput {
-            conversation: plan.conversation.clone(),
-            tools: plan.tools.clone(),
-            response: response_message(c),
+        .zip(&comp)
+        .map(|(c, &i)| {
+            let mut response = response_message(c);
+            if prune.sentences
+                && matches!(slots[i].phase, Phase::Streaming(_))
+                && let Some(Content::Text(text)) = &mut response.content
+            {
+                text.truncate(sentence_end(text));
+            }
+            ScoreInput { conversation: plan.conversation.clone(), tools: plan.tools.clone(), response }
         })
         .collect();
     let scores = scorer.score_partial(inputs).await.map_err(|e| e.to_string())?;
@@ -339,6 +347,20 @@ async fn round(
         slot.since_round = 0;
     }
     Ok(())
+}
+
+/// The length of `text` up to its last sentence end: `.`, `!`, `?` or `:` followed by white space, or a line break;
+/// all of it when there is none.
+pub fn sentence_end(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    (0..bytes.len())
+        .rev()
+        .find(|&k| {
+            bytes[k] == b'\n'
+                || (matches!(bytes[k], b'.' | b'!' | b'?' | b':')
+                    && bytes.get(k + 1).is_some_and(u8::is_ascii_whitespace))
+        })
+        .map_or(text.len(), |k| k + 1)
 }
 
 /// How many of `competing` go on: `ceil(competing × keep)`, at least `keep_at_least`, at most `competing - 1`.
@@ -397,5 +419,13 @@ mod tests {
         assert_eq!(survivors(8, 0.99, 1), 7, "at least one stopped per round");
         assert_eq!(survivors(8, 0.01, 1), 1);
         assert_eq!(survivors(8, 0.1, 3), 3, "never below the choices asked for");
+    }
+
+    #[test]
+    fn sentence_ends_are_found_and_numbers_are_not_cut() {
+        assert_eq!(&"One. Two is 3.14 and fo"[..sentence_end("One. Two is 3.14 and fo")], "One.");
+        assert_eq!(&"A list:\n- first ite"[..sentence_end("A list:\n- first ite")], "A list:\n");
+        assert_eq!(sentence_end("no end yet"), "no end yet".len());
+        assert_eq!(&"Done! Really? Yes. "[..sentence_end("Done! Really? Yes. ")], "Done! Really? Yes.");
     }
 }

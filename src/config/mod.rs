@@ -51,6 +51,15 @@ pub enum Switch {
     Off,
 }
 
+/// Where a pruning round cuts a streaming candidate's text before scoring it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PruneAt {
+    /// As it stands (mid-sentence as often as not).
+    Tokens,
+    /// At its last sentence end (`.`, `!`, `?`, `:` then white space, or a line break).
+    Sentence,
+}
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -186,6 +195,10 @@ pub struct Config {
     #[arg(long, env = "BON_PRUNE_CONFIDENCE", value_name = "P")]
     pub prune_confidence: Option<f64>,
 
+    /// Where a round cuts a streaming candidate's text before scoring it (per request `bon.prune_at`).
+    #[arg(long, env = "BON_PRUNE_AT", value_enum, default_value_t = PruneAt::Tokens)]
+    pub prune_at: PruneAt,
+
     /// Once half of the candidates (rounded up) have finished, how long the others get before they are stopped
     /// and the winner is chosen among the finished (default: wait for all; per request `bon.straggler_wait_ms`).
     #[arg(long, env = "BON_STRAGGLER_WAIT", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -276,6 +289,7 @@ impl std::fmt::Debug for Config {
             .field("prune_every", &self.prune_every)
             .field("prune_keep", &self.prune_keep)
             .field("prune_confidence", &self.prune_confidence)
+            .field("prune_at", &self.prune_at)
             .field("straggler_wait", &self.straggler_wait)
             .field("candidate_timeout", &self.candidate_timeout)
             .field("request_timeout", &self.request_timeout)

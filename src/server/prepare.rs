@@ -117,7 +117,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         bon_key.insert("guard".into(), json!(false));
     }
     if let Some(p) = prune {
-        bon_key.insert("prune".into(), json!([p.every, p.keep, p.confidence]));
+        bon_key.insert("prune".into(), json!([p.every, p.keep, p.confidence, p.sentences]));
     }
     if let Some(wait) = straggler_wait {
         bon_key.insert("straggler_wait_ms".into(), json!(wait.as_millis() as u64));
@@ -198,6 +198,12 @@ fn speed_options(
         })?),
         None => cfg.prune_confidence,
     };
+    let sentences = match &bon.prune_at {
+        Some(Value::String(s)) if s == "sentence" => true,
+        Some(Value::String(s)) if s == "tokens" => false,
+        Some(v) => return Err(bad("bon.prune_at", "\"tokens\" or \"sentence\"", v.to_string())),
+        None => cfg.prune_at == crate::config::PruneAt::Sentence,
+    };
     let wait = match &bon.straggler_wait_ms {
         Some(v) => {
             let ms = v.as_u64().ok_or_else(|| bad("bon.straggler_wait_ms", "an integer >= 0", v.to_string()))?;
@@ -205,7 +211,7 @@ fn speed_options(
         }
         None => cfg.straggler_wait,
     };
-    Ok(((every > 0).then_some(Prune { every, keep, confidence }), wait))
+    Ok(((every > 0).then_some(Prune { every, keep, confidence, sentences }), wait))
 }
 
 /// N from the `x-bon-n` header, else the body's `bon.n`, else `--default-n`; must be an integer in 1..=max_n.

@@ -7,7 +7,7 @@ fn streaming(acts: Vec<Act>) -> FakeUpstream {
 }
 
 fn pruned_plan(n: u32, every: u32) -> Plan {
-    Plan { prune: Some(Prune { every, keep: 0.5, confidence: None }), ..plan(n, 0) }
+    Plan { prune: Some(Prune { every, keep: 0.5, confidence: None, sentences: false }), ..plan(n, 0) }
 }
 
 /// Scores count `!`: after 2 characters C and D are behind, after 4 B is; A runs to the end.
@@ -171,7 +171,8 @@ async fn the_margin_rule_never_stops_a_candidate_inside_the_margin() {
         calibration: Some(Calibration::new(vec![Point { tokens: 1, scale: 1.0 }]).unwrap()),
         ..scorer(false)
     };
-    let plan = |confidence| Plan { prune: Some(Prune { every: 4, keep: 0.5, confidence }), ..plan(4, 0) };
+    let plan =
+        |confidence| Plan { prune: Some(Prune { every: 4, keep: 0.5, confidence, sentences: false }), ..plan(4, 0) };
 
     // Without the rule the bottom half goes after 4 characters, C (2 behind) and D (4 behind), then B on a tie.
     let m = Metrics::new().unwrap();
@@ -214,7 +215,8 @@ async fn the_margin_rule_still_stops_a_loop_the_guard_ranks_below() {
         Act::SayOwned(looping),
         Act::Say(&*Box::leak("A fine answer, with care.".repeat(3).into_boxed_str())),
     ]);
-    let plan = Plan { prune: Some(Prune { every: 120, keep: 0.5, confidence: Some(0.9) }), ..plan(2, 0) };
+    let plan =
+        Plan { prune: Some(Prune { every: 120, keep: 0.5, confidence: Some(0.9), sentences: false }), ..plan(2, 0) };
     let out = go(&up, &calibrated, &plan, LIMIT, &Metrics::new().unwrap()).await.unwrap();
     assert_eq!(out.pruned(), vec![0], "ahead on score, far inside the margin, but a loop");
 }
