@@ -245,6 +245,51 @@ async fn bad_prompt_files_name_the_line() {
     assert_eq!(eval::read_prompts(&path, Some(2)).unwrap().len(), 2);
 }
 
+/// Answers per seed as `BySeed` does, each reported as 129 completion tokens and ending in five spaces: cut at 128
+/// tokens only trailing spaces go, which the tokenizer ignores, so the 128-token prefix scores as the whole answer.
+struct Long(Vec<String>);
+
+impl Respond for Long {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let i = body["seed"].as_i64().unwrap().rem_euclid(self.0.len() as i64) as usize;
+        ResponseTemplate::new(200).set_body_json(common::completion(&format!("{}     ", self.0[i]), 129))
+    }
+}
+
+#[tokio::test]
+async fn the_prune_report_measures_prefixes_through_the_prefix_output_and_writes_a_calibration() {
+    let dir = tempdir("eval-prune");
+    let texts: Vec<String> = capital_answers().into_iter().map(|(t, _)| t).collect();
+    let upstream = MockServer::start().await;
+    Mock::given(matchers::method("POST")).respond_with(Long(texts)).mount(&upstream).await;
+    let prompts = write_prompts(&dir);
+    let report = |model: &str, out: &str| {
+        let mut a = args(&prompts, &upstream.uri(), &dir.join(out), &["--prune-report"]);
+        a.reward_model = Some(fixture(model));
+        a
+    };
+    eval::run(report("tiny-bert-pair", "plain")).await.unwrap();
+    let plain: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("plain/prune_report.json")).unwrap()).unwrap();
+    let cuts = plain["cuts"].as_array().unwrap();
+    assert_eq!(cuts.iter().map(|c| c["tokens"].as_u64().unwrap()).collect::<Vec<_>>(), vec![16, 32, 64, 96, 128]);
+    let last = &cuts[4];
+    assert!(last["pairs"].as_u64().unwrap() >= 6, "{last}");
+    assert_eq!(last["agreement"], 1.0, "at 128 of 129 tokens the prefix is the answer: {last}");
+    assert_eq!(plain["bon_prefix_calibration"].as_array().unwrap().len(), 5);
+    let md = std::fs::read_to_string(dir.join("plain/prune_report.md")).unwrap();
+    assert!(md.contains("\"bon_prefix_calibration\"") && md.contains("| 128 |"), "{md}");
+
+    // The same through a model whose prefix output is -logits: the prefixes now rank backwards, and no scale fits.
+    eval::run(report("tiny-bert-prefix", "prefix")).await.unwrap();
+    let negated: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("prefix/prune_report.json")).unwrap()).unwrap();
+    assert_eq!(negated["cuts"][4]["agreement"], 0.0, "{}", negated["cuts"][4]);
+    assert_eq!(negated["cuts"][4]["scale"], 0.0);
+    assert_eq!(negated["cuts"][4]["confidences"][0]["margin"], Value::Null);
+}
+
 fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("bon-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

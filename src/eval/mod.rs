@@ -4,10 +4,12 @@
 //! with the reward model, and derives every n from the same samples with the exact best-of-n estimator
 //! (`stats`). With `--judge`, an independent LLM rates every answer and compares picks pairwise (`select::judge`,
 //! the proxy's own judge). With reference answers in the prompts file, the accuracy of every selection strategy
-//! (`accuracy`). Writes `results.json`, `report.md` and PNG plots to `--out`.
+//! (`accuracy`). With `--prune-report`, how well partial answers' scores predict whole ones (`prune_report`). Writes
+//! `results.json`, `report.md` and PNG plots to `--out`.
 
 mod accuracy;
 mod plot;
+pub mod prune_report;
 mod report;
 pub mod stats;
 
@@ -95,6 +97,11 @@ pub struct EvalArgs {
     /// weighted-vote: softmax temperature over rewards (as the proxy's --vote-temperature).
     #[arg(long, default_value_t = 1.0)]
     pub vote_temperature: f64,
+
+    /// Also measure how well the reward model's scores of partial answers (16-128 tokens) predict its scores of
+    /// the whole ones, and write the calibration `--prune-confidence` needs (prune_report.md / .json).
+    #[arg(long)]
+    pub prune_report: bool,
 }
 
 /// Why `eval` stopped.
@@ -213,6 +220,15 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
     }
     let guard = args.degenerate_guard == Switch::On;
     score(&scorer, &mut runs).await;
+    if args.prune_report {
+        let r = prune_report::measure(&scorer, &runs).await?;
+        let write = |name: &str, text: String| {
+            let path = args.out.join(name);
+            std::fs::write(&path, text).map_err(|e| EvalError::Io(path.display().to_string(), e))
+        };
+        write("prune_report.json", serde_json::to_string_pretty(&r)? + "\n")?;
+        write("prune_report.md", prune_report::markdown(&r, scorer.id()))?;
+    }
     if let Some(judge) = &judge {
         judge_all(judge, &mut runs, &ns, args.concurrency, guard).await;
     }
