@@ -10,6 +10,7 @@ mod decide;
 mod generate;
 pub mod guard;
 pub mod prune;
+mod rank;
 pub mod strategy;
 
 pub use decide::Selector;
@@ -31,7 +32,6 @@ use crate::{
     cache::Weigh,
     error::ApiError,
     openai::{ChatCompletion, Message, Usage},
-    reward::ScoreInput,
     select::{Select, Selection, Strategy},
     shared_cache::Shared,
     upstream::UpstreamError,
@@ -249,32 +249,19 @@ pub async fn run(
     let (order, unscored) = if ok.len() == 1 && rounds == 0 {
         (vec![0], Some(Unscored::SingleSurvivor))
     } else {
-        let inputs = ok
-            .iter()
-            .filter_map(|&i| candidates[i].result.as_ref().ok())
-            .map(|c| ScoreInput {
-                conversation: plan.conversation.clone(),
-                tools: plan.tools.clone(),
-                response: response_message(c),
-            })
-            .collect();
-        let (reward_order, scores) = match scorer.score(inputs).await {
-            Ok(scores) if scores.len() == ok.len() => {
+        let inputs =
+            ok.iter().filter_map(|&i| candidates[i].result.as_ref().ok()).map(|c| rank::input(plan, c)).collect();
+        let (reward_order, scores) = match rank::score_and_rank(scorer, inputs, &flags, plan.guard, false).await {
+            Ok(rank::Ranked { scores, by_score, order }) => {
                 for (&i, &s) in ok.iter().zip(&scores) {
                     candidates[i].score = Some(s);
                 }
-                let by_score = strategy::rank(&scores);
-                let order = if plan.guard { guard::rank(by_score.clone(), &flags) } else { by_score.clone() };
                 if order[0] != by_score[0] {
                     metrics.guard_overrides.inc();
                 }
                 (order, Some((scores, by_score)))
             }
-            other => {
-                let reason = match other {
-                    Ok(s) => format!("scorer returned {} scores for {} candidates", s.len(), ok.len()),
-                    Err(e) => e.to_string(),
-                };
+            Err(reason) => {
                 tracing::warn!(error = %reason, "scoring failed; the first successful candidate ranks first");
                 metrics.scorer_fallbacks.inc();
                 let order: Vec<usize> = (0..ok.len()).collect();

@@ -21,11 +21,11 @@ use futures::{FutureExt, StreamExt, future::BoxFuture};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Candidate, Plan, assemble::Assembly, guard, response_message, strategy};
+use super::{Candidate, Plan, assemble::Assembly, guard, rank};
 use crate::{
     metrics::Metrics,
     openai::{ChatCompletion, Content, Usage},
-    reward::{Score, ScoreInput},
+    reward::{RewardError, Score},
     upstream::{ChunkStream, Streamed, UpstreamError},
 };
 
@@ -288,7 +288,7 @@ async fn round(
     prune: Prune,
     started: Instant,
     metrics: &Metrics,
-) -> Result<(), String> {
+) -> Result<(), RewardError> {
     let comp = competing(slots);
     let views: Vec<ChatCompletion> = comp
         .iter()
@@ -301,23 +301,18 @@ async fn round(
         .iter()
         .zip(&comp)
         .map(|(c, &i)| {
-            let mut response = response_message(c);
+            let mut input = rank::input(plan, c);
             if prune.sentences
                 && matches!(slots[i].phase, Phase::Streaming(_))
-                && let Some(Content::Text(text)) = &mut response.content
+                && let Some(Content::Text(text)) = &mut input.response.content
             {
                 text.truncate(sentence_end(text));
             }
-            ScoreInput { conversation: plan.conversation.clone(), tools: plan.tools.clone(), response }
+            input
         })
         .collect();
-    let scores = scorer.score_partial(inputs).await.map_err(|e| e.to_string())?;
-    if scores.len() != comp.len() {
-        return Err(format!("scorer returned {} scores for {} candidates", scores.len(), comp.len()));
-    }
-    let by_score = strategy::rank(&scores);
     let flags: Vec<guard::Flags> = views.iter().map(guard::Flags::of).collect();
-    let order = if plan.guard { guard::rank(by_score, &flags) } else { by_score };
+    let rank::Ranked { scores, order, .. } = rank::score_and_rank(scorer, inputs, &flags, plan.guard, true).await?;
     let keep = survivors(comp.len(), prune.keep, plan.keep_at_least);
     for (j, &i) in comp.iter().enumerate() {
         slots[i].score = Some(scores[j]);

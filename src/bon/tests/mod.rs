@@ -16,7 +16,7 @@ use crate::{
     config::UpstreamN,
     metrics::Metrics,
     openai::{Choice, Content},
-    reward::{RewardError, Score},
+    reward::{RewardError, Score, ScoreInput},
     upstream::{Streamed, Upstream},
 };
 
