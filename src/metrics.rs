@@ -55,6 +55,9 @@ pub const UPSTREAM_FAILOVERS: &str = "bon_upstream_failovers_total";
 pub const TOKENS: &str = "bon_upstream_tokens_total";
 pub const EXECUTION_PROVIDER: &str = "bon_execution_provider";
 pub const MODEL_LOADED: &str = "bon_reward_model_loaded";
+pub const REWARD_WORKER_UP: &str = "bon_reward_worker_up";
+pub const REWARD_WORKER_PANICS: &str = "bon_reward_worker_panics_total";
+pub const REWARD_WORKER_RESTARTS: &str = "bon_reward_worker_restarts_total";
 
 const LATENCY_BUCKETS: [f64; 16] =
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0];
@@ -124,6 +127,9 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     pub execution_provider: IntGaugeVec,
     pub model_loaded: IntGauge,
+    pub reward_worker_up: IntGauge,
+    pub reward_worker_panics: IntCounter,
+    pub reward_worker_restarts: IntCounter,
 }
 
 impl Metrics {
@@ -298,6 +304,18 @@ impl Metrics {
                 &["provider"],
             )?,
             model_loaded: IntGauge::new(MODEL_LOADED, "1 once the reward model is loaded and answered a warm-up run.")?,
+            reward_worker_up: IntGauge::new(
+                REWARD_WORKER_UP,
+                "1 while the scoring thread can score; 0 while it restarts after a panic (/ready answers 503 then).",
+            )?,
+            reward_worker_panics: IntCounter::new(
+                REWARD_WORKER_PANICS,
+                "Panics caught on the scoring thread (each failed one batch and restarted the reward model).",
+            )?,
+            reward_worker_restarts: IntCounter::new(
+                REWARD_WORKER_RESTARTS,
+                "Times the reward model was reopened and warmed up again after a panic.",
+            )?,
             registry,
         };
         m.register_all()?;
@@ -355,6 +373,9 @@ impl Metrics {
             Box::new(self.tokens.clone()),
             Box::new(self.execution_provider.clone()),
             Box::new(self.model_loaded.clone()),
+            Box::new(self.reward_worker_up.clone()),
+            Box::new(self.reward_worker_panics.clone()),
+            Box::new(self.reward_worker_restarts.clone()),
         ]
     }
 

@@ -5,6 +5,7 @@
 //! bounded channel. Dropping the `Scorer` closes the channel and joins the thread.
 
 mod batch;
+pub mod health;
 pub mod hub;
 mod model;
 pub mod prefix;
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 pub use batch::Batching;
+pub use health::Health;
 pub use model::ModelDir;
 pub use prefix::Calibration;
 pub use tokenize::{Encoded, Encoder};
@@ -54,6 +56,11 @@ pub trait Score: Send + Sync {
     /// How far apart partial scores must be to trust their order, when the model says.
     fn calibration(&self) -> Option<&Calibration> {
         None
+    }
+
+    /// Whether scoring works now (`/ready`): false while the scoring thread restarts, or once it is gone.
+    fn ready(&self) -> bool {
+        true
     }
 }
 
@@ -122,6 +129,7 @@ pub struct Scorer {
     max_tokens: usize,
     prefix_output: Option<String>,
     calibration: Option<Calibration>,
+    health: Arc<Health>,
 }
 
 impl Scorer {
@@ -134,22 +142,19 @@ impl Scorer {
             opts.dir.file_name().map_or_else(|| "reward-model".to_owned(), |n| n.to_string_lossy().into_owned())
         });
         let encoder = Encoder::new(files.tokenizer, files.template, max_tokens)?;
-        let opened = runtime::open(&files.onnx, opts.device, opts.threads, opts.arena)?;
-        let provider = opened.provider;
-        let mut graph =
-            worker::Graph::new(opened, opts.output.as_deref(), files.prefix_output.as_deref(), files.pad_id)?;
-
-        // Fail at start-up, not on the first request, if the graph cannot run.
-        let probe = ScoreInput {
-            conversation: Arc::from(vec![message("user", "ping")]),
-            tools: None,
-            response: message("assistant", "pong"),
+        let (onnx, device, threads, arena) = (files.onnx.clone(), opts.device, opts.threads, opts.arena);
+        let (output, prefix_output, pad_id) = (opts.output.clone(), files.prefix_output.clone(), files.pad_id);
+        // Opens the session; again on a restart (health.rs), on the device it first opened on.
+        let open = move |device| -> Result<(worker::Graph, &'static str), RewardError> {
+            let opened = runtime::open(&onnx, device, threads, arena)?;
+            let provider = opened.provider;
+            Ok((worker::Graph::new(opened, output.as_deref(), prefix_output.as_deref(), pad_id)?, provider))
         };
-        let probe = encoder.encode(&probe)?;
-        let warm = graph.run(&[&probe, &probe])?;
-        if warm.iter().any(|s| !s.whole.is_finite() || !s.prefix.is_finite()) {
-            return Err(RewardError::Load(format!("warm-up run gave non-finite scores {warm:?}")));
-        }
+        let (mut graph, provider) = open(device)?;
+        // Fail at start-up, not on the first request, if the graph cannot run.
+        worker::warm_up(&encoder, &mut graph)?;
+        let opened_on = if provider == "cuda" { Device::Cuda } else { Device::Cpu };
+        let reopen: worker::Reopen = Box::new(move || open(opened_on).map(|(g, _)| g));
         tracing::info!(
             model = %id, provider, arena = ?opts.arena, chat_template = encoder.has_template(),
             pad_id = ?files.pad_id, max_tokens, prefix_output = ?files.prefix_output,
@@ -160,9 +165,11 @@ impl Scorer {
 
         let (tx, rx) = mpsc::channel(1024);
         let batching = Batching { max_batch: opts.max_batch, max_padding: opts.max_padding };
+        let health = Health::new(metrics.clone());
+        let worker_health = health.clone();
         let thread = std::thread::Builder::new()
             .name("bon-reward".into())
-            .spawn(move || worker::run(rx, encoder, graph, batching, metrics))
+            .spawn(move || worker::run(rx, encoder, graph, batching, metrics, worker_health, reopen))
             .map_err(|e| RewardError::Load(format!("cannot start reward thread: {e}")))?;
         Ok(Self {
             tx: Some(tx),
@@ -172,6 +179,7 @@ impl Scorer {
             max_tokens,
             prefix_output: files.prefix_output,
             calibration: files.calibration,
+            health,
         })
     }
 
@@ -188,6 +196,11 @@ impl Scorer {
     /// Longest sequence scored (after clamping to the model's positions).
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
+    }
+
+    /// The scoring thread's health (and its test hooks).
+    pub fn health(&self) -> &Health {
+        &self.health
     }
 
     /// The graph output partial answers are scored with, when the model declares one.
@@ -225,6 +238,10 @@ impl Score for Scorer {
     fn calibration(&self) -> Option<&Calibration> {
         self.calibration.as_ref()
     }
+
+    fn ready(&self) -> bool {
+        self.health.is_up() && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
 }
 
 impl Drop for Scorer {
@@ -237,8 +254,4 @@ impl Drop for Scorer {
             tracing::error!("reward worker panicked");
         }
     }
-}
-
-fn message(role: &str, text: &str) -> Message {
-    Message { role: role.into(), content: Some(crate::openai::Content::Text(text.into())), extra: Default::default() }
 }

@@ -1,7 +1,12 @@
 //! The scoring thread: owns the tokenizer and the `ort::Session`, takes jobs over a channel (TEI's backend-thread
 //! pattern) and merges jobs waiting in the queue into one batched run, so concurrent requests share a run.
 
-use std::{borrow::Cow, sync::Arc, time::Instant};
+use std::{
+    borrow::Cow,
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use ort::{
     session::{RunOptions, Session, SessionInputValue},
@@ -12,10 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     RewardError, ScoreInput,
     batch::{self, Batching},
+    health::Health,
     runtime::Opened,
     tokenize::{Encoded, Encoder, pad},
 };
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, openai::Message};
 
 /// One request's candidates to score.
 pub struct Job {
@@ -178,8 +184,40 @@ fn run_err(e: ort::Error) -> RewardError {
     RewardError::Runtime(e.to_string())
 }
 
-/// The thread's loop: runs until every sender is gone.
-pub fn run(mut rx: mpsc::Receiver<Job>, encoder: Encoder, mut graph: Graph, batching: Batching, metrics: Arc<Metrics>) {
+/// Opens the graph again (what `Scorer::load` did), for a restart.
+pub type Reopen = Box<dyn FnMut() -> Result<Graph, RewardError> + Send>;
+
+/// One run of two short sequences, which must give finite scores: at load, and after every restart.
+pub fn warm_up(encoder: &Encoder, graph: &mut Graph) -> Result<(), RewardError> {
+    let text = |role: &str, t: &str| Message {
+        role: role.into(),
+        content: Some(crate::openai::Content::Text(t.into())),
+        extra: Default::default(),
+    };
+    let probe = ScoreInput {
+        conversation: Arc::from(vec![text("user", "ping")]),
+        tools: None,
+        response: text("assistant", "pong"),
+    };
+    let probe = encoder.encode(&probe)?;
+    let warm = graph.run(&[&probe, &probe])?;
+    if warm.iter().any(|s| !s.whole.is_finite() || !s.prefix.is_finite()) {
+        return Err(RewardError::Load(format!("warm-up run gave non-finite scores {warm:?}")));
+    }
+    Ok(())
+}
+
+/// The thread's loop: runs until every sender is gone. A panic while scoring a batch fails that batch's jobs (their
+/// reply channels are dropped) and restarts the graph (`health`).
+pub fn run(
+    mut rx: mpsc::Receiver<Job>,
+    encoder: Encoder,
+    mut graph: Graph,
+    batching: Batching,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    mut reopen: Reopen,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
         let mut rows = jobs[0].inputs.len();
@@ -198,9 +236,69 @@ pub fn run(mut rx: mpsc::Receiver<Job>, encoder: Encoder, mut graph: Graph, batc
         if jobs.is_empty() {
             continue;
         }
-        score_jobs(jobs, &encoder, &mut graph, batching, &metrics);
+        let scored = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if health.take_panic() {
+                // The test hook (`Health::panic_next_batch`): a panic as a bug would raise one.
+                #[expect(clippy::panic, reason = "the test hook stands for a bug")]
+                {
+                    panic!("test hook: the scoring thread panics");
+                }
+            }
+            score_jobs(jobs, &encoder, &mut graph, batching, &metrics);
+        }));
+        if scored.is_err() {
+            metrics.reward_worker_panics.inc();
+            health.set_up(false);
+            tracing::error!("the scoring thread panicked (its batch failed); restarting the reward model");
+            match restart(&mut rx, &mut reopen, &encoder, &health, &metrics) {
+                Some(g) => graph = g,
+                None => break,
+            }
+        }
     }
     tracing::debug!("reward worker stopped");
+}
+
+/// Reopens and warms up the graph until it works, with back-off; meanwhile every job that arrives is answered with an
+/// error at once. None: every sender is gone.
+fn restart(
+    rx: &mut mpsc::Receiver<Job>,
+    reopen: &mut Reopen,
+    encoder: &Encoder,
+    health: &Health,
+    metrics: &Metrics,
+) -> Option<Graph> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = if health.restart_fails() {
+            Err(RewardError::Load("test hook: the restart fails".into()))
+        } else {
+            reopen().and_then(|mut g| warm_up(encoder, &mut g).map(|()| g))
+        };
+        match attempt {
+            Ok(graph) => {
+                metrics.reward_worker_restarts.inc();
+                health.set_up(true);
+                tracing::info!("reward model restarted");
+                return Some(graph);
+            }
+            Err(e) => tracing::warn!(error = %e, retry_in = ?backoff, "reward model restart failed"),
+        }
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            loop {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        let _ = job.reply.send(Err(RewardError::Runtime("the reward model is restarting".into())));
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, batching: Batching, metrics: &Metrics) {

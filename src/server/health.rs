@@ -19,8 +19,8 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /ready`: 200 when the reward model is loaded, at least one upstream gets traffic and the server is not
-/// draining; otherwise 503 saying which. Lists every upstream's state (upstreams not probed yet are probed first;
+/// `GET /ready`: 200 when the reward model is loaded and its scoring thread is up (not restarting after a panic), at
+/// least one upstream gets traffic and the server is not draining; otherwise 503 saying which. Lists every upstream's state (upstreams not probed yet are probed first;
 /// any HTTP answer below 500 counts as up).
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.shutdown.is_cancelled() {
@@ -29,10 +29,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let loaded = state.metrics.model_loaded.get() == 1;
     let upstreams = state.upstream.status().await;
     let up = upstreams.iter().any(|u| u.state != Health::Down);
-    let (status, word) = match (loaded, up) {
-        (true, true) => (StatusCode::OK, "ready"),
-        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
-        (true, false) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_down"),
+    let (status, word) = match (loaded, state.scorer.ready(), up) {
+        (true, true, true) => (StatusCode::OK, "ready"),
+        (false, _, _) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
+        (true, false, _) => (StatusCode::SERVICE_UNAVAILABLE, "reward_model_down"),
+        (true, true, false) => (StatusCode::SERVICE_UNAVAILABLE, "upstream_down"),
     };
     let body = json!({"status": word, "reward_model": state.reward_model_id, "upstreams": upstreams});
     (status, Json(body)).into_response()
