@@ -14,6 +14,9 @@ pub const CANDIDATES: &str = "bon_candidates_total";
 pub const CANDIDATE_DURATION: &str = "bon_candidate_duration_seconds";
 pub const N_USED: &str = "bon_n";
 pub const REWARD_DURATION: &str = "bon_reward_duration_seconds";
+pub const REWARD_QUEUE: &str = "bon_reward_queue_seconds";
+pub const REWARD_TOKENIZE: &str = "bon_reward_tokenize_seconds";
+pub const REWARD_INFERENCE: &str = "bon_reward_inference_seconds";
 pub const REWARD_BATCH: &str = "bon_reward_batch_size";
 pub const REWARD_PADDING: &str = "bon_reward_padding_ratio";
 pub const REWARD_ERRORS: &str = "bon_reward_errors_total";
@@ -86,6 +89,9 @@ pub struct Metrics {
     pub candidate_duration: HistogramVec,
     pub n_used: Histogram,
     pub reward_duration: Histogram,
+    pub reward_queue: Histogram,
+    pub reward_tokenize: Histogram,
+    pub reward_inference: Histogram,
     pub reward_batch: Histogram,
     pub reward_padding: Histogram,
     pub reward_errors: IntCounter,
@@ -160,7 +166,22 @@ impl Metrics {
                 &["outcome"],
             )?,
             n_used: hist(N_USED, "N (candidates generated) per Best-of-N request.", &N_BUCKETS)?,
-            reward_duration: hist(REWARD_DURATION, "Reward model time per batch (encode + run).", &REWARD_BUCKETS)?,
+            reward_duration: hist(
+                REWARD_DURATION,
+                "Reward model time per scoring call, submitted to answered (tokenize + queue + inference).",
+                &REWARD_BUCKETS,
+            )?,
+            reward_queue: hist(
+                REWARD_QUEUE,
+                "Time a tokenized scoring call waited for the scoring thread.",
+                &REWARD_BUCKETS,
+            )?,
+            reward_tokenize: hist(
+                REWARD_TOKENIZE,
+                "Time to render and tokenize one scoring call (tokenizer threads).",
+                &REWARD_BUCKETS,
+            )?,
+            reward_inference: hist(REWARD_INFERENCE, "Time of one ONNX Runtime run (one batch).", &REWARD_BUCKETS)?,
             reward_batch: hist(REWARD_BATCH, "Sequences per reward model run.", &BATCH_BUCKETS)?,
             reward_padding: hist(
                 REWARD_PADDING,
@@ -332,6 +353,9 @@ impl Metrics {
             Box::new(self.candidate_duration.clone()),
             Box::new(self.n_used.clone()),
             Box::new(self.reward_duration.clone()),
+            Box::new(self.reward_queue.clone()),
+            Box::new(self.reward_tokenize.clone()),
+            Box::new(self.reward_inference.clone()),
             Box::new(self.reward_batch.clone()),
             Box::new(self.reward_padding.clone()),
             Box::new(self.reward_errors.clone()),

@@ -84,8 +84,10 @@ impl AppState {
             max_tokens: config.reward_max_tokens,
             max_batch: config.reward_max_batch,
             max_padding: config.reward_max_padding,
+            max_batch_tokens: config.reward_max_batch_tokens,
             output: config.reward_output.clone(),
             threads: config.reward_threads,
+            tokenizer_threads: config.reward_tokenizer_threads,
             arena: config.reward_arena,
         };
         let scorer = Arc::new(Scorer::load(&opts, metrics.clone())?);

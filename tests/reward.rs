@@ -89,6 +89,32 @@ async fn scores_match_transformers_in_one_padded_batch_bucketed_or_not() {
     }
 }
 
+/// A token budget so small that every sequence runs alone (`--reward-max-batch-tokens 1`), or one that splits the
+/// call in a few runs: the same scores, each on its own candidate; and the runs were that small.
+#[tokio::test]
+async fn scores_are_the_same_under_any_token_budget() {
+    for model in MODELS {
+        for budget in [1, 64] {
+            let metrics = Arc::new(Metrics::new().unwrap());
+            let cases: Vec<Value> = reference(model).into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
+            let opts =
+                RewardOptions { device: Device::Cpu, max_batch_tokens: budget, ..RewardOptions::new(fixture(model)) };
+            let s = Scorer::load(&opts, metrics.clone()).unwrap();
+            let got = s.score(cases.iter().map(input).collect()).await.unwrap();
+            for (case, g) in cases.iter().zip(got) {
+                let want = case["score"].as_f64().unwrap() as f32;
+                assert!((g - want).abs() < TOLERANCE, "{model}/{} at {budget}: {g} vs {want}", case["name"]);
+            }
+            if budget == 1 {
+                assert_eq!(metrics.reward_batch.get_sample_sum(), metrics.reward_batch.get_sample_count() as f64);
+            }
+            // The stages were timed: one tokenization and one queue wait for the call, a run per batch.
+            assert_eq!((metrics.reward_tokenize.get_sample_count(), metrics.reward_queue.get_sample_count()), (1, 1));
+            assert_eq!(metrics.reward_inference.get_sample_count(), metrics.reward_batch.get_sample_count());
+        }
+    }
+}
+
 /// Every `--reward-arena` mode scores the same, call after call (the mode only changes what happens to memory
 /// between runs).
 #[tokio::test]

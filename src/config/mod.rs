@@ -150,10 +150,20 @@ pub struct Config {
     #[arg(long, env = "BON_REWARD_MAX_PADDING", value_name = "SHARE", default_value_t = crate::reward::DEFAULT_MAX_PADDING)]
     pub reward_max_padding: f64,
 
+    /// Most tokens one ONNX Runtime run computes, padding included (rows × longest sequence); a longer sequence
+    /// runs alone. Caps the memory and the stall of one run (TEI's max-batch-tokens).
+    #[arg(long, env = "BON_REWARD_MAX_BATCH_TOKENS", value_name = "TOKENS", default_value_t = crate::reward::DEFAULT_MAX_BATCH_TOKENS)]
+    pub reward_max_batch_tokens: usize,
+
     /// ONNX Runtime intra-op threads for the reward model (default: ONNX Runtime's, one per physical core). Leave
     /// cores to an upstream on the same machine.
     #[arg(long, env = "BON_REWARD_THREADS", value_name = "N")]
     pub reward_threads: Option<usize>,
+
+    /// Threads that render and tokenize scoring calls, off the thread that runs the graphs (default: half the
+    /// cores, 1 to 4).
+    #[arg(long, env = "BON_REWARD_TOKENIZER_THREADS", value_name = "N")]
+    pub reward_tokenizer_threads: Option<usize>,
 
     /// ONNX Runtime's CPU memory arena: keep (peak memory stays), shrink (returned after each run) or off.
     #[arg(long, env = "BON_REWARD_ARENA", value_enum, default_value_t = Arena::Shrink)]

@@ -83,8 +83,10 @@ impl Config {
             ("max-inflight", self.max_inflight),
             ("reward-max-tokens", self.reward_max_tokens),
             ("reward-max-batch", self.reward_max_batch),
+            ("reward-max-batch-tokens", self.reward_max_batch_tokens),
             ("max-body-bytes", self.max_body_bytes),
             ("reward-threads", self.reward_threads.unwrap_or(1)),
+            ("reward-tokenizer-threads", self.reward_tokenizer_threads.unwrap_or(1)),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));

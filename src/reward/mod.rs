@@ -1,10 +1,12 @@
 //! Reward model scoring through ONNX Runtime.
 //!
 //! `Scorer::load` reads a model directory, opens the ONNX session on the requested device, checks the graph and
-//! makes one warm-up run; then a dedicated OS thread owns tokenizer + session and serves `score` calls sent over a
-//! bounded channel. Dropping the `Scorer` closes the channel and joins the thread.
+//! makes one warm-up run; then `score` calls go over a bounded channel to a small pool of tokenizer threads
+//! (`encoding`), which hand them encoded to one dedicated OS thread that owns the session and only runs graphs
+//! (`worker`; TEI's router/backend split). Dropping the `Scorer` closes the channel and joins the threads.
 
 mod batch;
+mod encoding;
 pub mod health;
 pub mod hub;
 mod model;
@@ -92,9 +94,13 @@ pub struct RewardOptions {
     pub max_batch: usize,
     /// Largest share of padding in one batched run (length bucketing; `1.0` merges everything queued).
     pub max_padding: f64,
+    /// Most tokens (rows × longest) in one run.
+    pub max_batch_tokens: usize,
     pub output: Option<String>,
     /// ONNX Runtime intra-op threads (None: ONNX Runtime's default, one per physical core).
     pub threads: Option<usize>,
+    /// Tokenizer threads (None: `default_tokenizer_threads`).
+    pub tokenizer_threads: Option<usize>,
     /// What happens to the memory a run needed.
     pub arena: Arena,
 }
@@ -110,8 +116,10 @@ impl RewardOptions {
             max_tokens: 4096,
             max_batch: 64,
             max_padding: DEFAULT_MAX_PADDING,
+            max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
             output: None,
             threads: None,
+            tokenizer_threads: None,
             arena: Arena::Shrink,
         }
     }
@@ -120,10 +128,19 @@ impl RewardOptions {
 /// Default largest padding share of one batched run (`--reward-max-padding`).
 pub const DEFAULT_MAX_PADDING: f64 = 0.2;
 
-/// Handle to the scoring thread.
+/// Default most tokens in one run (`--reward-max-batch-tokens`): TEI's default.
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 16_384;
+
+/// Tokenizer threads by default: half the cores, 1 to 4 (the other half runs the graphs).
+pub fn default_tokenizer_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4))
+}
+
+/// Handle to the scoring threads.
 pub struct Scorer {
-    tx: Option<mpsc::Sender<worker::Job>>,
+    tx: Option<mpsc::Sender<encoding::Job>>,
     thread: Option<JoinHandle<()>>,
+    tokenizers: Vec<JoinHandle<()>>,
     id: String,
     provider: &'static str,
     max_tokens: usize,
@@ -163,17 +180,26 @@ impl Scorer {
         metrics.execution_provider.with_label_values(&[provider]).set(1);
         metrics.model_loaded.set(1);
 
+        let encoder = Arc::new(encoder);
         let (tx, rx) = mpsc::channel(1024);
-        let batching = Batching { max_batch: opts.max_batch, max_padding: opts.max_padding };
+        let (ready_tx, ready_rx) = mpsc::channel(1024);
+        let batching =
+            Batching { max_batch: opts.max_batch, max_padding: opts.max_padding, max_tokens: opts.max_batch_tokens };
         let health = Health::new(metrics.clone());
         let worker_health = health.clone();
         let thread = std::thread::Builder::new()
             .name("bon-reward".into())
-            .spawn(move || worker::run(rx, encoder, graph, batching, metrics, worker_health, reopen))
+            .spawn({
+                let (encoder, metrics) = (encoder.clone(), metrics.clone());
+                move || worker::run(ready_rx, encoder, graph, batching, metrics, worker_health, reopen)
+            })
             .map_err(|e| RewardError::Load(format!("cannot start reward thread: {e}")))?;
+        let threads = opts.tokenizer_threads.unwrap_or_else(default_tokenizer_threads);
+        let tokenizers = encoding::start(threads, rx, encoder, ready_tx, metrics)?;
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),
+            tokenizers,
             id,
             provider,
             max_tokens,
@@ -216,9 +242,14 @@ impl Scorer {
             }
             let tx = self.tx.as_ref().ok_or(RewardError::WorkerGone)?;
             let (reply, rx) = oneshot::channel();
-            tx.send(worker::Job { inputs, partial, span: tracing::Span::current(), reply })
-                .await
-                .map_err(|_| RewardError::WorkerGone)?;
+            let job = encoding::Job {
+                inputs,
+                partial,
+                span: tracing::Span::current(),
+                submitted: std::time::Instant::now(),
+                reply,
+            };
+            tx.send(job).await.map_err(|_| RewardError::WorkerGone)?;
             rx.await.map_err(|_| RewardError::WorkerGone)?
         }
         .instrument(span)
@@ -240,14 +271,21 @@ impl Score for Scorer {
     }
 
     fn ready(&self) -> bool {
-        self.health.is_up() && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        self.health.is_up()
+            && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+            && self.tokenizers.iter().any(|t| !t.is_finished())
     }
 }
 
 impl Drop for Scorer {
     fn drop(&mut self) {
-        // Closing the channel ends the worker's loop; then wait for it.
+        // Closing the channel ends the tokenizer threads, whose end closes the scoring thread's; wait for them all.
         self.tx.take();
+        for t in self.tokenizers.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a tokenizer thread panicked");
+            }
+        }
         if let Some(t) = self.thread.take()
             && t.join().is_err()
         {

@@ -6,6 +6,7 @@
 //! reward models were trained. Either way sequences over the limit lose tokens from the left, so the end of the
 //! response (what the reward model judges last) survives.
 
+use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::{RewardError, ScoreInput, template::ChatTemplate};
@@ -49,11 +50,28 @@ impl Encoder {
 
     /// The text the chat template renders for `input` (None without a template).
     pub fn render(&self, input: &ScoreInput) -> Result<Option<String>, RewardError> {
+        self.render_with(input, None)
+    }
+
+    /// `render`, with `input.conversation` already serialised to JSON (`conversation`), as the tokenization stage
+    /// passes it: once per call, not once per candidate.
+    pub fn render_with(
+        &self,
+        input: &ScoreInput,
+        conversation: Option<&[Value]>,
+    ) -> Result<Option<String>, RewardError> {
         let Some(template) = &self.template else { return Ok(None) };
+        let json = |m: &crate::openai::Message| serde_json::to_value(m).map_err(|e| RewardError::Input(e.to_string()));
         let mut messages = Vec::with_capacity(input.conversation.len() + 1);
-        for m in input.conversation.iter().chain(std::iter::once(&input.response)) {
-            messages.push(serde_json::to_value(m).map_err(|e| RewardError::Input(e.to_string()))?);
+        match conversation {
+            Some(history) => messages.extend_from_slice(history),
+            None => {
+                for m in input.conversation.iter() {
+                    messages.push(json(m)?);
+                }
+            }
         }
+        messages.push(json(&input.response)?);
         let rendered = template
             .render(&messages, input.tools.as_deref())
             .map_err(|e| RewardError::Input(format!("chat template: {e}")))?;
@@ -62,8 +80,13 @@ impl Encoder {
 
     /// Encodes one scored conversation.
     pub fn encode(&self, input: &ScoreInput) -> Result<Encoded, RewardError> {
+        self.encode_with(input, None)
+    }
+
+    /// `encode`, with the conversation already serialised (see `render_with`).
+    pub fn encode_with(&self, input: &ScoreInput, conversation: Option<&[Value]>) -> Result<Encoded, RewardError> {
         let tok_err = |e: tokenizers::Error| RewardError::Input(format!("tokenizer: {e}"));
-        let encoding = match self.render(input)? {
+        let encoding = match self.render_with(input, conversation)? {
             Some(text) => self.tokenizer.encode(text, false).map_err(tok_err)?,
             None => {
                 let prompt =

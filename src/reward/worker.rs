@@ -23,12 +23,15 @@ use super::{
 };
 use crate::{metrics::Metrics, openai::Message};
 
-/// One request's candidates to score.
-pub struct Job {
-    pub inputs: Vec<ScoreInput>,
+/// One scoring call, encoded by the tokenization stage (`encoding`).
+pub struct Ready {
+    pub seqs: Vec<Encoded>,
     /// Partial answers (a pruning round): read the prefix output, when the graph has one.
     pub partial: bool,
     pub span: tracing::Span,
+    pub submitted: Instant,
+    /// When encoding finished: the queue wait runs from here.
+    pub ready_at: Instant,
     pub reply: oneshot::Sender<Result<Vec<f32>, RewardError>>,
 }
 
@@ -210,8 +213,8 @@ pub fn warm_up(encoder: &Encoder, graph: &mut Graph) -> Result<(), RewardError> 
 /// The thread's loop: runs until every sender is gone. A panic while scoring a batch fails that batch's jobs (their
 /// reply channels are dropped) and restarts the graph (`health`).
 pub fn run(
-    mut rx: mpsc::Receiver<Job>,
-    encoder: Encoder,
+    mut rx: mpsc::Receiver<Ready>,
+    encoder: Arc<Encoder>,
     mut graph: Graph,
     batching: Batching,
     metrics: Arc<Metrics>,
@@ -220,12 +223,12 @@ pub fn run(
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut jobs = vec![first];
-        let mut rows = jobs[0].inputs.len();
+        let mut rows = jobs[0].seqs.len();
         // Merge what is already waiting, up to the batch bound.
         while rows < batching.max_batch {
             match rx.try_recv() {
                 Ok(job) => {
-                    rows += job.inputs.len();
+                    rows += job.seqs.len();
                     jobs.push(job);
                 }
                 Err(_) => break,
@@ -244,7 +247,7 @@ pub fn run(
                     panic!("test hook: the scoring thread panics");
                 }
             }
-            score_jobs(jobs, &encoder, &mut graph, batching, &metrics);
+            score_jobs(jobs, &mut graph, batching, &metrics);
         }));
         if scored.is_err() {
             metrics.reward_worker_panics.inc();
@@ -262,7 +265,7 @@ pub fn run(
 /// Reopens and warms up the graph until it works, with back-off; meanwhile every job that arrives is answered with an
 /// error at once. None: every sender is gone.
 fn restart(
-    rx: &mut mpsc::Receiver<Job>,
+    rx: &mut mpsc::Receiver<Ready>,
     reopen: &mut Reopen,
     encoder: &Encoder,
     health: &Health,
@@ -301,48 +304,44 @@ fn restart(
     }
 }
 
-fn score_jobs(jobs: Vec<Job>, encoder: &Encoder, graph: &mut Graph, batching: Batching, metrics: &Metrics) {
-    let started = Instant::now();
-    // Encode per job: one bad input fails its own job, not its neighbours in the batch.
-    let mut ready: Vec<(Job, Vec<Encoded>)> = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let _enter = job.span.clone().entered();
-        match job.inputs.iter().map(|i| encoder.encode(i)).collect::<Result<Vec<_>, _>>() {
-            Ok(seqs) => ready.push((job, seqs)),
-            Err(e) => {
-                metrics.reward_errors.inc();
-                let _ = job.reply.send(Err(e));
-            }
-        }
+fn score_jobs(jobs: Vec<Ready>, graph: &mut Graph, batching: Batching, metrics: &Metrics) {
+    let now = Instant::now();
+    for job in &jobs {
+        metrics.reward_queue.observe(now.duration_since(job.ready_at).as_secs_f64());
     }
-    let all: Vec<&Encoded> = ready.iter().flat_map(|(_, seqs)| seqs.iter()).collect();
+    let reply = |job: Ready, result: Result<Vec<f32>, RewardError>| {
+        let seconds = job.submitted.elapsed().as_secs_f64();
+        metrics.reward_duration.observe(seconds);
+        job.span.in_scope(|| tracing::debug!(seconds, ok = result.is_ok(), "scored"));
+        let _ = job.reply.send(result);
+    };
+    let all: Vec<&Encoded> = jobs.iter().flat_map(|job| job.seqs.iter()).collect();
     let merged = run_buckets(graph, &all, batching, metrics);
-    metrics.reward_duration.observe(started.elapsed().as_secs_f64());
     match merged {
         Ok(scores) => {
             let mut at = 0;
-            for (job, seqs) in ready {
-                let picked = scores[at..at + seqs.len()].iter().map(|s| s.pick(job.partial)).collect();
-                let _ = job.reply.send(Ok(picked));
-                at += seqs.len();
+            for job in jobs {
+                let picked = scores[at..at + job.seqs.len()].iter().map(|s| s.pick(job.partial)).collect();
+                at += job.seqs.len();
+                reply(job, Ok(picked));
             }
         }
         // A merged run failed: run each job alone so that one job's bad input does not fail the others.
-        Err(e) if ready.len() > 1 => {
-            tracing::warn!(error = %e, jobs = ready.len(), "merged reward run failed; retrying jobs one by one");
-            for (job, seqs) in ready {
-                let result = run_buckets(graph, &seqs.iter().collect::<Vec<_>>(), batching, metrics)
+        Err(e) if jobs.len() > 1 => {
+            tracing::warn!(error = %e, jobs = jobs.len(), "merged reward run failed; retrying jobs one by one");
+            for job in jobs {
+                let result = run_buckets(graph, &job.seqs.iter().collect::<Vec<_>>(), batching, metrics)
                     .map(|scores| scores.iter().map(|s| s.pick(job.partial)).collect());
                 if result.is_err() {
                     metrics.reward_errors.inc();
                 }
-                let _ = job.reply.send(result);
+                reply(job, result);
             }
         }
         Err(e) => {
             metrics.reward_errors.inc();
-            for (job, _) in ready {
-                let _ = job.reply.send(Err(e.clone()));
+            for job in jobs {
+                reply(job, Err(e.clone()));
             }
         }
     }
@@ -357,13 +356,16 @@ fn run_buckets(
 ) -> Result<Vec<Scored>, RewardError> {
     let lengths: Vec<usize> = seqs.iter().map(|s| s.ids.len()).collect();
     let mut scores = vec![Scored { whole: 0.0, prefix: 0.0 }; seqs.len()];
-    for run in batch::plan(&lengths, batching.max_batch, batching.max_padding) {
+    for run in batch::plan(&lengths, batching) {
         let chunk: Vec<&Encoded> = run.iter().map(|&i| seqs[i]).collect();
         let width = run.iter().map(|&i| lengths[i]).max().unwrap_or(0);
         let real: usize = run.iter().map(|&i| lengths[i]).sum();
         metrics.reward_batch.observe(run.len() as f64);
         metrics.reward_padding.observe(batch::padding_share(real, width * run.len()));
-        for (&i, score) in run.iter().zip(graph.run(&chunk)?) {
+        let started = Instant::now();
+        let run_scores = graph.run(&chunk)?;
+        metrics.reward_inference.observe(started.elapsed().as_secs_f64());
+        for (&i, score) in run.iter().zip(run_scores) {
             scores[i] = score;
         }
     }
