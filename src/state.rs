@@ -165,6 +165,7 @@ fn pool_options(config: &Config) -> PoolOptions {
             max: config.upstream_backoff_max.max(config.upstream_backoff),
         },
         probe_interval: config.upstream_probe_interval,
+        probe_timeout: config.upstream_probe_timeout,
         deadline: Some(config.candidate_timeout),
     }
 }

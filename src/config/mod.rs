@@ -105,6 +105,11 @@ pub struct Config {
     #[arg(long, env = "BON_UPSTREAM_PROBE_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
     pub upstream_probe_interval: Duration,
 
+    /// How long a probe may take. A probe that times out while the upstream is busy (requests in flight, or one
+    /// answered within the probe interval) does not mark it down.
+    #[arg(long, env = "BON_UPSTREAM_PROBE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub upstream_probe_timeout: Duration,
+
     /// Bearer token sent to the upstream. Without it, no Authorization header is sent upstream.
     #[arg(long, env = "BON_UPSTREAM_API_KEY", hide_env_values = true)]
     pub upstream_api_key: Option<String>,

@@ -75,6 +75,9 @@ impl Config {
         if self.sse_keepalive.is_zero() {
             return Err(ConfigError::ZeroDuration("sse-keepalive"));
         }
+        if self.upstream_probe_timeout.is_zero() {
+            return Err(ConfigError::ZeroDuration("upstream-probe-timeout"));
+        }
         if self.candidate_timeout >= self.request_timeout {
             return Err(ConfigError::Timeouts { candidate: self.candidate_timeout, request: self.request_timeout });
         }

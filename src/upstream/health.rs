@@ -1,5 +1,5 @@
 //! One upstream's health as the pool sees it: up until a transient failure, then down with exponential back-off
-//! until a probe (`GET /v1/models`) answers.
+//! until a probe (`GET /v1/models`) or a request answers.
 
 use std::time::Duration;
 
@@ -43,11 +43,20 @@ pub struct Health {
     pub last_probe: Instant,
     /// Why it was last marked down (an `UpstreamError` text, never a URL).
     pub last_error: Option<String>,
+    /// When it last answered a request.
+    pub last_success: Option<Instant>,
 }
 
 impl Health {
     pub fn new(now: Instant) -> Self {
-        Self { state: State::Unknown, failures: 0, retry_at: now, last_probe: now, last_error: None }
+        Self {
+            state: State::Unknown,
+            failures: 0,
+            retry_at: now,
+            last_probe: now,
+            last_error: None,
+            last_success: None,
+        }
     }
 
     /// Gets traffic.

@@ -29,8 +29,6 @@ use crate::{metrics::Metrics, openai::ChatCompletion};
 
 /// How often the prober looks for upstreams due a probe.
 const PROBE_TICK: Duration = Duration::from_millis(250);
-/// How long a probe may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The pool's settings (from `Config`).
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +37,9 @@ pub struct PoolOptions {
     pub backoff: Backoff,
     /// Healthy upstreams are probed this often too, so that `/ready` notices one that died while idle.
     pub probe_interval: Duration,
+    /// How long a probe may take (`--upstream-probe-timeout`). A probe that times out while the upstream has
+    /// requests in flight, or answered one within the probe interval, does not mark it down: it is busy, not dead.
+    pub probe_timeout: Duration,
     /// Deadline of one request, failover included (`--candidate-timeout`); None: none.
     pub deadline: Option<Duration>,
 }
@@ -48,6 +49,7 @@ impl Default for PoolOptions {
         Self {
             backoff: Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) },
             probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(10),
             deadline: None,
         }
     }
@@ -83,7 +85,8 @@ impl Member {
         }
     }
 
-    /// Counts one finished request; a transient failure marks the upstream down.
+    /// Counts one finished request; a transient failure marks the upstream down, an answer marks it up (the best
+    /// proof of health there is).
     fn record<T>(&self, result: &Result<T, UpstreamError>, latency: Duration, backoff: Backoff) {
         let outcome = match result {
             Ok(_) => "ok",
@@ -91,11 +94,25 @@ impl Member {
         };
         self.metrics.upstream_requests.with_label_values(&[&self.name, outcome]).inc();
         self.metrics.upstream_duration.with_label_values(&[&self.name]).observe(latency.as_secs_f64());
-        if let Err(e) = result
-            && e.is_transient()
-        {
-            self.fail(backoff, e);
+        match result {
+            Ok(_) => {
+                let was_up = {
+                    let mut h = self.health();
+                    h.last_success = Some(Instant::now());
+                    h.state == State::Up
+                };
+                if !was_up {
+                    self.recover();
+                }
+            }
+            Err(e) if e.is_transient() => self.fail(backoff, e),
+            Err(_) => {}
         }
+    }
+
+    /// Requests in flight now, or one answered within `window`: alive, whatever a probe says.
+    fn busy(&self, window: Duration) -> bool {
+        self.inflight.load(Ordering::Relaxed) > 0 || self.health().last_success.is_some_and(|t| t.elapsed() < window)
     }
 }
 
@@ -248,12 +265,17 @@ impl Pool {
     /// Probes `member` and records what it said.
     async fn probe(&self, member: &Member) -> Result<(), UpstreamError> {
         member.health().last_probe = Instant::now();
-        let result = match tokio::time::timeout(PROBE_TIMEOUT, member.upstream.probe()).await {
+        let timeout = self.opts.probe_timeout;
+        let result = match tokio::time::timeout(timeout, member.upstream.probe()).await {
             Ok(r) => r,
-            Err(_) => Err(UpstreamError::Timeout(PROBE_TIMEOUT)),
+            Err(_) => Err(UpstreamError::Timeout(timeout)),
         };
         match &result {
             Ok(()) => member.recover(),
+            // A busy upstream (llama-server with every slot taken) answers `/v1/models` late, or not in time.
+            Err(UpstreamError::Timeout(_)) if member.busy(self.opts.probe_interval) => {
+                tracing::debug!(upstream = %member.name, "probe timed out while the upstream is busy; kept");
+            }
             Err(e) => member.fail(self.opts.backoff, e),
         }
         result

@@ -24,6 +24,8 @@ struct Fake {
     now: AtomicUsize,
     probes: AtomicUsize,
     probe_ok: AtomicBool,
+    /// `/v1/models` takes this long (a busy llama-server answers it late).
+    probe_delay: Mutex<Duration>,
 }
 
 impl Fake {
@@ -35,6 +37,7 @@ impl Fake {
             now: AtomicUsize::new(0),
             probes: AtomicUsize::new(0),
             probe_ok: AtomicBool::new(true),
+            probe_delay: Mutex::new(Duration::ZERO),
         })
     }
     fn set(&self, does: Does) {
@@ -86,6 +89,8 @@ impl Upstream for Fake {
     fn models(&self, _: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
         async move {
             self.probes.fetch_add(1, Ordering::SeqCst);
+            let delay = *self.probe_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
             if self.probe_ok.load(Ordering::SeqCst) {
                 Ok(json!({"data": []}))
             } else {
@@ -190,8 +195,10 @@ async fn with_every_upstream_down_requests_still_go_out() {
         served += usize::from(pool.chat(body(seed), None).await.is_ok());
     }
     assert!(served >= 1, "a pool with every member down still sends requests");
+    // The one that answered is up again (an answer is proof of health); the other stays down, saying why.
     let status = pool.status().await;
-    assert!(status.iter().all(|s| s.state == State::Down && s.error.as_deref().is_some_and(|e| e.contains("502"))));
+    assert_eq!((status[0].state, status[1].state), (State::Down, State::Up));
+    assert!(status[0].error.as_deref().is_some_and(|e| e.contains("502")), "{:?}", status[0].error);
 }
 
 #[tokio::test(start_paused = true)]
@@ -215,6 +222,34 @@ async fn one_upstream_behaves_as_itself() {
     assert!(pool.chat(body(2), None).await.is_ok());
     assert_eq!(fakes[0].seeds(), [1, 2]);
     assert_eq!(pool.shares(4), [4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_upstream_is_not_taken_for_a_dead_one() {
+    // Its completions take 300 ms, its `/v1/models` 20 s while busy: longer than the 10 s probe timeout.
+    let fakes = [Fake::new(Does::Answer)];
+    let (pool, metrics) = pool(&fakes, None);
+    *fakes[0].probe_delay.lock().unwrap() = Duration::from_secs(20);
+    // Unknown at first; an answered request is proof of health.
+    assert!(pool.chat(body(1), None).await.is_ok());
+    assert_eq!(pool.status().await[0].state, State::Up, "a request answered: up, without a probe");
+    // A probe times out while a request is in flight: still up.
+    fakes[0].set(Does::Hang);
+    let mut request = Box::pin(pool.chat(body(2), None));
+    let _ = tokio::time::timeout(Duration::from_millis(10), &mut request).await;
+    let member = pool.members[0].clone();
+    assert!(pool.probe(&member).await.is_err());
+    assert_eq!(pool.status().await[0].state, State::Up, "busy, not dead");
+    assert!(metrics.render().unwrap().contains("bon_upstream_up{upstream=\"0\"} 1"));
+    drop(request);
+    // Idle, with no answer for longer than the probe interval: a probe that times out now marks it down.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(pool.probe(&member).await.is_err());
+    assert_eq!(pool.status().await[0].state, State::Down);
+    // And an answered request brings it back at once.
+    fakes[0].set(Does::Answer);
+    assert!(pool.chat(body(3), None).await.is_ok());
+    assert_eq!(pool.status().await[0].state, State::Up);
 }
 
 #[test]
