@@ -14,7 +14,6 @@ pub mod openai;
 pub mod reward;
 pub mod select;
 pub mod server;
-pub mod shared_cache;
 pub mod state;
 pub mod upstream;
 

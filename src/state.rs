@@ -8,11 +8,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     bon::Outcome,
     cache::ResultCache,
+    cache::SharedCache,
     config::Config,
     keys::Keys,
     metrics::Metrics,
     reward::{RewardError, RewardOptions, Score, Scorer, hub::HubOptions, source},
-    shared_cache::SharedCache,
     upstream::{Client, Pool, PoolOptions, Upstream, UpstreamError, health::Backoff},
 };
 
@@ -59,7 +59,7 @@ pub enum StartError {
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
-    SharedCache(#[from] crate::shared_cache::SharedCacheError),
+    SharedCache(#[from] crate::cache::SharedCacheError),
 }
 
 impl AppState {

@@ -29,11 +29,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    cache::Weigh,
+    cache::{Shared, Weigh},
     error::ApiError,
     openai::{ChatCompletion, Message, Usage},
     select::{Select, Selection, Strategy},
-    shared_cache::Shared,
     upstream::UpstreamError,
 };
 

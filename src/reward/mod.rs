@@ -28,13 +28,10 @@ pub use batch::Batching;
 pub use health::Health;
 pub use model::ModelDir;
 pub use prefix::Calibration;
+pub use runtime::{Arena, Device};
 pub use tokenize::{Encoded, Encoder};
 
-use crate::{
-    config::{Arena, Device},
-    metrics::Metrics,
-    openai::Message,
-};
+use crate::{metrics::Metrics, openai::Message};
 
 /// What a scored conversation is made of: the client's messages, the tools it offered, and one candidate.
 #[derive(Clone, Debug)]

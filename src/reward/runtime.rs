@@ -15,8 +15,31 @@ use ort::{
     session::{RunOptions, Session, builder::GraphOptimizationLevel},
 };
 
+use clap::ValueEnum;
+
 use super::RewardError;
-use crate::config::{Arena, Device};
+
+/// Where the reward model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Device {
+    /// Try the CUDA execution provider, fall back to the CPU (the log and `bon_execution_provider` say which).
+    Auto,
+    /// CPU only.
+    Cpu,
+    /// CUDA only; failing to get it is a start-up error.
+    Cuda,
+}
+
+/// What ONNX Runtime does with the memory a reward model run needed (its CPU arena).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Arena {
+    /// Keep it: the fastest, but the process keeps the peak of the longest batch ever scored.
+    Keep,
+    /// Give back what a run grew the CPU arena by, after every run (a CUDA arena is left as it is).
+    Shrink,
+    /// No arena: every tensor is allocated and freed by the system allocator.
+    Off,
+}
 
 /// The ONNX Runtime shared library this build is made for (ort rc.15, API 31).
 pub const ORT_LIB: &str = "libonnxruntime.so.1.31.1";

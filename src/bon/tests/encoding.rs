@@ -8,7 +8,7 @@ use super::*;
 
 #[tokio::test]
 async fn an_outcome_survives_the_shared_cache_encoding_and_foreign_values_do_not_decode() {
-    use crate::shared_cache::Shared;
+    use crate::cache::Shared;
     let up = upstream(0, vec![Act::Say("a!"), Act::Fail(UpstreamError::Transport("reset".into())), Act::Say("c")]);
     let out = Arc::new(go(&up, &scorer(false), &plan(3, 0), LIMIT, &Metrics::new().unwrap()).await.unwrap());
     let back = <Arc<Outcome>>::decode(&out.encode().unwrap()).unwrap();

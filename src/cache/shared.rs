@@ -20,7 +20,8 @@ use std::{
 
 use redis::{AsyncCommands, aio::ConnectionManager};
 
-use crate::{cache::CacheKey, metrics::Metrics};
+use super::CacheKey;
+use crate::metrics::Metrics;
 
 /// After a failed operation, how long Redis is skipped.
 const PAUSE: Duration = Duration::from_secs(1);
