@@ -47,6 +47,6 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
 
 /// `GET /v1/models`: a healthy upstream's list, passed through.
 pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let auth = super::prepare::forwarded_auth(&headers, &state.config);
+    let auth = super::headers::forwarded_auth(&headers, &state.config);
     Ok(Json(state.upstream.models(auth).await?))
 }

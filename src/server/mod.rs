@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod headers;
 mod health;
 mod inflight;
 mod params;

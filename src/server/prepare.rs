@@ -5,19 +5,13 @@ use std::{sync::Arc, time::Duration};
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 
+use super::headers::{HEADER_N, HEADER_PRUNE_EVERY, HEADER_RETURN_CANDIDATES, forwarded_auth};
 use crate::{
     bon::{Plan, Prune},
     config::{Config, Switch},
     error::ApiError,
     openai::{BonOptions, ChatRequest, ROLES},
 };
-
-/// Request header that sets N.
-pub const HEADER_N: &str = "x-bon-n";
-/// Request header that sets the pruning interval in content tokens (0: off).
-pub const HEADER_PRUNE_EVERY: &str = "x-bon-prune-every";
-/// Request header that asks for every candidate in the response (`true`/`1`).
-pub const HEADER_RETURN_CANDIDATES: &str = "x-bon-return-candidates";
 
 /// A validated request, ready to run.
 #[derive(Debug)]
@@ -153,15 +147,6 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         return_candidates,
         model: req.model,
     })
-}
-
-/// The client's bearer token, when `--forward-client-auth` says to pass it upstream.
-pub fn forwarded_auth(headers: &HeaderMap, cfg: &Config) -> Option<Arc<str>> {
-    if !cfg.forward_client_auth {
-        return None;
-    }
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    value.strip_prefix("Bearer ").map(|t| Arc::from(t.trim()))
 }
 
 /// Pruning (`x-bon-prune-every`, else `bon.prune_every`, else `--prune-every`; `bon.prune_keep`, else

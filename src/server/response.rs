@@ -4,21 +4,16 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
+use super::headers::{
+    HEADER_CACHE, HEADER_N, HEADER_PRUNED, HEADER_REWARD_MODEL, HEADER_SCORES, HEADER_SELECTION, HEADER_STRATEGY,
+    HEADER_VOTES, HEADER_WINNER, HEADER_WINNER_TOKENS,
+};
 use crate::{
     bon::{Outcome, Unscored},
     cache::CacheResult,
     openai::Choice,
     select::Strategy,
 };
-
-pub const HEADER_WINNER: &str = "x-bon-winner";
-pub const HEADER_SCORES: &str = "x-bon-scores";
-pub const HEADER_CACHE: &str = "x-bon-cache";
-pub const HEADER_REWARD_MODEL: &str = "x-bon-reward-model";
-pub const HEADER_WINNER_TOKENS: &str = "x-bon-winner-completion-tokens";
-pub const HEADER_SELECTION: &str = "x-bon-selection";
-pub const HEADER_PRUNED: &str = "x-bon-pruned";
-pub const HEADER_VOTES: &str = "x-bon-votes";
 
 /// The OpenAI `chat.completion` for an outcome: the top `choices` candidates, usage summed over all candidates.
 pub fn completion_body(outcome: &Outcome, choices: u32, requested_model: &str) -> Value {
@@ -156,7 +151,7 @@ pub fn bon_headers(h: &mut HeaderMap, outcome: &Outcome, cache: CacheResult, rew
             h.insert(HeaderName::from_static(name), v);
         }
     };
-    set(super::prepare::HEADER_N, outcome.n.to_string());
+    set(HEADER_N, outcome.n.to_string());
     if let Some((i, c)) = outcome.winner() {
         set(HEADER_WINNER, i.to_string());
         if let Some(u) = c.usage {
@@ -169,7 +164,7 @@ pub fn bon_headers(h: &mut HeaderMap, outcome: &Outcome, cache: CacheResult, rew
     set(HEADER_CACHE, cache.as_str().to_owned());
     set(HEADER_REWARD_MODEL, reward_model.to_owned());
     set(HEADER_SELECTION, selection(outcome));
-    set(super::selection::HEADER_STRATEGY, outcome.selection.strategy.as_str().to_owned());
+    set(HEADER_STRATEGY, outcome.selection.strategy.as_str().to_owned());
     if let Some(v) = &outcome.selection.vote {
         set(HEADER_VOTES, format!("{}/{}", v.winner_voters, v.voters));
     }

@@ -6,15 +6,13 @@
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
+use super::headers::HEADER_STRATEGY;
 use crate::{
     config::Config,
     error::ApiError,
     openai::BonOptions,
     select::{Extractor, Select, Strategy},
 };
-
-/// Request header that sets the strategy (`reward`, `vote`, `weighted-vote`, `judge`, `reward+judge`).
-pub const HEADER_STRATEGY: &str = "x-bon-strategy";
 
 const NAMES: &str = "reward, vote, weighted-vote, judge, reward+judge";
 

@@ -23,13 +23,14 @@ use axum::{
 };
 use futures::{StreamExt, stream};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::{
+    headers::{HEADER_N, HEADER_REWARD_MODEL},
     inflight::{Finished, Held},
-    prepare::{HEADER_N, Prepared},
-    response::{HEADER_REWARD_MODEL, bon_headers, bon_object, model_name, ranked_choices, usage_json},
+    prepare::Prepared,
+    response::{bon_headers, bon_object, model_name, ranked_choices, usage_json},
 };
-use tokio::sync::mpsc;
 
 use crate::{
     bon::{Live, Outcome},
