@@ -179,6 +179,14 @@ async fn malformed_requests_get_openai_shaped_4xx() {
     let resp = app.client.post(&url).json(&huge).send().await.unwrap();
     assert_eq!(resp.status(), 413);
     error_body(resp).await;
+    // Every refusal is counted, those the body extractor makes (bad JSON, wrong types, too large) included.
+    let page = app.metrics().await;
+    let counted: f64 = page
+        .lines()
+        .filter(|l| l.starts_with("bon_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, 10.0, "{page}");
 
     let resp = app.client.get(format!("{}/v1/nothing-here", app.base)).send().await.unwrap();
     assert_eq!(resp.status(), 404);

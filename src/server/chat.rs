@@ -25,14 +25,15 @@ use crate::{
     state::AppState,
 };
 
-/// The handler.
+/// The handler. A body that is not a chat request (bad JSON, wrong types, too large) is answered here, not by the
+/// extractor, so that it is counted in `bon_requests_total` like every other refusal.
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<ChatRequest>,
+    body: Result<ApiJson<ChatRequest>, ApiError>,
 ) -> Response {
     let mut inflight = InFlight::new(state.metrics.clone());
-    let (permit, prepared) = match admit(&state, &headers, req) {
+    let (permit, prepared) = match body.and_then(|ApiJson(req)| admit(&state, &headers, req)) {
         Ok(ready) => ready,
         Err(e) => {
             inflight.finish(Err(&e));
