@@ -7,6 +7,7 @@ pub mod bon;
 pub mod cache;
 pub mod config;
 pub mod error;
+#[cfg(feature = "eval")]
 pub mod eval;
 pub mod keys;
 pub mod metrics;

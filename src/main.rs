@@ -2,13 +2,14 @@
 //! `bon-proxy eval`, measure what Best-of-N buys.
 
 use anyhow::Context;
+#[cfg(feature = "eval")]
+use bon_proxy::eval::{self, EvalArgs};
 use bon_proxy::{
     AppState,
     config::{Config, LogFormat},
-    eval::{self, EvalArgs},
     serve, shutdown_signal,
 };
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -16,13 +17,15 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(name = "bon-proxy", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[cfg(feature = "eval")]
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     config: Config,
 }
 
-#[derive(Subcommand)]
+#[cfg(feature = "eval")]
+#[derive(clap::Subcommand)]
 enum Command {
     /// Measure what Best-of-N buys: reward (and judge ratings) of the best of n vs one sample vs greedy, per n; with
     /// reference answers, the accuracy of every selection strategy.
@@ -32,14 +35,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    #[cfg(feature = "eval")]
     if let Some(Command::Eval(args)) = cli.command {
-        // No colour codes in a log redirected to a file.
-        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter()).init();
-        let out = args.out.clone();
-        let results = eval::run(args).await.context("bon-proxy eval failed")?;
-        tracing::info!(prompts = results.prompts, report = %out.join("report.md").display(), "evaluation written");
-        return Ok(());
+        return run_eval(args).await;
     }
     let config = cli.config;
     let filter = filter();
@@ -70,6 +68,17 @@ async fn main() -> anyhow::Result<()> {
     }
     server.await.context("server failed")?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(feature = "eval")]
+async fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+    // No colour codes in a log redirected to a file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter()).init();
+    let out = args.out.clone();
+    let results = eval::run(args).await.context("bon-proxy eval failed")?;
+    tracing::info!(prompts = results.prompts, report = %out.join("report.md").display(), "evaluation written");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `bon-proxy eval` end to end in-process: a fake upstream answering per seed, the real tiny reward model through
 //! ONNX Runtime, and a fake judge that returns logprobs as an OpenAI-compatible server does.
 
+#![cfg(feature = "eval")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
 
 mod common;
