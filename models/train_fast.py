@@ -160,7 +160,8 @@ class Model:
         return batched_scores(self.net, self.run, pairs, size)
 
     def fit(self, rows, epochs=EPOCHS, short_weight=1.0):
-        """Bradley-Terry on (chosen, rejected) rows; yields after each epoch. Batches of similar length, shuffled.
+        """Bradley-Terry on (chosen, rejected) rows (a row's "target", when present, is a soft label: P(chosen is
+        preferred)); yields after each epoch. Batches of similar length, shuffled.
         `short_weight`: the loss weight of real pairs whose chosen answer is the shorter (tried, not shipped)."""
         opt = torch.optim.AdamW(self.net.parameters(), lr=LR, weight_decay=DECAY)
         rng = np.random.default_rng(SEED)
@@ -177,7 +178,11 @@ class Model:
                 w = torch.tensor([short_weight if len(r["chosen"]) < len(r["rejected"])
                                   and not r["source"].startswith("synthetic") else 1.0 for r in batch])
                 s = self.run(chosen + rejected)
-                loss = (w * torch.nn.functional.softplus(s[len(chosen):] - s[:len(chosen)])).sum() / w.sum()
+                # A row may carry a soft label ("target": P(chosen is preferred), distillation); 1 by default.
+                p = torch.tensor([r.get("target", 1.0) for r in batch])
+                d = s[:len(chosen)] - s[len(chosen):]
+                f = torch.nn.functional.softplus
+                loss = (w * (p * f(-d) + (1 - p) * f(d))).sum() / w.sum()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -12,9 +12,16 @@ dropped (they carry no label). The whole-answer head (`logits`) is untouched: wh
 Split: exactly train_fast.py's (held out by generator AND by prompt); nothing from the validation split is fitted.
 Reported, on the validation split at every cut: the prefix accuracy of the whole-answer head (today's pruning) and of
 the prefix head. Calibration (what `--prune-confidence` reads): per cut, a Platt scale `a` with
-P(the candidate ahead by `gap` at that prefix is preferred at the end) = sigmoid(a * gap), fitted on half the
+P(the candidate ahead by `gap` at that prefix is ahead at the end) = sigmoid(a * gap), fitted on half the
 validation prompts (even positions in sorted order) and checked on the other half (odd): for P in CONFIDENCES, the
 share of pairs whose gap exceeds logit(P) / a and how often the one behind really lost.
+
+`--distill`: the labels are the whole-answer head's instead (soft: sigmoid of its score gap on the *whole*
+answers), which is what pruning must predict to keep the answer the proxy would have picked; writes
+WORK_DIR/prefix_head_distill.npz / .json. `--evaluate`: no training, the card recomputed for the weights already
+written. Reported for both: accuracy against the judge's labels, and agreement with the whole-answer head's order
+("agreement_with_whole_head"); the shipped calibration is against the latter (whether the one behind now is behind
+at the end, by the scorer that picks), the judge-labelled one is kept beside it.
 
 Run: python models/train_prefix.py WHEEL_DIR WORK_DIR   (the same WORK_DIR as train_fast.py: its feature cache is
 reused and extended by the prefixes; ~20 minutes on 2 cores). Writes prefix_head.npz / .json; assemble_default.py
@@ -59,25 +66,37 @@ class Cutter:
         return text if len(ends) <= n else text[:ends[n - 1]]
 
 
-def cut_rows(rows, cutter, cuts):
-    """`rows` with both answers cut after each of `cuts` tokens (a row per cut), `cut` recorded; pairs whose prefixes
-    are equal, or that no cut shortens, are left out."""
+def cut_rows(rows, cutter, cuts, keep_whole=False):
+    """`rows` with both answers cut after each of `cuts` tokens (a row per cut), `cut` recorded (and with
+    `keep_whole` the row it was cut from, as "whole"); pairs whose prefixes are equal, or that no cut shortens, are
+    left out."""
     out = []
     for r in rows:
         for n in cuts:
             c, j = cutter(r["chosen"], n), cutter(r["rejected"], n)
             if c != j and (c, j) != (r["chosen"], r["rejected"]):
-                out.append({"prompt": r["prompt"], "chosen": c, "rejected": j, "source": r["source"], "cut": n})
+                row = {"prompt": r["prompt"], "chosen": c, "rejected": j, "source": r["source"], "cut": n}
+                if keep_whole:
+                    row["whole"] = r
+                out.append(row)
     return out
 
 
-def training_rows(d, cutter):
+def training_rows(d, cutter, whole=None):
+    """The whole pairs, the loops and each pair cut at PER_ROW random cuts. With `whole` (the whole-answer head), every
+    row is labelled by it instead (distillation, `--distill`): target = sigmoid(whole(chosen) - whole(rejected)) of
+    the *whole* answers, what pruning must predict to keep the answer the proxy would pick."""
     rng = np.random.default_rng(5)
     picked = []
     for r in d.train_rows:
         cuts = tuple(int(c) for c in rng.choice(CUTS, size=PER_ROW, replace=False))
-        picked += cut_rows([r], cutter, cuts)
-    return d.train_rows + d.train_loops + picked
+        picked += cut_rows([r], cutter, cuts, keep_whole=whole is not None)
+    rows = d.train_rows + d.train_loops + picked
+    if whole is not None:
+        c, j = D.sides([r.get("whole", r) for r in rows])
+        target = 1 / (1 + np.exp(-(whole.scores(c) - whole.scores(j)).astype(np.float64)))
+        rows = [dict(r, target=float(t)) for r, t in zip(rows, target)]
+    return rows
 
 
 def warm_start(model, weights=asm.FAST.weights):
@@ -160,58 +179,92 @@ def parity(wheels, work):
         sys.exit("assembled graph disagrees with the trained prefix head")
 
 
+def by_whole_head(rows, whole):
+    """`rows` oriented by the whole-answer head instead of the judge: "chosen" is the side whose *whole* answer it
+    scores higher (what the proxy would pick at the end); ties dropped. What pruning must not get wrong."""
+    full = [r.get("whole", r) for r in rows]
+    c, j = D.sides(full)
+    ahead = whole.scores(c) - whole.scores(j)
+    out = []
+    for r, g in zip(rows, ahead):
+        if g > 0:
+            out.append(r)
+        elif g < 0:
+            out.append(dict(r, chosen=r["rejected"], rejected=r["chosen"]))
+    return out
+
+
 def main(wheels, work):
+    distill, evaluate_only = "--distill" in sys.argv, "--evaluate" in sys.argv
+    weights_path, card_path = ((work / "prefix_head_distill.npz", work / "prefix_head_distill.json") if distill
+                               else (asm.PREFIX_WEIGHTS, asm.PREFIX_CARD))
     d = T.prepare(wheels, work, 10**9, F.FAST)
     emb = TF.Embeddings(d.backbone_dir)
     cutter = Cutter(d.backbone_dir / "tokenizer.json")
-    rows = training_rows(d, cutter)
-    val_by_cut = {n: cut_rows(d.val, cutter, (n,)) for n in CUTS} | {"whole": d.val}
-    loops_by_cut = {n: cut_rows(d.val_loops, cutter, (n,)) for n in CUTS}
-    d.store.ensure(D.all_sequences([rows] + list(val_by_cut.values()) + list(loops_by_cut.values())))
-    print(f"fitting {len(rows)} pairs ({len(rows) - len(d.train_rows) - len(d.train_loops)} cut)", file=sys.stderr)
-
     whole = TF.Model(d, emb, TF.K)
     warm_start(whole)
+    val_by_cut = {n: cut_rows(d.val, cutter, (n,), keep_whole=True) for n in CUTS} | {"whole": d.val}
+    loops_by_cut = {n: cut_rows(d.val_loops, cutter, (n,)) for n in CUTS}
+    d.store.ensure(D.all_sequences(list(val_by_cut.values()) + list(loops_by_cut.values())))
     prefix = TF.Model(d, emb, TF.K)
-    warm_start(prefix)
-    started = time.time()
-    for _ in prefix.fit(rows, epochs=EPOCHS):
-        pass
-    minutes = (time.time() - started) / 60
-    np.savez_compressed(asm.PREFIX_WEIGHTS, **prefix.weights())
+    rows, minutes = None, None
+    if evaluate_only:
+        warm_start(prefix, weights_path)
+    else:
+        rows = training_rows(d, cutter, whole if distill else None)
+        d.store.ensure(D.all_sequences([rows]))
+        print(f"fitting {len(rows)} pairs ({len(rows) - len(d.train_rows) - len(d.train_loops)} cut)",
+              file=sys.stderr)
+        warm_start(prefix)
+        started = time.time()
+        for _ in prefix.fit(rows, epochs=EPOCHS):
+            pass
+        minutes = round((time.time() - started) / 60, 1)
+        np.savez_compressed(weights_path, **prefix.weights())
 
     def acc(model, rows_):
         c, r = D.sides(rows_)
         return round(T.accuracy(model.scores(c), model.scores(r)), 4)
-    accuracy = {str(n): {"pairs": len(v), "whole_head": acc(whole, v), "prefix_head": acc(prefix, v)}
-                for n, v in val_by_cut.items()}
-    loops = {str(n): {"pairs": len(v), "whole_head": acc(whole, v), "prefix_head": acc(prefix, v)}
-             for n, v in loops_by_cut.items()}
-    for name, table in (("held-out pairs", accuracy), ("reference vs its own loop", loops)):
-        print(name, json.dumps(table), file=sys.stderr)
+
+    def table(sets):
+        return {str(n): {"pairs": len(v), "whole_head": acc(whole, v), "prefix_head": acc(prefix, v)}
+                for n, v in sets.items()}
+    oriented = {n: by_whole_head(v, whole) for n, v in val_by_cut.items()}
+    accuracy, agreement, loops = table(val_by_cut), table(oriented), table(loops_by_cut)
+    for name, t in (("held-out pairs (judge)", accuracy), ("order of the whole-answer head", agreement),
+                    ("reference vs its own loop", loops)):
+        print(name, json.dumps(t), file=sys.stderr)
 
     prompts = sorted(d.held_prompts)
     halves = (set(prompts[0::2]), set(prompts[1::2]))
-    cuts_only = {n: v for n, v in val_by_cut.items() if n != "whole"}
+    cuts = {n: v for n, v in oriented.items() if n != "whole"}
+    judged = {n: v for n, v in val_by_cut.items() if n != "whole"}
     card = {
         "output": "prefix_logits",
+        "labels": "the whole-answer head's (soft, distilled)" if distill else "the judge's (GPT-4-Turbo) preference",
         "cuts": list(CUTS),
         "per_row": PER_ROW,
         "epochs": EPOCHS,
-        "fit_pairs": len(rows),
-        "train_minutes": round(minutes, 1),
+        "fit_pairs": len(rows) if rows else None,
+        "train_minutes": minutes,
         "warm_start": "default_head.npz",
         "accuracy": accuracy,
+        "agreement_with_whole_head": agreement,
         "loops": loops,
-        "calibration": calibration(prefix.scores, cuts_only, halves),
-        "calibration_whole_head": calibration(whole.scores, cuts_only, halves),
+        # What --prune-confidence reads: P(the one behind now is behind at the end, by the whole-answer head).
+        "calibration": calibration(prefix.scores, cuts, halves),
+        "calibration_whole_head": calibration(whole.scores, cuts, halves),
+        "calibration_vs_judge": calibration(prefix.scores, judged, halves),
     }
-    asm.PREFIX_CARD.write_text(json.dumps({"card": card}, indent=1) + "\n")
+    if evaluate_only and card_path.exists():
+        previous = json.loads(card_path.read_text())["card"]
+        card |= {k: previous[k] for k in ("fit_pairs", "train_minutes") if previous.get(k) is not None}
+    card_path.write_text(json.dumps({"card": card}, indent=1) + "\n")
     print(json.dumps(card, indent=1))
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--parity"]
+    args = [a for a in sys.argv[1:] if a not in ("--parity", "--distill", "--evaluate")]
     if len(args) != 2:
         sys.exit(__doc__)
     (parity if "--parity" in sys.argv else main)(pathlib.Path(args[0]), pathlib.Path(args[1]))
