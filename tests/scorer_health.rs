@@ -67,6 +67,12 @@ async fn a_panicking_scorer_is_counted_reported_and_restarted() {
     scorer.health().fail_restarts(u32::MAX);
     scorer.health().panic_next_batch();
     assert_eq!(ask().await, "fallback");
+    // The thread marks itself down once the panic has unwound, a moment after the batch's callers have their error.
+    let started = std::time::Instant::now();
+    while ready().await.0 != 503 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never unready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(ready().await, (503, "reward_model_down".to_owned()));
     assert_eq!(metric_of("bon_reward_worker_up").await, 0.0);
     assert_eq!(metric_of("bon_reward_worker_panics_total").await, 1.0);
