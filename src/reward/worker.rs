@@ -1,5 +1,6 @@
-//! The scoring thread: owns the tokenizer and the `ort::Session`, takes jobs over a channel (TEI's backend-thread
-//! pattern) and merges jobs waiting in the queue into one batched run, so concurrent requests share a run.
+//! The scoring thread: owns the `ort::Session`, takes calls the tokenization stage (`encoding`) has encoded, over a
+//! channel (TEI's backend-thread pattern), and merges calls waiting in the queue into batched runs, so concurrent
+//! requests share a run. A panic while scoring is caught here and the session restarted (`health`).
 
 use std::{
     borrow::Cow,
