@@ -86,6 +86,7 @@ impl AppState {
             max_padding: config.reward_max_padding,
             max_batch_tokens: config.reward_max_batch_tokens,
             output: config.reward_output.clone(),
+            prefix_output: config.reward_prefix_output.clone(),
             threads: config.reward_threads,
             tokenizer_threads: config.reward_tokenizer_threads,
             arena: config.reward_arena,

@@ -280,6 +280,16 @@ async fn a_declared_prefix_output_scores_partial_answers_and_only_those() {
         assert!((whole[i] - want).abs() < TOLERANCE, "whole {i}: {} vs {want}", whole[i]);
         assert!((partial[i] + want).abs() < TOLERANCE, "partial {i}: {} vs {}", partial[i], -want);
     }
+    // --reward-prefix-output none: the whole-answer output for partial answers too, and no calibration.
+    let opts = RewardOptions {
+        device: Device::Cpu,
+        prefix_output: Some("none".into()),
+        ..RewardOptions::new(fixture("tiny-bert-prefix"))
+    };
+    let off = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
+    let one = vec![input(&cases[0])];
+    assert_eq!(off.score_partial(one.clone()).await.unwrap(), off.score(one).await.unwrap());
+    assert!(off.calibration().is_none() && off.prefix_output().is_none());
     // A model without the declaration scores partial answers with its one output.
     let plain = scorer(&fixture("tiny-bert-pair"), 4096);
     let one = vec![input(&cases[0])];

@@ -123,6 +123,12 @@ pub struct Config {
     #[arg(long, env = "BON_REWARD_OUTPUT")]
     pub reward_output: Option<String>,
 
+    /// Graph output that scores partial answers in pruning rounds: as the model's config.json declares
+    /// (`bon_prefix_output`; the default model's prefix head), `none` for the whole-answer output, or another output
+    /// name. Only the declared output keeps the declared calibration (`--prune-confidence`).
+    #[arg(long, env = "BON_REWARD_PREFIX_OUTPUT", value_name = "OUTPUT|none")]
+    pub reward_prefix_output: Option<String>,
+
     /// Longest token sequence given to the reward model; longer inputs lose tokens from the left.
     #[arg(long, env = "BON_REWARD_MAX_TOKENS", default_value_t = 4096)]
     pub reward_max_tokens: usize,

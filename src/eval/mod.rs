@@ -102,6 +102,11 @@ pub struct EvalArgs {
     /// the whole ones, and write the calibration `--prune-confidence` needs (prune_report.md / .json).
     #[arg(long)]
     pub prune_report: bool,
+
+    /// The output that scores partial answers, as the proxy's flag (`none`: the whole-answer output): run
+    /// `--prune-report` with and without it to see which orders prefixes better on your prompts.
+    #[arg(long)]
+    pub reward_prefix_output: Option<String>,
 }
 
 /// Why `eval` stopped.
@@ -201,6 +206,7 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
         id: resolved.id,
         device: args.device,
         max_tokens: args.reward_max_tokens,
+        prefix_output: args.reward_prefix_output.clone(),
         ..RewardOptions::new(resolved.dir)
     };
     let scorer = Scorer::load(&opts, Arc::new(crate::metrics::Metrics::new()?))?;

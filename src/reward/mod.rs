@@ -94,6 +94,8 @@ pub struct RewardOptions {
     /// Most tokens (rows × longest) in one run.
     pub max_batch_tokens: usize,
     pub output: Option<String>,
+    /// Overrides config.json's `bon_prefix_output`: `none` scores partial answers with the whole-answer output.
+    pub prefix_output: Option<String>,
     /// ONNX Runtime intra-op threads (None: ONNX Runtime's default, one per physical core).
     pub threads: Option<usize>,
     /// Tokenizer threads (None: `default_tokenizer_threads`).
@@ -115,6 +117,7 @@ impl RewardOptions {
             max_padding: DEFAULT_MAX_PADDING,
             max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
             output: None,
+            prefix_output: None,
             threads: None,
             tokenizer_threads: None,
             arena: Arena::Shrink,
@@ -156,13 +159,22 @@ impl Scorer {
             opts.dir.file_name().map_or_else(|| "reward-model".to_owned(), |n| n.to_string_lossy().into_owned())
         });
         let encoder = Encoder::new(files.tokenizer, files.template, max_tokens)?;
+        // The declared calibration belongs to the declared output only.
+        let (prefix_output, calibration) = match opts.prefix_output.as_deref() {
+            None => (files.prefix_output, files.calibration),
+            Some("none") => (None, None),
+            Some(name) => {
+                let calibration = files.calibration.filter(|_| files.prefix_output.as_deref() == Some(name));
+                (Some(name.to_owned()), calibration)
+            }
+        };
         let (onnx, device, threads, arena) = (files.onnx.clone(), opts.device, opts.threads, opts.arena);
-        let (output, prefix_output, pad_id) = (opts.output.clone(), files.prefix_output.clone(), files.pad_id);
+        let (output, prefix_name, pad_id) = (opts.output.clone(), prefix_output.clone(), files.pad_id);
         // Opens the session; again on a restart (health.rs), on the device it first opened on.
         let open = move |device| -> Result<(worker::Graph, &'static str), RewardError> {
             let opened = runtime::open(&onnx, device, threads, arena)?;
             let provider = opened.provider;
-            Ok((worker::Graph::new(opened, output.as_deref(), prefix_output.as_deref(), pad_id)?, provider))
+            Ok((worker::Graph::new(opened, output.as_deref(), prefix_name.as_deref(), pad_id)?, provider))
         };
         let (mut graph, provider) = open(device)?;
         // Fail at start-up, not on the first request, if the graph cannot run.
@@ -171,8 +183,8 @@ impl Scorer {
         let reopen: worker::Reopen = Box::new(move || open(opened_on).map(|(g, _)| g));
         tracing::info!(
             model = %id, provider, arena = ?opts.arena, chat_template = encoder.has_template(),
-            pad_id = ?files.pad_id, max_tokens, prefix_output = ?files.prefix_output,
-            prefix_calibration = files.calibration.is_some(), "reward model loaded"
+            pad_id = ?files.pad_id, max_tokens, prefix_output = ?prefix_output,
+            prefix_calibration = calibration.is_some(), "reward model loaded"
         );
         metrics.execution_provider.with_label_values(&[provider]).set(1);
         metrics.model_loaded.set(1);
@@ -200,8 +212,8 @@ impl Scorer {
             id,
             provider,
             max_tokens,
-            prefix_output: files.prefix_output,
-            calibration: files.calibration,
+            prefix_output,
+            calibration,
             health,
         })
     }
