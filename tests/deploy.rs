@@ -80,16 +80,30 @@ fn the_manifests_only_set_variables_the_binary_reads() {
 fn the_image_gets_every_file_scripts_setup_assembles_the_default_models_from() {
     let dockerfile = read("deploy/Dockerfile");
     let setup = read("scripts/setup");
-    // Each `models/assemble_default.py .ort/dl models/NAME` in setup must find its head files in the image and
-    // the image must carry the assembled directory.
+    let assemble = read("models/assemble_default.py");
+    // The `ort` stage copies models/ by extension; every file the assembly reads (`HERE / "NAME"`) must be one of
+    // them, or the image build fails where the host's does not (it once lacked the prefix head).
+    let copy = "COPY models/*.py models/*.json models/*.npz /src/models/";
+    assert!(dockerfile.contains(copy), "deploy/Dockerfile's ort stage no longer copies {copy:?}");
+    let mut read_files: Vec<String> =
+        assemble.split("HERE / \"").skip(1).filter_map(|rest| rest.split('"').next()).map(String::from).collect();
+    // The heads: `Variant("name", "STEM", ...)` reads STEM.json and STEM.npz.
+    for stem in assemble.split("Variant(\"").skip(1).filter_map(|rest| rest.split('"').nth(2)) {
+        read_files.extend([format!("{stem}.json"), format!("{stem}.npz")]);
+    }
+    assert!(read_files.len() >= 8, "found only {read_files:?} in models/assemble_default.py");
+    for file in &read_files {
+        assert!(
+            [".py", ".json", ".npz"].iter().any(|ext| file.ends_with(ext)),
+            "models/assemble_default.py reads {file}, which the image's ort stage does not copy"
+        );
+        assert!(std::path::Path::new("models").join(file).exists(), "models/{file} is not in the repository");
+    }
+    // Each directory scripts/setup assembles goes into the image.
     let mut assembled = 0;
     for line in setup.lines().filter(|l| l.contains("models/assemble_default.py .ort/dl")) {
         let dir = line.split_whitespace().find(|w| w.starts_with("models/default")).unwrap();
-        let stem = if line.contains("--deep") { "deep_head" } else { "default_head" };
-        for file in [format!("models/{stem}.json"), format!("models/{stem}.npz")] {
-            assert!(dockerfile.contains(&file), "deploy/Dockerfile does not copy {file}, which {line:?} needs");
-        }
-        assert!(dockerfile.contains(&format!("/src/{dir} /usr/local/bin/{dir}")), "the image lacks {dir}");
+        assert!(dockerfile.contains(&format!("/src/{dir} /{dir}")), "the image lacks {dir}");
         assembled += 1;
     }
     assert_eq!(assembled, 2, "scripts/setup assembles the default model and the deep one");
