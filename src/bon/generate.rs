@@ -13,14 +13,13 @@ use std::{
 };
 
 use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
-use serde_json::{Map, Value, json};
 
 use super::{Candidate, Plan};
 use crate::{
     config::UpstreamN,
     metrics::Metrics,
     openai::ChatCompletion,
-    upstream::{Upstream, UpstreamError},
+    upstream::{Upstream, UpstreamError, UpstreamRequest},
 };
 
 /// How candidates are requested, and what was learnt about the upstream.
@@ -64,9 +63,8 @@ impl Generation<'_> {
             .iter()
             .enumerate()
             .map(|(slot, &i)| {
-                let mut body = plan.body.clone();
-                body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
-                self.call(body, &plan.upstream_auth).map(move |r| (slot, r))
+                let req = UpstreamRequest::new(plan.body.clone()).seed(plan.base_seed.wrapping_add(i64::from(i)));
+                self.call(req, &plan.upstream_auth).map(move |r| (slot, r))
             })
             .collect();
         let mut got: Vec<Option<(Result<ChatCompletion, UpstreamError>, Duration)>> =
@@ -131,11 +129,9 @@ impl Generation<'_> {
     async fn native(&self, plan: &Plan) -> Vec<Option<Candidate>> {
         let mut from = 0u32;
         let requests = self.upstream.shares(plan.n).into_iter().filter(|&k| k > 0).map(|k| {
-            let mut body = plan.body.clone();
-            body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(from))));
-            body.insert("n".into(), json!(k));
+            let req = UpstreamRequest::new(plan.body.clone()).seed(plan.base_seed.wrapping_add(i64::from(from))).n(k);
             from += k;
-            self.call(body, &plan.upstream_auth).map(move |r| (k, r))
+            self.call(req, &plan.upstream_auth).map(move |r| (k, r))
         });
         let answers = futures::future::join_all(requests.collect::<Vec<_>>()).await;
         let mut slots: Vec<Option<Candidate>> = Vec::with_capacity(plan.n as usize);
@@ -172,11 +168,11 @@ impl Generation<'_> {
 
     async fn call(
         &self,
-        body: Map<String, Value>,
+        req: UpstreamRequest,
         auth: &Option<Arc<str>>,
     ) -> (Result<ChatCompletion, UpstreamError>, Duration) {
         let started = Instant::now();
-        let call = self.upstream.chat(body, auth.clone());
+        let call = self.upstream.chat(req, auth.clone());
         let result = match tokio::time::timeout(self.candidate_timeout, call).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout(self.candidate_timeout)),
@@ -218,10 +214,10 @@ fn first_choice_only(mut c: ChatCompletion) -> Result<ChatCompletion, UpstreamEr
 }
 
 /// One completion per choice. Usage stays on the first so that sums count it once.
-fn split_choices(c: ChatCompletion) -> Vec<ChatCompletion> {
-    let mut base = c.clone();
-    base.choices.clear();
-    c.choices
+fn split_choices(mut c: ChatCompletion) -> Vec<ChatCompletion> {
+    let choices = std::mem::take(&mut c.choices);
+    let base = c;
+    choices
         .into_iter()
         .enumerate()
         .map(|(i, choice)| {

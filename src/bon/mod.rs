@@ -36,11 +36,11 @@ use crate::{
     upstream::UpstreamError,
 };
 
-/// What to generate: the request body as every candidate gets it (except `seed`), and how many.
+/// What to generate: the request body as every candidate gets it (except `seed`; shared, never copied), and how many.
 #[derive(Clone, Debug)]
 pub struct Plan {
     /// Forwarded body: the client's request with `stream: false`, no OpenAI `n`, no `bon`, sampling defaults set.
-    pub body: Map<String, Value>,
+    pub body: Arc<Map<String, Value>>,
     /// Number of candidates.
     pub n: u32,
     /// Candidate `i` is sent with `seed = base_seed + i`.

@@ -18,7 +18,7 @@ use std::{
 };
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{Candidate, Plan, assemble::Assembly, guard, rank};
@@ -26,7 +26,7 @@ use crate::{
     metrics::Metrics,
     openai::{ChatCompletion, Content, Usage},
     reward::{RewardError, Score},
-    upstream::{ChunkStream, Streamed, UpstreamError},
+    upstream::{ChunkStream, Streamed, UpstreamError, UpstreamRequest},
 };
 
 /// Pruning settings of one call.
@@ -126,12 +126,10 @@ pub async fn candidates(
     let deadline = started + generation.candidate_timeout;
     let mut slots: Vec<Slot<'_>> = (0..plan.n)
         .map(|i| {
-            let mut body = plan.body.clone();
-            body.insert("seed".into(), json!(plan.base_seed.wrapping_add(i64::from(i))));
-            body.insert("stream".into(), json!(true));
-            body.insert("stream_options".into(), json!({"include_usage": true}));
+            let req =
+                UpstreamRequest::new(plan.body.clone()).seed(plan.base_seed.wrapping_add(i64::from(i))).stream(true);
             Slot {
-                phase: Phase::Opening(generation.upstream.chat_stream(body, plan.upstream_auth.clone())),
+                phase: Phase::Opening(generation.upstream.chat_stream(req, plan.upstream_auth.clone())),
                 asm: Assembly::default(),
                 since_round: 0,
                 latency: Duration::ZERO,

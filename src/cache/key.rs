@@ -11,9 +11,11 @@ pub struct CacheKey([u8; 32]);
 const KEY_VERSION: &[u8] = b"bon-cache-v1\0";
 
 impl CacheKey {
-    /// Key of `body` (the candidate request without per-candidate fields), for `n` candidates scored by
-    /// `reward_model`, on behalf of `caller` (its bearer token, or None).
-    pub fn new(body: &Map<String, Value>, n: u32, reward_model: &str, caller: Option<&str>) -> Self {
+    /// Key of the request `parts` make up together (the forwarded body without per-candidate fields, and what else
+    /// decides the result: the client's seed, the Best-of-N options; their keys are disjoint), hashed as one object
+    /// without building it, for `n` candidates scored by `reward_model`, on behalf of `caller` (its bearer token,
+    /// or None).
+    pub fn new(parts: &[&Map<String, Value>], n: u32, reward_model: &str, caller: Option<&str>) -> Self {
         let mut h = blake3::Hasher::new();
         h.update(KEY_VERSION);
         h.update(&n.to_le_bytes());
@@ -24,7 +26,7 @@ impl CacheKey {
             Some(c) => h.update(b"caller\0").update(blake3::hash(c.as_bytes()).as_bytes()),
             None => h.update(b"anonymous\0"),
         };
-        hash_object(&mut h, body);
+        hash_object(&mut h, parts);
         Self(*h.finalize().as_bytes())
     }
 
@@ -48,14 +50,15 @@ fn hash_value(h: &mut blake3::Hasher, v: &Value) {
             h.update(b"]")
         }
         Value::Object(map) => {
-            hash_object(h, map);
+            hash_object(h, &[map]);
             h
         }
     };
 }
 
-fn hash_object(h: &mut blake3::Hasher, map: &Map<String, Value>) {
-    let mut entries: Vec<_> = map.iter().collect();
+/// One object made of `parts` (disjoint keys), sorted by key.
+fn hash_object(h: &mut blake3::Hasher, parts: &[&Map<String, Value>]) {
+    let mut entries: Vec<_> = parts.iter().flat_map(|map| map.iter()).collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
     h.update(b"{").update(&(entries.len() as u64).to_le_bytes());
     for (k, v) in entries {
@@ -75,22 +78,31 @@ mod tests {
     }
 
     #[test]
+    fn a_request_in_parts_has_the_key_of_the_whole() {
+        let whole = obj(json!({"model": "m", "messages": [], "seed": 7, "bon": {"guard": false}, "top_p": 0.5}));
+        let body = obj(json!({"top_p": 0.5, "model": "m", "messages": []}));
+        let extra = obj(json!({"bon": {"guard": false}, "seed": 7}));
+        assert_eq!(CacheKey::new(&[&body, &extra], 4, "rm", None), CacheKey::new(&[&whole], 4, "rm", None));
+        assert_ne!(CacheKey::new(&[&body], 4, "rm", None), CacheKey::new(&[&whole], 4, "rm", None));
+    }
+
+    #[test]
     fn key_ignores_field_order_but_not_content() {
         let a = obj(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7}));
         let b = obj(json!({"temperature": 0.7, "messages": [{"content": "hi", "role": "user"}], "model": "m"}));
         let c = obj(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.8}));
-        assert_eq!(CacheKey::new(&a, 4, "rm", None), CacheKey::new(&b, 4, "rm", None));
-        assert_ne!(CacheKey::new(&a, 4, "rm", None), CacheKey::new(&c, 4, "rm", None));
-        assert_ne!(CacheKey::new(&a, 4, "rm", None), CacheKey::new(&a, 5, "rm", None));
-        assert_ne!(CacheKey::new(&a, 4, "rm", None), CacheKey::new(&a, 4, "other", None));
-        assert_ne!(CacheKey::new(&a, 4, "rm", Some("key-a")), CacheKey::new(&a, 4, "rm", Some("key-b")));
-        assert_ne!(CacheKey::new(&a, 4, "rm", Some("key-a")), CacheKey::new(&a, 4, "rm", None));
+        assert_eq!(CacheKey::new(&[&a], 4, "rm", None), CacheKey::new(&[&b], 4, "rm", None));
+        assert_ne!(CacheKey::new(&[&a], 4, "rm", None), CacheKey::new(&[&c], 4, "rm", None));
+        assert_ne!(CacheKey::new(&[&a], 4, "rm", None), CacheKey::new(&[&a], 5, "rm", None));
+        assert_ne!(CacheKey::new(&[&a], 4, "rm", None), CacheKey::new(&[&a], 4, "other", None));
+        assert_ne!(CacheKey::new(&[&a], 4, "rm", Some("key-a")), CacheKey::new(&[&a], 4, "rm", Some("key-b")));
+        assert_ne!(CacheKey::new(&[&a], 4, "rm", Some("key-a")), CacheKey::new(&[&a], 4, "rm", None));
     }
 
     #[test]
     fn key_separates_ambiguous_concatenations() {
         let a = obj(json!({"messages": ["ab", "c"]}));
         let b = obj(json!({"messages": ["a", "bc"]}));
-        assert_ne!(CacheKey::new(&a, 1, "rm", None), CacheKey::new(&b, 1, "rm", None));
+        assert_ne!(CacheKey::new(&[&a], 1, "rm", None), CacheKey::new(&[&b], 1, "rm", None));
     }
 }

@@ -315,7 +315,7 @@ async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Prompt], 
             body.insert("stream".into(), json!(false));
             let bar = &bar;
             async move {
-                let result = upstream.chat(body, None).await;
+                let result = upstream.chat(body.into(), None).await;
                 bar.inc(1);
                 (p, i, sample(result, seed, &args.answer))
             }

@@ -157,8 +157,11 @@ impl Judge {
         body.insert("logprobs".into(), json!(true));
         body.insert("top_logprobs".into(), json!(TOP_LOGPROBS));
         body.insert("stream".into(), json!(false));
-        let done =
-            self.upstream.chat(body, self.auth.clone()).await.map_err(|e| JudgeError::Upstream(e.to_string()))?;
+        let done = self
+            .upstream
+            .chat(body.into(), self.auth.clone())
+            .await
+            .map_err(|e| JudgeError::Upstream(e.to_string()))?;
         let top = top_logprobs(&done).ok_or(JudgeError::NoLogprobs)?;
         Ok((top, done.usage.unwrap_or_default()))
     }

@@ -8,6 +8,7 @@ use axum::{
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
+use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::{
@@ -17,7 +18,7 @@ use super::{
     sse,
 };
 use crate::{
-    bon::{self, LiveTx},
+    bon::{self, LiveTx, Plan},
     cache::{CacheKey, CacheMode},
     error::{ApiError, ApiJson},
     openai::ChatRequest,
@@ -33,32 +34,34 @@ pub async fn chat_completions(
     body: Result<ApiJson<ChatRequest>, ApiError>,
 ) -> Response {
     let mut inflight = InFlight::new(state.metrics.clone());
-    let (permit, prepared) = match body.and_then(|ApiJson(req)| admit(&state, &headers, req)) {
+    let (permit, Prepared { plan, key_extra, reply }) = match body.and_then(|ApiJson(req)| admit(&state, &headers, req))
+    {
         Ok(ready) => ready,
         Err(e) => {
             inflight.finish(Err(&e));
             return e.into_response();
         }
     };
-    if prepared.stream {
+    if reply.stream {
         // With pruning and one choice, the last candidate standing is streamed while it generates.
-        let (live, updates) = if prepared.plan.prune.is_some() && prepared.choices == 1 {
+        let (live, updates) = if plan.prune.is_some() && reply.choices == 1 {
             let (tx, rx) = mpsc::unbounded_channel();
             (Some(tx), Some(rx))
         } else {
             (None, None)
         };
-        let work = best_of_n(state.clone(), &headers, &prepared, live);
-        return sse::respond(work, updates, Held { inflight, permit }, prepared, state).await;
+        let n = plan.n;
+        let work = best_of_n(state.clone(), &headers, plan, &key_extra, &reply.model, live);
+        return sse::respond(work, updates, Held { inflight, permit }, reply, n, state).await;
     }
-    let work = best_of_n(state.clone(), &headers, &prepared, None);
+    let work = best_of_n(state.clone(), &headers, plan, &key_extra, &reply.model, None);
     let result = work.await;
     inflight.finish(result.as_ref().map(|(_, cache)| *cache));
     drop(permit);
     match result {
         Ok((outcome, cache)) => {
-            let mut body = completion_body(&outcome, prepared.choices, &prepared.model);
-            if prepared.return_candidates {
+            let mut body = completion_body(&outcome, reply.choices, &reply.model);
+            if reply.return_candidates {
                 body["bon"] = bon_object(&outcome, cache, &state.reward_model_id, true);
             }
             let mut response = Json(body).into_response();
@@ -89,20 +92,22 @@ fn admit(
     Ok((permit, prepared))
 }
 
-/// The cached-or-computed Best-of-N result. Owns what it needs, so a stream can carry it; dropping it cancels
+/// The cached-or-computed Best-of-N result for `plan` (moved in; `key_extra` and `model` are the rest of what
+/// identifies it and the client's model). Owns what it needs, so a stream can carry it; dropping it cancels
 /// every upstream call. `live` gets the last candidate standing while it generates (not when the result comes from
 /// the cache or from an identical request already in flight: those arrive whole).
 fn best_of_n(
     state: AppState,
     headers: &HeaderMap,
-    prepared: &Prepared,
+    plan: Plan,
+    key_extra: &Map<String, Value>,
+    model: &str,
     live: Option<LiveTx>,
 ) -> impl Future<Output = Finished> + Send + 'static {
     let caller = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let key = CacheKey::new(&prepared.key_body, prepared.plan.n, &state.reward_model_id, caller);
+    let key = CacheKey::new(&[&plan.body, key_extra], plan.n, &state.reward_model_id, caller);
     let mode = CacheMode::from_cache_control(headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()));
-    let plan = prepared.plan.clone();
-    let model = prepared.model.clone();
+    let model = model.to_owned();
     async move {
         let config = &state.config;
         let compute = async {

@@ -16,9 +16,18 @@ use crate::{
 /// A validated request, ready to run.
 #[derive(Debug)]
 pub struct Prepared {
+    /// What to generate and how to pick; moved into the work, never copied.
     pub plan: Plan,
-    /// What identifies the result in the cache: the forwarded body plus the client's own seed, if any.
-    pub key_body: Map<String, Value>,
+    /// What identifies the result in the cache besides the forwarded body (`plan.body`): the client's own seed, if
+    /// any, and the Best-of-N options that change the result.
+    pub key_extra: Map<String, Value>,
+    /// How the answer goes back.
+    pub reply: Reply,
+}
+
+/// How the answer goes back to the client.
+#[derive(Debug)]
+pub struct Reply {
     /// OpenAI `n`: how many ranked candidates go back as `choices`.
     pub choices: u32,
     pub stream: bool,
@@ -101,9 +110,11 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         body.insert("temperature".into(), json!(cfg.bon_temperature));
     }
 
-    let mut key_body = body.clone();
+    // What decides the result besides the forwarded body: the client's seed and the Best-of-N options. The cache
+    // key hashes the two together (no second copy of the body).
+    let mut key_extra = Map::new();
     if let Some(seed) = seed {
-        key_body.insert("seed".into(), json!(seed));
+        key_extra.insert("seed".into(), json!(seed));
     }
     // The guard decides the ranking a cached result holds. ("bon" is never forwarded, so it cannot collide.)
     let mut bon_key = Map::new();
@@ -121,14 +132,14 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         bon_key.insert("select".into(), part);
     }
     if !bon_key.is_empty() {
-        key_body.insert("bon".into(), Value::Object(bon_key));
+        key_extra.insert("bon".into(), Value::Object(bon_key));
     }
     // Without a client seed, candidates still get distinct seeds; 31 bits suit every upstream's seed type.
     let base_seed = seed.unwrap_or_else(|| i64::from(rand::random::<u32>() >> 1));
 
     Ok(Prepared {
         plan: Plan {
-            body,
+            body: Arc::new(body),
             n,
             base_seed,
             conversation: Arc::from(req.messages),
@@ -140,12 +151,8 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
             straggler_wait,
             select,
         },
-        key_body,
-        choices,
-        stream,
-        include_usage,
-        return_candidates,
-        model: req.model,
+        key_extra,
+        reply: Reply { choices, stream, include_usage, return_candidates, model: req.model },
     })
 }
 
@@ -283,8 +290,8 @@ mod tests {
             &cfg(),
         )
         .unwrap();
-        assert!(p.stream && p.include_usage);
-        assert_eq!(p.choices, 2);
+        assert!(p.reply.stream && p.reply.include_usage);
+        assert_eq!(p.reply.choices, 2);
         assert_eq!(p.plan.body["stream"], json!(false));
         assert!(!p.plan.body.contains_key("n") && !p.plan.body.contains_key("stream_options"));
         assert_eq!(p.plan.body["temperature"], json!(0.8));
@@ -302,7 +309,7 @@ mod tests {
     #[test]
     fn n_choices_raise_n() {
         let p = prepare(with(json!({"n": 5})), &headers("2"), &cfg()).unwrap();
-        assert_eq!((p.plan.n, p.choices), (5, 5));
+        assert_eq!((p.plan.n, p.reply.choices), (5, 5));
         assert!(prepare(with(json!({"n": 17})), &HeaderMap::new(), &cfg()).is_err());
     }
 
@@ -310,7 +317,7 @@ mod tests {
     fn client_seed_is_the_base_and_part_of_the_key() {
         let p = prepare(with(json!({"seed": 42})), &HeaderMap::new(), &cfg()).unwrap();
         assert_eq!(p.plan.base_seed, 42);
-        assert_eq!(p.key_body["seed"], json!(42));
+        assert_eq!(p.key_extra["seed"], json!(42));
         assert!(!p.plan.body.contains_key("seed"));
     }
 
@@ -318,10 +325,10 @@ mod tests {
     fn guard_follows_the_flag_unless_the_request_says_and_splits_the_key() {
         let on = prepare(req(base()), &HeaderMap::new(), &cfg()).unwrap();
         assert!(on.plan.guard);
-        assert!(!on.key_body.contains_key("bon"), "default keys are unchanged");
+        assert!(!on.key_extra.contains_key("bon"), "default keys are unchanged");
         let off = prepare(with(json!({"bon": {"guard": false}})), &HeaderMap::new(), &cfg()).unwrap();
         assert!(!off.plan.guard);
-        assert_ne!(on.key_body, off.key_body);
+        assert_ne!(on.key_extra, off.key_extra);
         assert!(!off.plan.body.contains_key("bon"), "never forwarded");
         let c = Config::try_parse_from(["bon-proxy", "--reward-model", "m", "--degenerate-guard", "off"]).unwrap();
         assert!(!prepare(req(base()), &HeaderMap::new(), &c).unwrap().plan.guard);

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use super::{
     headers::{HEADER_N, HEADER_REWARD_MODEL},
     inflight::{Finished, Held},
-    prepare::Prepared,
+    prepare::Reply,
     response::{bon_headers, bon_object, model_name, ranked_choices, usage_json},
 };
 
@@ -51,19 +51,21 @@ struct Shape {
     reward_model: String,
 }
 
-/// The streaming response for `work`. `updates` brings the last candidate standing while it generates (pruning).
+/// The streaming response for `work` (`n` candidates). `updates` brings the last candidate standing while it
+/// generates (pruning).
 pub async fn respond(
     work: impl Future<Output = Finished> + Send + 'static,
     updates: Option<mpsc::UnboundedReceiver<Live>>,
     mut held: Held,
-    prepared: Prepared,
+    reply: Reply,
+    n: u32,
     state: AppState,
 ) -> Response {
     let shape = Shape {
-        choices: prepared.choices,
-        model: prepared.model,
-        include_usage: prepared.include_usage,
-        return_candidates: prepared.return_candidates,
+        choices: reply.choices,
+        model: reply.model,
+        include_usage: reply.include_usage,
+        return_candidates: reply.return_candidates,
         reward_model: state.reward_model_id.clone(),
     };
     let keepalive = state.config.sse_keepalive;
@@ -99,7 +101,6 @@ pub async fn respond(
     };
     // Commit to a 200 stream; the work, the admission permit and the in-flight record travel inside it, so a
     // client that disconnects drops them all (cancelling the upstream calls).
-    let n = prepared.plan.n;
     let start = Streaming { work, updates, pending, live: None, held: Some(held), shape, done: false };
     let body = stream::unfold(start, Streaming::step)
         .flat_map(|data| stream::iter(data.into_iter().map(|d| Ok::<_, Infallible>(Event::default().data(d)))));

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use eventsource_stream::Eventsource;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::{Streamed, Upstream, UpstreamError};
+use super::{Streamed, Upstream, UpstreamError, UpstreamRequest};
 use crate::openai::ChatCompletion;
 
 /// Largest upstream response body read (a chat completion is far smaller; this stops a broken upstream).
@@ -68,7 +68,7 @@ async fn read_body(mut resp: reqwest::Response) -> Result<Vec<u8>, UpstreamError
 impl Upstream for Client {
     fn chat(
         &self,
-        body: Map<String, Value>,
+        body: UpstreamRequest,
         auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
         async move {
@@ -81,7 +81,7 @@ impl Upstream for Client {
 
     fn chat_stream(
         &self,
-        body: Map<String, Value>,
+        body: UpstreamRequest,
         auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<Streamed, UpstreamError>> {
         async move {

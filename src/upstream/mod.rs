@@ -4,42 +4,38 @@
 mod client;
 pub mod health;
 pub mod pool;
+mod request;
 
 pub use client::{Client, decode_chat};
 pub use pool::{Pool, PoolOptions};
+pub use request::UpstreamRequest;
 
 use std::sync::Arc;
 
 use futures::{FutureExt, future::BoxFuture, stream::BoxStream};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::openai::ChatCompletion;
 
 /// An OpenAI-compatible chat completion backend.
 pub trait Upstream: Send + Sync + 'static {
-    /// Sends one non-streaming chat completion request (the body is forwarded as is). `auth` is the client's own
+    /// Sends one non-streaming chat completion request (forwarded as it serialises). `auth` is the client's own
     /// bearer token when `--forward-client-auth` is on; otherwise the client's configured key (if any) is used.
     fn chat(
         &self,
-        body: Map<String, Value>,
+        req: UpstreamRequest,
         auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>>;
 
-    /// Sends one chat completion request with `stream: true` (the caller sets it in `body`). An upstream that
+    /// Sends one chat completion request with `stream: true` (the caller sets it on `req`). An upstream that
     /// answers with a whole completion instead of a stream yields `Streamed::Whole`; so does this default, for
     /// upstreams that cannot stream at all.
     fn chat_stream(
         &self,
-        body: Map<String, Value>,
+        req: UpstreamRequest,
         auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<Streamed, UpstreamError>> {
-        async move {
-            let mut body = body;
-            body.insert("stream".into(), Value::Bool(false));
-            body.remove("stream_options");
-            self.chat(body, auth).await.map(Streamed::Whole)
-        }
-        .boxed()
+        self.chat(req.stream(false), auth).map(|r| r.map(Streamed::Whole)).boxed()
     }
 
     /// `GET /v1/models`, passed through.

@@ -18,11 +18,11 @@ use std::{
 
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{
-    Streamed, Upstream, UpstreamError,
+    Streamed, Upstream, UpstreamError, UpstreamRequest,
     health::{Backoff, Health, State},
 };
 use crate::{metrics::Metrics, openai::ChatCompletion};
@@ -209,8 +209,8 @@ impl Pool {
     }
 
     /// Runs `call` with `args` on a member (within `deadline`), counts it, and on a transient failure runs it once
-    /// more on another routable member. Returns the result and the lease it was served under. `args` (the body) is
-    /// copied only when there is another member to retry on: a pool of one adds no copy to the request path.
+    /// more on another routable member. Returns the result and the lease it was served under. `args` (the request,
+    /// whose body is shared) is cloned only when there is another member to retry on.
     async fn with_failover<A, T, F>(
         &self,
         deadline: Option<Instant>,
@@ -316,7 +316,7 @@ impl Pool {
 impl Upstream for Pool {
     fn chat(
         &self,
-        body: Map<String, Value>,
+        body: UpstreamRequest,
         auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
         async move {
@@ -329,7 +329,7 @@ impl Upstream for Pool {
 
     fn chat_stream(
         &self,
-        body: Map<String, Value>,
+        body: UpstreamRequest,
         auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<Streamed, UpstreamError>> {
         async move {

@@ -55,13 +55,9 @@ fn completion() -> ChatCompletion {
 }
 
 impl Upstream for Fake {
-    fn chat(
-        &self,
-        body: Map<String, Value>,
-        _: Option<Arc<str>>,
-    ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
+    fn chat(&self, req: UpstreamRequest, _: Option<Arc<str>>) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
         async move {
-            self.seeds.lock().unwrap().push(body["seed"].as_i64().unwrap());
+            self.seeds.lock().unwrap().push(req.get("seed").and_then(|s| s.as_i64()).unwrap());
             let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             let does = *self.does.lock().unwrap();
@@ -108,8 +104,8 @@ fn pool(fakes: &[Arc<Fake>], deadline: Option<Duration>) -> (Pool, Arc<Metrics>)
     (Pool::new(members, opts, metrics.clone()), metrics)
 }
 
-fn body(seed: i64) -> Map<String, Value> {
-    json!({"model": "m", "seed": seed}).as_object().unwrap().clone()
+fn body(seed: i64) -> UpstreamRequest {
+    UpstreamRequest::from(json!({"model": "m"}).as_object().unwrap().clone()).seed(seed)
 }
 
 #[tokio::test(start_paused = true)]

@@ -17,7 +17,7 @@ use crate::{
     metrics::Metrics,
     openai::{Choice, Content},
     reward::{RewardError, Score, ScoreInput},
-    upstream::{Streamed, Upstream},
+    upstream::{Streamed, Upstream, UpstreamRequest},
 };
 
 /// What the fake upstream does for the candidate with seed offset `i`.
@@ -72,9 +72,10 @@ impl Upstream for FakeUpstream {
 
     fn chat(
         &self,
-        body: Map<String, Value>,
+        req: UpstreamRequest,
         _auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
+        let body = req.to_map();
         let i = (body["seed"].as_i64().unwrap() - self.base) as usize;
         let n = body.get("n").and_then(Value::as_u64).unwrap_or(1) as usize;
         self.seen.lock().unwrap().push(body);
@@ -107,17 +108,17 @@ impl Upstream for FakeUpstream {
 
     fn chat_stream(
         &self,
-        mut body: Map<String, Value>,
+        req: UpstreamRequest,
         auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<Streamed, UpstreamError>> {
+        let body = req.to_map();
         assert_eq!(body["stream"], json!(true));
         assert_eq!(body["stream_options"], json!({"include_usage": true}));
         if self.refuses_stream {
             return async { Err(status(400, "streaming is not supported")) }.boxed();
         }
         if !self.streams {
-            body.insert("stream".into(), json!(false));
-            return self.chat(body, auth).map(|r| r.map(Streamed::Whole)).boxed();
+            return self.chat(req.stream(false), auth).map(|r| r.map(Streamed::Whole)).boxed();
         }
         let i = (body["seed"].as_i64().unwrap() - self.base) as usize;
         self.seen.lock().unwrap().push(body);
@@ -210,7 +211,7 @@ fn plan(n: u32, base_seed: i64) -> Plan {
     let mut body = Map::new();
     body.insert("model".into(), json!("m"));
     Plan {
-        body,
+        body: Arc::new(body),
         n,
         base_seed,
         conversation: Arc::from(Vec::new()),

@@ -134,9 +134,10 @@ fn fenced<'a>(prompt: &'a str, kind: &str) -> Option<&'a str> {
 impl Upstream for FakeJudge {
     fn chat(
         &self,
-        body: Map<String, Value>,
+        req: UpstreamRequest,
         _auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
+        let body = req.to_map();
         let prompt = body["messages"][0]["content"].as_str().unwrap().to_owned();
         assert_eq!((body["max_tokens"].clone(), body["logprobs"].clone()), (json!(1), json!(true)));
         self.prompts.lock().unwrap().push(prompt.clone());

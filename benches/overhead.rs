@@ -1,0 +1,195 @@
+//! Bench binary (`cargo bench --bench overhead`): what the proxy itself costs, in one process.
+//!
+//!   copies    building the N candidate requests of one Best-of-8 call on a ~4k-token conversation and serialising
+//!             them: as before (the forwarded body copied per candidate, `seed` inserted, a second copy for the cache
+//!             key) against now (one shared body, each candidate a borrowed wrapper adding its `seed`; the key
+//!             hashed from the parts): allocations, bytes and time, same body, same run
+//!   call      one Best-of-8 call through the in-process proxy on a 0 ms fake upstream with that conversation:
+//!             allocations and time per call, end to end (HTTP both ways, the fake, scoring with the default model)
+//!   n=1       `BON_BENCH_CLIENTS` (16) clients in a loop, N = 1, on a 0 ms fake: direct vs through the proxy,
+//!             p50/p99 per request and what the proxy adds
+//!
+//! `BON_BENCH_ROUNDS` (default 200) repetitions of each measurement.
+
+mod common;
+
+use common::{env, ms, say};
+
+use std::{
+    alloc::System,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use bon_proxy::{AppState, cache::CacheKey, config::Config, serve, upstream::UpstreamRequest};
+use clap::Parser;
+use serde_json::{Map, Value, json};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use tokio_util::sync::CancellationToken;
+
+/// Counts every allocation the process makes.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Allocations (reallocations included) and bytes allocated so far.
+fn allocated() -> (u64, u64) {
+    let s = GLOBAL.stats();
+    ((s.allocations + s.reallocations) as u64, (s.bytes_allocated + s.bytes_reallocated.max(0) as usize) as u64)
+}
+
+/// Allocations, bytes and time per repetition of `f`, over `rounds`.
+fn measure(rounds: usize, mut f: impl FnMut()) -> (f64, f64, Duration) {
+    let ((a0, b0), t) = (allocated(), Instant::now());
+    for _ in 0..rounds {
+        f();
+    }
+    let ((a1, b1), elapsed) = (allocated(), t.elapsed() / u32::try_from(rounds).unwrap_or(1));
+    let per = |x: u64| x as f64 / rounds as f64;
+    (per(a1 - a0), per(b1 - b0), elapsed)
+}
+
+/// A conversation of about `tokens` tokens (about four characters each) over 16 turns, as the forwarded body.
+fn conversation_body(tokens: usize) -> Map<String, Value> {
+    let turn = "The quick brown fox jumps over the lazy dog while the reward model reads every word. ";
+    let per_turn = tokens * 4 / 16;
+    let messages: Vec<Value> = (0..16)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            json!({"role": role, "content": turn.repeat(per_turn / turn.len() + 1)})
+        })
+        .collect();
+    let v = json!({"model": "m", "messages": messages, "temperature": 0.8, "max_tokens": 64, "stream": false});
+    v.as_object().cloned().unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rounds: usize = env("BON_BENCH_ROUNDS", 200);
+    let clients: usize = env("BON_BENCH_CLIENTS", 16);
+    let body = conversation_body(4096);
+    let body_bytes = serde_json::to_vec(&body)?.len();
+    say(&format!("conversation: {} messages, {body_bytes} bytes of JSON (~4k tokens); {rounds} rounds", 16));
+
+    // Copies: the N = 8 requests of one call, and the cache key.
+    let n = 8u32;
+    let extra = json!({"bon": {"guard": false}}).as_object().cloned().unwrap_or_default();
+    let (before_a, before_b, before_t) = measure(rounds, || {
+        let mut key_body = body.clone();
+        key_body.extend(extra.clone());
+        std::hint::black_box(CacheKey::new(&[&key_body], n, "rm", None));
+        for i in 0..n {
+            let mut one = body.clone();
+            one.insert("seed".into(), json!(i));
+            std::hint::black_box(serde_json::to_vec(&one).ok());
+        }
+    });
+    let shared = Arc::new(body.clone());
+    let (after_a, after_b, after_t) = measure(rounds, || {
+        std::hint::black_box(CacheKey::new(&[&shared, &extra], n, "rm", None));
+        for i in 0..n {
+            let one = UpstreamRequest::new(shared.clone()).seed(i64::from(i));
+            std::hint::black_box(serde_json::to_vec(&one).ok());
+        }
+    });
+    say("copies (8 candidate requests + the cache key)   allocations      bytes       time");
+    say(&format!("  body copied per candidate (before)  {before_a:>12.0} {before_b:>10.0} {:>8.3} ms", ms(before_t)));
+    say(&format!("  shared body (now)                   {after_a:>12.0} {after_b:>10.0} {:>8.3} ms", ms(after_t)));
+    say(&format!(
+        "  now / before                        {:>12.2} {:>10.2} {:>8.2}",
+        after_a / before_a,
+        after_b / before_b,
+        after_t.as_secs_f64() / before_t.as_secs_f64()
+    ));
+
+    // One Best-of-8 call end to end, and N = 1 at concurrency.
+    let upstream = spawn(common::fake_upstream(tokio::sync::Semaphore::MAX_PERMITS, Duration::ZERO)).await?;
+    let config = Config::try_parse_from([
+        "bon-proxy",
+        "--upstream",
+        &upstream,
+        "--device",
+        "cpu",
+        "--cache-ttl",
+        "0s",
+        "--upstream-n",
+        "fanout",
+    ])?;
+    let state = AppState::build(config, CancellationToken::new()).await.context("build the proxy")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let proxy = format!("http://{}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let server = tokio::task::JoinSet::from_iter([serve(listener, state.clone(), shutdown.clone())]);
+    let http = reqwest::Client::new();
+    let request = |base: &str, n: u32, seed: usize| {
+        let mut b = body.clone();
+        b.insert("seed".into(), json!(seed));
+        http.post(format!("{base}/v1/chat/completions")).header("x-bon-n", n.to_string()).json(&b).send()
+    };
+    request(&proxy, 8, 0).await?.error_for_status()?;
+    let calls = (rounds / 10).max(5);
+    let ((a0, b0), t) = (allocated(), Instant::now());
+    for seed in 0..calls {
+        request(&proxy, 8, seed + 1).await?.error_for_status()?.bytes().await?;
+    }
+    let ((a1, b1), elapsed) = (allocated(), t.elapsed());
+    let per = |x: u64| x as f64 / calls as f64;
+    say(&format!(
+        "Best-of-8 call through the proxy (0 ms fake, default model): {:.0} allocations, {:.0} bytes, {:.1} ms per call",
+        per(a1 - a0),
+        per(b1 - b0),
+        ms(elapsed) / calls as f64
+    ));
+
+    let short = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
+    let latencies = |base: String| {
+        let http = http.clone();
+        let short = short.clone();
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for c in 0..clients {
+                let (http, base, mut short) = (http.clone(), base.clone(), short.clone());
+                tasks.spawn(async move {
+                    let mut got = Vec::with_capacity(rounds);
+                    for i in 0..rounds {
+                        short["seed"] = json!(c * rounds + i);
+                        let t = Instant::now();
+                        let ok = http.post(format!("{base}/v1/chat/completions")).header("x-bon-n", "1").json(&short);
+                        ok.send().await?.error_for_status()?.bytes().await?;
+                        got.push(t.elapsed());
+                    }
+                    anyhow::Ok(got)
+                });
+            }
+            let mut all: Vec<Duration> = Vec::new();
+            while let Some(done) = tasks.join_next().await {
+                all.extend(done??);
+            }
+            all.sort();
+            let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+            anyhow::Ok((at(0.5), at(0.99)))
+        }
+    };
+    latencies(upstream.clone()).await?;
+    let (direct50, direct99) = latencies(upstream.clone()).await?;
+    let (proxy50, proxy99) = latencies(proxy.clone()).await?;
+    say(&format!("N = 1, {clients} clients x {rounds} requests, 0 ms fake:   p50        p99"));
+    say(&format!("  direct                              {:>7.3} ms {:>7.3} ms", ms(direct50), ms(direct99)));
+    say(&format!("  through the proxy                   {:>7.3} ms {:>7.3} ms", ms(proxy50), ms(proxy99)));
+    say(&format!(
+        "  added by the proxy                  {:>7.3} ms {:>7.3} ms",
+        ms(proxy50.saturating_sub(direct50)),
+        ms(proxy99.saturating_sub(direct99))
+    ));
+    shutdown.cancel();
+    server.join_all().await;
+    Ok(())
+}
+
+async fn spawn(app: axum::Router) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    #[expect(clippy::disallowed_methods, reason = "the fake upstream lives as long as the bench")]
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
