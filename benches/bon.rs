@@ -19,11 +19,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
-use bon_proxy::{AppState, config::Config, openai::Message, reward::ScoreInput, serve};
-use clap::Parser;
+use bon_proxy::{openai::Message, reward::ScoreInput};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 const PROMPT: &str = "Write two sentences about why the sky is blue.";
 
@@ -33,11 +30,14 @@ async fn main() -> anyhow::Result<()> {
     let n: usize = std::env::var("BON_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let (upstream, kind) = match std::env::var("BON_BENCH_UPSTREAM") {
         Ok(url) => (url, "external"),
-        Err(_) => (fake_upstream(Duration::from_millis(100)).await?, "in-process fake, 100 ms per request"),
+        Err(_) => (
+            common::spawn_fake(common::fake_upstream(tokio::sync::Semaphore::MAX_PERMITS, Duration::from_millis(100)))
+                .await?,
+            "in-process fake, 100 ms per request",
+        ),
     };
     let upstream_n = std::env::var("BON_BENCH_UPSTREAM_N").unwrap_or_else(|_| "fanout".into());
-    let config = Config::try_parse_from([
-        "bon-proxy",
+    let served = common::proxy(&[
         "--upstream-n",
         &upstream_n,
         "--upstream",
@@ -50,12 +50,9 @@ async fn main() -> anyhow::Result<()> {
         "10m",
         "--request-timeout",
         "20m",
-    ])?;
-    let state = AppState::build(config, CancellationToken::new()).await.context("build the proxy")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let proxy = format!("http://{}", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::task::JoinSet::from_iter([serve(listener, state.clone(), shutdown.clone())]);
+    ])
+    .await?;
+    let (state, proxy) = (served.state.clone(), served.url.clone());
     let http = reqwest::Client::new();
     let body = |seed: usize| {
         json!({"model": "smollm2", "max_tokens": 48, "temperature": 0.8, "seed": seed,
@@ -142,8 +139,7 @@ async fn main() -> anyhow::Result<()> {
         "scoring 8 candidates of 256 tokens (the default model's window), one batch: {:.1} ms",
         ms(mean(&full))
     ));
-    shutdown.cancel();
-    drop(server);
+    served.stop().await;
     Ok(())
 }
 
@@ -163,15 +159,6 @@ async fn post(http: &reqwest::Client, url: &str, body: &Value, n: Option<usize>)
     let resp = req.send().await?;
     anyhow::ensure!(resp.status().is_success(), "{url}: HTTP {}", resp.status());
     Ok(resp.json().await?)
-}
-
-async fn fake_upstream(delay: Duration) -> anyhow::Result<String> {
-    let app = common::fake_upstream(tokio::sync::Semaphore::MAX_PERMITS, delay);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    #[expect(clippy::disallowed_methods, reason = "the fake upstream lives as long as the bench")]
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
 }
 
 fn mean(v: &[Duration]) -> Duration {

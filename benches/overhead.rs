@@ -21,12 +21,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context;
-use bon_proxy::{AppState, cache::CacheKey, config::Config, serve, upstream::UpstreamRequest};
-use clap::Parser;
+use bon_proxy::{cache::CacheKey, upstream::UpstreamRequest};
 use serde_json::{Map, Value, json};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
-use tokio_util::sync::CancellationToken;
 
 /// Counts every allocation the process makes.
 #[global_allocator]
@@ -103,23 +100,12 @@ async fn main() -> anyhow::Result<()> {
     ));
 
     // One Best-of-8 call end to end, and N = 1 at concurrency.
-    let upstream = spawn(common::fake_upstream(tokio::sync::Semaphore::MAX_PERMITS, Duration::ZERO)).await?;
-    let config = Config::try_parse_from([
-        "bon-proxy",
-        "--upstream",
-        &upstream,
-        "--device",
-        "cpu",
-        "--cache-ttl",
-        "0s",
-        "--upstream-n",
-        "fanout",
-    ])?;
-    let state = AppState::build(config, CancellationToken::new()).await.context("build the proxy")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let proxy = format!("http://{}", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    let server = tokio::task::JoinSet::from_iter([serve(listener, state.clone(), shutdown.clone())]);
+    let upstream =
+        common::spawn_fake(common::fake_upstream(tokio::sync::Semaphore::MAX_PERMITS, Duration::ZERO)).await?;
+    let served =
+        common::proxy(&["--upstream", &upstream, "--device", "cpu", "--cache-ttl", "0s", "--upstream-n", "fanout"])
+            .await?;
+    let proxy = served.url.clone();
     let http = reqwest::Client::new();
     let request = |base: &str, n: u32, seed: usize| {
         let mut b = body.clone();
@@ -181,15 +167,6 @@ async fn main() -> anyhow::Result<()> {
         ms(proxy50.saturating_sub(direct50)),
         ms(proxy99.saturating_sub(direct99))
     ));
-    shutdown.cancel();
-    server.join_all().await;
+    served.stop().await;
     Ok(())
-}
-
-async fn spawn(app: axum::Router) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    #[expect(clippy::disallowed_methods, reason = "the fake upstream lives as long as the bench")]
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
 }

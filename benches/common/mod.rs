@@ -47,3 +47,43 @@ pub fn fake_upstream(slots: usize, delay: Duration) -> axum::Router {
         }),
     )
 }
+
+/// Serves `app` on a free loopback port for as long as the bench runs; its base URL.
+pub async fn spawn_fake(app: axum::Router) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    #[expect(clippy::disallowed_methods, reason = "the fake upstream lives as long as the bench")]
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+/// bon-proxy served in-process on a free loopback port. `stop` cancels it and waits for the drain.
+pub struct Proxy {
+    pub state: bon_proxy::AppState,
+    pub url: String,
+    shutdown: tokio_util::sync::CancellationToken,
+    server: tokio::task::JoinSet<std::io::Result<()>>,
+}
+
+/// Starts a proxy with these command-line flags (after the program name).
+pub async fn proxy(flags: &[&str]) -> anyhow::Result<Proxy> {
+    use anyhow::Context;
+    use clap::Parser;
+
+    let config = bon_proxy::config::Config::try_parse_from(std::iter::once("bon-proxy").chain(flags.iter().copied()))?;
+    let state = bon_proxy::AppState::build(config, tokio_util::sync::CancellationToken::new())
+        .await
+        .context("build the proxy")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::task::JoinSet::from_iter([bon_proxy::serve(listener, state.clone(), shutdown.clone())]);
+    Ok(Proxy { state, url, shutdown, server })
+}
+
+impl Proxy {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.join_all().await;
+    }
+}
