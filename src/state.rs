@@ -168,5 +168,6 @@ fn pool_options(config: &Config) -> PoolOptions {
         probe_interval: config.upstream_probe_interval,
         probe_timeout: config.upstream_probe_timeout,
         deadline: Some(config.candidate_timeout),
+        learn_n: config.upstream_n == crate::config::UpstreamN::Auto,
     }
 }

@@ -148,7 +148,7 @@ impl Generation<'_> {
                 Err(_) => Vec::new(),
             };
             let well_formed_but_short = !got.is_empty() && got.len() < asked as usize;
-            if well_formed_but_short && self.mode == UpstreamN::Auto {
+            if well_formed_but_short && self.mode == UpstreamN::Auto && !self.upstream.tracks_n() {
                 // A well-formed answer with fewer choices: this upstream ignores `n`.
                 tracing::info!(asked, got = got.len(), "upstream ignores `n`; using fan-out from now on");
                 self.native_works.store(false, Ordering::Relaxed);

@@ -60,6 +60,12 @@ pub trait Upstream: Send + Sync + 'static {
     fn shares(&self, n: u32) -> Vec<u32> {
         vec![n]
     }
+
+    /// Whether it learns by itself which of its upstreams ignore `n` (a pool, `PoolOptions::learn_n`); else the
+    /// caller remembers for the whole upstream.
+    fn tracks_n(&self) -> bool {
+        false
+    }
 }
 
 /// The `data:` objects of a streamed completion (`chat.completion.chunk`), in order; ends after `[DONE]` or when

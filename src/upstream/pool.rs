@@ -11,7 +11,7 @@
 use std::{
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -42,6 +42,10 @@ pub struct PoolOptions {
     pub probe_timeout: Duration,
     /// Deadline of one request, failover included (`--candidate-timeout`); None: none.
     pub deadline: Option<Duration>,
+    /// Learn, per member, which upstreams ignore OpenAI's `n` (`--upstream-n auto`): a member that answers a
+    /// request for `n` > 1 choices with fewer (Ollama) is remembered; from then on `n` requests go to the members
+    /// that honour it and `shares` splits N over those only (none: an empty split, so every candidate fans out).
+    pub learn_n: bool,
 }
 
 impl Default for PoolOptions {
@@ -51,6 +55,7 @@ impl Default for PoolOptions {
             probe_interval: Duration::from_secs(5),
             probe_timeout: Duration::from_secs(10),
             deadline: None,
+            learn_n: false,
         }
     }
 }
@@ -62,6 +67,8 @@ pub struct Member {
     inflight: AtomicUsize,
     health: Mutex<Health>,
     metrics: Arc<Metrics>,
+    /// Answered a request for several choices with fewer (see `PoolOptions::learn_n`).
+    ignores_n: AtomicBool,
 }
 
 impl Member {
@@ -170,6 +177,7 @@ impl Pool {
                     inflight: AtomicUsize::new(0),
                     health: Mutex::new(Health::new(now)),
                     metrics: metrics.clone(),
+                    ignores_n: AtomicBool::new(false),
                 })
             })
             .collect();
@@ -181,19 +189,32 @@ impl Pool {
         self.members.iter().filter(|m| m.health().routable()).count()
     }
 
-    /// The least loaded routable member (ties: round-robin); for a retry, other than the one that failed. When no
-    /// member is routable, any: every upstream is down, and traffic still goes to the least loaded.
-    fn lease(&self, retry_of: Option<usize>) -> Option<Lease> {
+    /// Members that honour `n` and get traffic now (with `learn_n`; else every routable one).
+    fn routable_for_n(&self) -> usize {
+        self.members.iter().filter(|m| m.health().routable() && !self.skips_n(m)).count()
+    }
+
+    fn skips_n(&self, m: &Member) -> bool {
+        self.opts.learn_n && m.ignores_n.load(Ordering::Relaxed)
+    }
+
+    /// The least loaded routable member (ties: round-robin); for a retry, other than the one that failed; for a
+    /// request with `n` (`wants_n`), one that honours it where one is routable. When no member is routable, any:
+    /// every upstream is down, and traffic still goes to the least loaded.
+    fn lease(&self, retry_of: Option<usize>, wants_n: bool) -> Option<Lease> {
         let len = self.members.len();
         // A retry looks on from the member that failed, without moving the round-robin on.
         let start = retry_of.map_or_else(|| self.next.fetch_add(1, Ordering::Relaxed), |i| i + 1);
         let avoid = retry_of;
-        for healthy_only in [true, false] {
+        // (healthy only, honouring `n` only), strictest first.
+        let passes: &[(bool, bool)] =
+            if wants_n { &[(true, true), (true, false), (false, false)] } else { &[(true, false), (false, false)] };
+        for &(healthy_only, honours_n) in passes {
             let mut best: Option<(usize, usize)> = None;
             for k in 0..len {
                 let i = (start + k) % len;
                 let m = &self.members[i];
-                if Some(i) == avoid || (healthy_only && !m.health().routable()) {
+                if Some(i) == avoid || (healthy_only && !m.health().routable()) || (honours_n && self.skips_n(m)) {
                     continue;
                 }
                 let load = m.inflight.load(Ordering::Relaxed);
@@ -214,6 +235,7 @@ impl Pool {
     async fn with_failover<A, T, F>(
         &self,
         deadline: Option<Instant>,
+        wants_n: bool,
         args: A,
         call: F,
     ) -> Result<(T, Lease), UpstreamError>
@@ -221,7 +243,8 @@ impl Pool {
         A: Clone,
         F: for<'a> Fn(&'a dyn Upstream, A) -> BoxFuture<'a, Result<T, UpstreamError>>,
     {
-        let first = self.lease(None).ok_or_else(|| UpstreamError::Transport("no upstream configured".into()))?;
+        let first =
+            self.lease(None, wants_n).ok_or_else(|| UpstreamError::Transport("no upstream configured".into()))?;
         let spare = (self.members.len() > 1).then(|| args.clone());
         let err = match self.attempt(&first, deadline, call(first.member.upstream.as_ref(), args)).await {
             Ok(v) => return Ok((v, first)),
@@ -231,7 +254,7 @@ impl Pool {
         if !err.is_transient() || deadline.is_some_and(|at| Instant::now() >= at) {
             return Err(err);
         }
-        let (Some(args), Some(second)) = (spare, self.lease(Some(first.index))) else { return Err(err) };
+        let (Some(args), Some(second)) = (spare, self.lease(Some(first.index), wants_n)) else { return Err(err) };
         first.member.metrics.upstream_failovers.with_label_values(&[&first.member.name]).inc();
         tracing::debug!(from = %first.member.name, to = %second.member.name, error = %err, "retrying on another upstream");
         drop(first);
@@ -321,8 +344,16 @@ impl Upstream for Pool {
     ) -> BoxFuture<'_, Result<ChatCompletion, UpstreamError>> {
         async move {
             let deadline = self.deadline();
+            let asked = body.get("n").and_then(|n| n.as_u64()).unwrap_or(1);
+            let wants_n = self.opts.learn_n && asked > 1;
             let call = per_upstream(|u: &dyn Upstream, (body, auth)| u.chat(body, auth));
-            self.with_failover(deadline, (body, auth), call).await.map(|(c, _)| c)
+            let (completion, lease) = self.with_failover(deadline, wants_n, (body, auth), call).await?;
+            let got = completion.choices.len() as u64;
+            if wants_n && got > 0 && got < asked && !lease.member.ignores_n.swap(true, Ordering::Relaxed) {
+                tracing::info!(upstream = %lease.member.name, asked, got,
+                    "upstream ignores `n`; its share of N fans out from now on");
+            }
+            Ok(completion)
         }
         .boxed()
     }
@@ -336,7 +367,7 @@ impl Upstream for Pool {
             // Failover covers opening the stream; a stream that breaks later is the caller's to handle.
             let deadline = self.deadline();
             let call = per_upstream(|u: &dyn Upstream, (body, auth)| u.chat_stream(body, auth));
-            let (streamed, lease) = self.with_failover(deadline, (body, auth), call).await?;
+            let (streamed, lease) = self.with_failover(deadline, false, (body, auth), call).await?;
             Ok(match streamed {
                 Streamed::Whole(c) => Streamed::Whole(c),
                 Streamed::Chunks(chunks) => {
@@ -362,13 +393,25 @@ impl Upstream for Pool {
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
         async move {
             let call = per_upstream(|u: &dyn Upstream, auth| u.models(auth));
-            self.with_failover(None, auth, call).await.map(|(v, _)| v)
+            self.with_failover(None, false, auth, call).await.map(|(v, _)| v)
         }
         .boxed()
     }
 
+    /// N over the routable members, or with `learn_n` over those that honour `n` (none: no share, every candidate
+    /// fans out).
     fn shares(&self, n: u32) -> Vec<u32> {
+        if self.opts.learn_n {
+            return match self.routable_for_n() {
+                0 if self.members.iter().any(|m| self.skips_n(m)) => Vec::new(),
+                k => split(n, k.max(1)),
+            };
+        }
         split(n, self.routable().max(1))
+    }
+
+    fn tracks_n(&self) -> bool {
+        self.opts.learn_n
     }
 }
 

@@ -26,6 +26,8 @@ struct Fake {
     probe_ok: AtomicBool,
     /// `/v1/models` takes this long (a busy llama-server answers it late).
     probe_delay: Mutex<Duration>,
+    /// Answers a request for `n` choices with `n` (llama.cpp's server); else with one (Ollama).
+    honours_n: AtomicBool,
 }
 
 impl Fake {
@@ -38,6 +40,7 @@ impl Fake {
             probes: AtomicUsize::new(0),
             probe_ok: AtomicBool::new(true),
             probe_delay: Mutex::new(Duration::ZERO),
+            honours_n: AtomicBool::new(true),
         })
     }
     fn set(&self, does: Does) {
@@ -64,7 +67,12 @@ impl Upstream for Fake {
             let result = match does {
                 Does::Answer => {
                     tokio::time::sleep(Duration::from_millis(300)).await;
-                    Ok(completion())
+                    let mut c = completion();
+                    let n = req.get("n").and_then(|n| n.as_u64()).unwrap_or(1) as usize;
+                    if self.honours_n.load(Ordering::SeqCst) {
+                        c.choices = vec![c.choices[0].clone(); n];
+                    }
+                    Ok(c)
                 }
                 Does::Fail(status) => Err(UpstreamError::Status {
                     status,
@@ -98,9 +106,12 @@ impl Upstream for Fake {
 }
 
 fn pool(fakes: &[Arc<Fake>], deadline: Option<Duration>) -> (Pool, Arc<Metrics>) {
+    pool_with(fakes, PoolOptions { deadline, ..PoolOptions::default() })
+}
+
+fn pool_with(fakes: &[Arc<Fake>], opts: PoolOptions) -> (Pool, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new().unwrap());
     let members = fakes.iter().enumerate().map(|(i, f)| (i.to_string(), f.clone() as Arc<dyn Upstream>)).collect();
-    let opts = PoolOptions { deadline, ..PoolOptions::default() };
     (Pool::new(members, opts, metrics.clone()), metrics)
 }
 
@@ -255,4 +266,47 @@ fn native_n_is_split_over_healthy_upstreams() {
     assert_eq!(split(2, 4), [1, 1]);
     assert_eq!(split(5, 1), [5]);
     assert_eq!(split(1, 0), [1]);
+}
+
+/// An Ollama (ignores `n`) beside a llama.cpp server (honours it), `--upstream-n auto`.
+fn mixed(learn_n: bool) -> (Vec<Arc<Fake>>, Pool) {
+    let fakes = vec![Fake::new(Does::Answer), Fake::new(Does::Answer)];
+    fakes[0].honours_n.store(false, Ordering::SeqCst);
+    let (pool, _) = pool_with(&fakes, PoolOptions { learn_n, ..PoolOptions::default() });
+    (fakes, pool)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_ignores_n_loses_its_share_and_only_it() {
+    let (fakes, pool) = mixed(true);
+    assert_eq!(pool.shares(4), [2, 2]);
+    // The first share goes to the Ollama (round-robin starts there): one choice of two.
+    let c = pool.chat(body(1).n(2), None).await.unwrap();
+    assert_eq!((c.choices.len(), fakes[0].seeds(), fakes[1].seeds()), (1, vec![1], vec![]));
+    // Learnt for that member only: N goes whole to the one that honours `n`, and `n` requests go there.
+    assert_eq!(pool.shares(4), [4]);
+    for seed in 2..5 {
+        assert_eq!(pool.chat(body(seed).n(4), None).await.unwrap().choices.len(), 4);
+    }
+    assert_eq!(fakes[1].seeds(), [2, 3, 4], "every later `n` request went to the member that honours it");
+    // Plain requests (fan-out) still use both.
+    for seed in 5..9 {
+        pool.chat(body(seed), None).await.unwrap();
+    }
+    assert_eq!(fakes[0].seeds().len(), 3, "{:?}", fakes[0].seeds());
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_member_ignores_n_there_is_no_share_and_without_learning_nothing_is_learnt() {
+    let (fakes, pool) = mixed(true);
+    fakes[1].honours_n.store(false, Ordering::SeqCst);
+    pool.chat(body(1).n(2), None).await.unwrap();
+    pool.chat(body(2).n(2), None).await.unwrap();
+    assert!(pool.shares(4).is_empty(), "no member honours `n`: every candidate fans out");
+    assert!(pool.tracks_n());
+
+    let (_, pool) = mixed(false);
+    pool.chat(body(1).n(2), None).await.unwrap();
+    assert_eq!(pool.shares(4), [2, 2], "`--upstream-n native`: shares stay as they were");
+    assert!(!pool.tracks_n());
 }

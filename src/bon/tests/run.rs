@@ -158,6 +158,21 @@ async fn auto_falls_back_to_fan_out_when_n_is_ignored_and_remembers() {
 }
 
 #[tokio::test]
+async fn auto_fans_out_every_candidate_when_the_pool_has_no_share_for_n() {
+    // A pool whose members all ignore `n` (it learnt so itself) gives no share.
+    let mut up = upstream(0, vec![Act::Say("a"), Act::Say("b!!"), Act::Say("c!")]);
+    up.split = Some(Vec::new());
+    let works = AtomicBool::new(true);
+    let out = generate(&up, &scorer(false), &plan(3, 0), LIMIT, &Metrics::new().unwrap(), UpstreamN::Auto, &works)
+        .await
+        .unwrap();
+    assert_eq!(out.ranked, vec![1, 2, 0]);
+    let seen = up.seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "three fan-out requests, no native one");
+    assert!(seen.iter().all(|b| !b.contains_key("n")));
+}
+
+#[tokio::test]
 async fn native_mode_never_claims_more_candidates_than_came_back() {
     let up = upstream(0, vec![Act::Say("a"), Act::Say("b")]);
     let m = Metrics::new().unwrap();
