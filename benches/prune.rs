@@ -33,17 +33,13 @@ use std::{
 
 use anyhow::Context;
 use bon_proxy::{
-    AppState,
-    config::{Config, Device},
+    config::Device,
     metrics::Metrics,
     openai::{Content, Message},
     reward::{RewardOptions, Score, ScoreInput, Scorer},
-    serve,
 };
-use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 /// Prints a line to stdout (the bench's report).
 macro_rules! say {
@@ -98,16 +94,8 @@ impl Setting {
     }
 }
 
-/// A proxy serving in this process.
-struct Proxy {
-    url: String,
-    state: AppState,
-    shutdown: CancellationToken,
-}
-
-async fn proxy(upstream: &str, n: u32, model: Option<&str>) -> anyhow::Result<Proxy> {
+async fn proxy(upstream: &str, n: u32, model: Option<&str>) -> anyhow::Result<common::Proxy> {
     let mut args: Vec<String> = [
-        "bon-proxy",
         "--upstream",
         upstream,
         "--device",
@@ -129,13 +117,7 @@ async fn proxy(upstream: &str, n: u32, model: Option<&str>) -> anyhow::Result<Pr
     if let Some(model) = model {
         args.extend(["--reward-model".into(), model.to_owned()]);
     }
-    let state = AppState::build(Config::try_parse_from(args)?, CancellationToken::new()).await.context("proxy")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/v1/chat/completions", listener.local_addr()?);
-    let shutdown = CancellationToken::new();
-    #[expect(clippy::disallowed_methods, reason = "the bench's proxies serve beside it until it exits")]
-    tokio::spawn(serve(listener, state.clone(), shutdown.clone()));
-    Ok(Proxy { url, state, shutdown })
+    common::proxy(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
 }
 
 /// A copy of `dir` whose config.json declares no prefix output or calibration (the graph is the same file).
@@ -317,9 +299,9 @@ async fn main() -> anyhow::Result<()> {
         sum(&plain, |c| c.first_token.as_secs_f64()) / plain.len().max(1) as f64,
         graded.first().map_or(0.0, |g| g.1) / plain.len().max(1) as f64,
     );
-    main.shutdown.cancel();
+    main.stop().await;
     if let Some(t) = twin {
-        t.shutdown.cancel();
+        t.stop().await;
     }
     Ok(())
 }
@@ -345,7 +327,7 @@ fn reward_retained(plain: &Call, pruned: &Call) -> Option<f64> {
 async fn go(http: &reqwest::Client, url: &str, body: &Value, n: u32, prune: u32) -> anyhow::Result<Call> {
     let started = Instant::now();
     let resp = http
-        .post(url)
+        .post(format!("{url}/v1/chat/completions"))
         .header("x-bon-n", n.to_string())
         .header("x-bon-prune-every", prune.to_string())
         .json(body)

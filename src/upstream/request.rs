@@ -52,20 +52,14 @@ impl UpstreamRequest {
         }
     }
 
-    /// The request as one JSON object (tests and fakes; the client serialises without building it).
+    /// The request as one JSON object, exactly as it serialises (tests and fakes; the client serialises without
+    /// building it).
     pub fn to_map(&self) -> Map<String, Value> {
-        let mut map: Map<String, Value> = self
-            .body
-            .iter()
-            .filter(|(k, _)| self.overrides(k).is_none())
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        for key in OVERRIDDEN {
-            if let Some(Some(v)) = self.overrides(key) {
-                map.insert(key.to_owned(), v);
-            }
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            // Unreachable: `serialize` writes a map of JSON values.
+            _ => Map::new(),
         }
-        map
     }
 
     /// What this request sets `key` to over the body: `Some(Some(v))` a value, `Some(None)` removed, `None` the
