@@ -33,9 +33,9 @@ use std::{
 
 use anyhow::Context;
 use bon_proxy::{
-    config::Device,
     metrics::Metrics,
     openai::{Content, Message},
+    reward::Device,
     reward::{RewardOptions, Score, ScoreInput, Scorer},
 };
 use futures::StreamExt;

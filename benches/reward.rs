@@ -23,10 +23,10 @@ use std::{
 
 use anyhow::Context;
 use bon_proxy::{
-    config::{Arena, Device, reward_model_spec},
+    config::reward_model_spec,
     metrics::Metrics,
     openai::Message,
-    reward::{ModelDir, RewardOptions, Score, ScoreInput, Scorer},
+    reward::{Arena, Device, ModelDir, RewardOptions, Score, ScoreInput, Scorer},
 };
 use clap::ValueEnum;
 use serde_json::json;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use bon_proxy::{
-    config::Device,
     metrics::Metrics,
     openai::Message,
+    reward::Device,
     reward::{RewardOptions, Score, ScoreInput, Scorer},
 };
 use serde_json::{Value, json};

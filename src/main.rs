@@ -43,11 +43,11 @@ async fn main() -> anyhow::Result<()> {
     let filter = filter();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
-    match config.log_format {
+    match config.server.log_format {
         LogFormat::Text => logs.with_ansi(ansi).init(),
         LogFormat::Json => logs.json().init(),
     }
-    let (listen, delay) = (config.listen, config.shutdown_delay);
+    let (listen, delay) = (config.server.listen, config.server.shutdown_delay);
     // `draining` turns /ready to 503; `stop` then closes the listener and drains in-flight requests.
     let (draining, stop) = (CancellationToken::new(), CancellationToken::new());
     // Configuration and the reward model are checked before binding: a bad start is one clear message.

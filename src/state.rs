@@ -12,8 +12,8 @@ use crate::{
     config::Config,
     keys::Keys,
     metrics::Metrics,
-    reward::{RewardError, RewardOptions, Score, Scorer, hub::HubOptions, source},
-    upstream::{Client, Pool, PoolOptions, Upstream, UpstreamError, health::Backoff},
+    reward::{RewardError, Score, Scorer, hub::HubOptions, source},
+    upstream::{Client, Pool, Upstream, UpstreamError},
 };
 
 /// Cheap to clone; everything lives behind one `Arc`.
@@ -77,28 +77,16 @@ impl AppState {
         config.validate()?;
         let metrics = Arc::new(Metrics::new()?);
         let resolved = source::resolve(&config.reward_model_spec()?, hub).await?;
-        let opts = RewardOptions {
-            dir: resolved.dir,
-            id: config.reward_model_id.clone().or(resolved.id),
-            device: config.device,
-            max_tokens: config.reward_max_tokens,
-            max_batch: config.reward_max_batch,
-            max_padding: config.reward_max_padding,
-            max_batch_tokens: config.reward_max_batch_tokens,
-            output: config.reward_output.clone(),
-            prefix_output: config.reward_prefix_output.clone(),
-            threads: config.reward_threads,
-            tokenizer_threads: config.reward_tokenizer_threads,
-            arena: config.reward_arena,
-        };
+        let opts = config.reward.options(resolved.dir, resolved.id);
         let scorer = Arc::new(Scorer::load(&opts, metrics.clone())?);
         let id = scorer.id().to_owned();
         let mut members: Vec<(String, Arc<dyn Upstream>)> = Vec::new();
-        for (name, url) in config.upstream_names().into_iter().zip(&config.upstreams) {
-            let client = Client::new(url, config.upstream_api_key.clone(), config.upstream_concurrency)?;
+        for (name, url) in config.upstream.member_names().into_iter().zip(&config.upstream.urls) {
+            let client = Client::new(url, config.upstream.api_key.clone(), config.upstream.concurrency)?;
             members.push((name, Arc::new(client)));
         }
-        let pool = Arc::new(Pool::new(members, pool_options(&config), metrics.clone()));
+        let pool =
+            Arc::new(Pool::new(members, config.upstream.pool_options(config.bon.candidate_timeout), metrics.clone()));
         Self::from_pool(config, pool, scorer, id, metrics, shutdown)
     }
 
@@ -111,7 +99,11 @@ impl AppState {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
-        let pool = Arc::new(Pool::new(vec![("0".into(), upstream)], pool_options(&config), metrics.clone()));
+        let pool = Arc::new(Pool::new(
+            vec![("0".into(), upstream)],
+            config.upstream.pool_options(config.bon.candidate_timeout),
+            metrics.clone(),
+        ));
         Self::from_pool(config, pool, scorer, reward_model_id, metrics, shutdown)
     }
 
@@ -124,21 +116,22 @@ impl AppState {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
-        if config.prune_confidence.is_some() && scorer.calibration().is_none() {
+        if config.bon.prune_confidence.is_some() && scorer.calibration().is_none() {
             return Err(StartError::Reward(RewardError::Load(format!(
                 "--prune-confidence needs a reward model with a prefix calibration (config.json \
                  bon_prefix_calibration), and {reward_model_id} has none; measure one with `bon-proxy eval \
                  --prune-report`"
             ))));
         }
-        let mut cache = ResultCache::new(config.cache_ttl, config.cache_max_bytes, metrics.clone());
-        if let Some(url) = &config.cache_redis {
-            let shared = SharedCache::connect(url, config.cache_ttl, config.cache_redis_timeout, metrics.clone())?;
+        let mut cache = ResultCache::new(config.cache.ttl, config.cache.max_bytes, metrics.clone());
+        if let Some(url) = &config.cache.shared.redis {
+            let shared =
+                SharedCache::connect(url, config.cache.ttl, config.cache.shared.redis_timeout, metrics.clone())?;
             cache = cache.with_shared(shared);
         }
-        let admission = Arc::new(Semaphore::new(config.max_inflight));
+        let admission = Arc::new(Semaphore::new(config.server.max_inflight));
         let judge_upstream: Arc<dyn Upstream> = match &config.select.judge_upstream {
-            Some(url) => Arc::new(Client::new(url, config.select.judge_api_key.clone(), config.upstream_concurrency)?),
+            Some(url) => Arc::new(Client::new(url, config.select.judge_api_key.clone(), config.upstream.concurrency)?),
             None => upstream.clone(),
         };
         let keys = Keys::new(&config.client_keys()?);
@@ -155,19 +148,5 @@ impl AppState {
             native_n_works: AtomicBool::new(true),
             shutdown,
         })))
-    }
-}
-
-/// The pool's settings from the flags.
-fn pool_options(config: &Config) -> PoolOptions {
-    PoolOptions {
-        backoff: Backoff {
-            initial: config.upstream_backoff,
-            max: config.upstream_backoff_max.max(config.upstream_backoff),
-        },
-        probe_interval: config.upstream_probe_interval,
-        probe_timeout: config.upstream_probe_timeout,
-        deadline: Some(config.candidate_timeout),
-        learn_n: config.upstream_n == crate::config::UpstreamN::Auto,
     }
 }

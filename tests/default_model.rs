@@ -58,7 +58,7 @@ async fn matches_python(dir: std::path::PathBuf, reference: &Value, window: usiz
         assert_eq!(encoder.encode(&pair(&c["prompt"], &c["chosen"])).unwrap().ids, ids);
     }
 
-    let opts = RewardOptions { device: bon_proxy::config::Device::Cpu, ..RewardOptions::new(dir) };
+    let opts = RewardOptions { device: bon_proxy::reward::Device::Cpu, ..RewardOptions::new(dir) };
     let scorer = Scorer::load(&opts, Arc::new(Metrics::new().unwrap())).unwrap();
     assert_eq!(scorer.id(), reference["model_id"].as_str().unwrap());
     assert_eq!(scorer.max_tokens(), window, "model_max_length from tokenizer_config.json");

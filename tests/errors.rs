@@ -279,7 +279,7 @@ async fn a_reward_model_failure_falls_back_to_the_first_candidate_and_says_so() 
     let upstream = mock_upstream(BySeed::new(0, behaviours), 3).await;
     let model = refusing_model();
     let mut cfg = config(&upstream.uri(), &[]);
-    cfg.reward_model = Some(model.clone());
+    cfg.reward.model = Some(model.clone());
     let app = spawn_app(cfg).await;
     let resp = app.chat(seeded(0), &[("x-bon-n", "3")]).await;
     assert_eq!(resp.status(), 200);

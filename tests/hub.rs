@@ -54,7 +54,7 @@ async fn the_proxy_serves_with_a_hub_model_from_the_cache() {
     let upstream =
         mock_upstream(BySeed::answers(0, &capital_answers().into_iter().map(|(t, _)| t).collect::<Vec<_>>()), 4).await;
     let mut cfg = config(&upstream.uri(), &[]);
-    cfg.reward_model = Some("acme/tiny-rm".into());
+    cfg.reward.model = Some("acme/tiny-rm".into());
     let state = bon_proxy::AppState::build_with_hub(cfg, &offline(&root), Default::default()).await.unwrap();
     assert_eq!(state.reward_model_id, "acme/tiny-rm");
     std::fs::remove_dir_all(root).unwrap();

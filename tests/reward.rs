@@ -8,10 +8,9 @@ mod common;
 use std::{path::Path, sync::Arc};
 
 use bon_proxy::{
-    config::{Arena, Device},
     metrics::Metrics,
     openai::Message,
-    reward::{Encoder, ModelDir, RewardError, RewardOptions, Score, ScoreInput, Scorer},
+    reward::{Arena, Device, Encoder, ModelDir, RewardError, RewardOptions, Score, ScoreInput, Scorer},
 };
 use common::{fixture, reference};
 use serde_json::{Value, json};

@@ -27,7 +27,7 @@ async fn a_panicking_scorer_is_counted_reported_and_restarted() {
     let cfg = config(&upstream.uri(), &["--cache-ttl", "0s"]);
     let metrics = Arc::new(Metrics::new().unwrap());
     let opts =
-        RewardOptions { device: bon_proxy::config::Device::Cpu, ..RewardOptions::new(fixture("tiny-qwen3-chatml")) };
+        RewardOptions { device: bon_proxy::reward::Device::Cpu, ..RewardOptions::new(fixture("tiny-qwen3-chatml")) };
     let scorer = Arc::new(Scorer::load(&opts, metrics.clone()).unwrap());
     let client = Arc::new(Client::new(&upstream.uri(), None, 64).unwrap());
     let shutdown = CancellationToken::new();

@@ -9,10 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use bon_proxy::{
-    config::Device,
     metrics::Metrics,
     openai::{Content, Message},
-    reward::{RewardOptions, Score, ScoreInput, Scorer},
+    reward::{Device, RewardOptions, Score, ScoreInput, Scorer},
 };
 use common::*;
 

@@ -16,9 +16,9 @@ use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 
 use super::{Candidate, Plan};
 use crate::{
-    config::UpstreamN,
     metrics::Metrics,
     openai::ChatCompletion,
+    upstream::UpstreamN,
     upstream::{Upstream, UpstreamError, UpstreamRequest},
 };
 

@@ -5,6 +5,7 @@
 //! client disconnects and axum drops the handler, every in-flight upstream request is dropped and its connection
 //! closed.
 
+pub mod args;
 mod assemble;
 mod decide;
 mod generate;
@@ -13,6 +14,7 @@ pub mod prune;
 mod rank;
 pub mod strategy;
 
+pub use args::{BonArgs, PruneAt, Switch};
 pub use decide::Selector;
 pub use generate::Generation;
 pub use prune::{Live, LiveTx, Prune};

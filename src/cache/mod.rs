@@ -16,6 +16,7 @@ use std::{
 
 use moka::{future::Cache, notification::RemovalCause};
 
+pub mod args;
 mod key;
 pub mod shared;
 

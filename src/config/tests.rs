@@ -1,6 +1,7 @@
 //! `Config` parsing and validation.
 
 use super::*;
+use std::time::Duration;
 
 fn parse(args: &[&str]) -> Config {
     let mut argv = vec!["bon-proxy", "--reward-model", "models/x"];
@@ -12,11 +13,11 @@ fn parse(args: &[&str]) -> Config {
 fn defaults_are_valid() {
     let c = parse(&[]);
     assert_eq!(c.validate(), Ok(()));
-    assert_eq!(c.default_n, 4);
-    assert_eq!(c.max_n, 16);
-    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-    assert_eq!(c.upstreams, ["http://127.0.0.1:11434"]);
-    assert_eq!(c.upstream_names(), ["0"]);
+    assert_eq!(c.bon.default_n, 4);
+    assert_eq!(c.bon.max_n, 16);
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.upstream.urls, ["http://127.0.0.1:11434"]);
+    assert_eq!(c.upstream.member_names(), ["0"]);
     assert_eq!(c.reward_model_spec(), Ok(PathBuf::from("models/x")));
 }
 
@@ -49,11 +50,11 @@ fn cross_field_rules() {
 #[test]
 fn a_pool_of_upstreams_and_their_names() {
     let c = parse(&["--upstream", "http://a:1", "--upstream", "http://b:2"]);
-    assert_eq!(c.upstreams, ["http://a:1", "http://b:2"]);
-    assert_eq!(c.upstream_names(), ["0", "1"]);
+    assert_eq!(c.upstream.urls, ["http://a:1", "http://b:2"]);
+    assert_eq!(c.upstream.member_names(), ["0", "1"]);
     assert_eq!(c.validate(), Ok(()));
     let c = parse(&["--upstream", "http://a:1,http://b:2", "--upstream-name", "gpu-a,gpu-b"]);
-    assert_eq!(c.upstream_names(), ["gpu-a", "gpu-b"]);
+    assert_eq!(c.upstream.member_names(), ["gpu-a", "gpu-b"]);
     assert_eq!(c.validate(), Ok(()));
     for bad in [&["--upstream-name", "a"][..], &["--upstream-name", "a,a"], &["--upstream-name", "a b,c"]] {
         let mut args = vec!["--upstream", "http://a:1,http://b:2"];
@@ -73,7 +74,7 @@ fn the_redis_url_is_checked_and_its_password_never_shown() {
     assert!(matches!(err, ConfigError::CacheRedis(_)) && !err.to_string().contains("s3cret-pw"), "{err}");
     let c = parse(&["--cache-redis", "redis://127.0.0.1", "--cache-ttl", "0s"]);
     assert_eq!(c.validate(), Err(ConfigError::CacheRedisWithoutCache));
-    assert_eq!(parse(&["--cache-redis-timeout", "25ms"]).cache_redis_timeout, Duration::from_millis(25));
+    assert_eq!(parse(&["--cache-redis-timeout", "25ms"]).cache.shared.redis_timeout, Duration::from_millis(25));
 }
 
 #[test]
@@ -87,6 +88,6 @@ fn debug_redacts_the_upstream_key() {
 #[test]
 fn durations_parse_with_humantime() {
     let c = parse(&["--candidate-timeout", "1m 30s", "--cache-ttl", "0s"]);
-    assert_eq!(c.candidate_timeout, Duration::from_secs(90));
-    assert_eq!(c.cache_ttl, Duration::ZERO);
+    assert_eq!(c.bon.candidate_timeout, Duration::from_secs(90));
+    assert_eq!(c.cache.ttl, Duration::ZERO);
 }

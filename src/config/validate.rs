@@ -52,60 +52,63 @@ impl Config {
     /// Checks ranges and cross-field rules. Run before binding.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.reward_model_spec()?;
-        if self.max_n < 1 {
-            return Err(ConfigError::MaxN(self.max_n));
+        if self.bon.max_n < 1 {
+            return Err(ConfigError::MaxN(self.bon.max_n));
         }
-        if !(1..=self.max_n).contains(&self.default_n) {
-            return Err(ConfigError::DefaultN { got: self.default_n, max: self.max_n });
+        if !(1..=self.bon.max_n).contains(&self.bon.default_n) {
+            return Err(ConfigError::DefaultN { got: self.bon.default_n, max: self.bon.max_n });
         }
-        if !(self.bon_temperature.is_finite() && self.bon_temperature > 0.0) {
-            return Err(ConfigError::Temperature(self.bon_temperature));
+        if !(self.bon.temperature.is_finite() && self.bon.temperature > 0.0) {
+            return Err(ConfigError::Temperature(self.bon.temperature));
         }
-        if !(self.prune_keep > 0.0 && self.prune_keep < 1.0) {
-            return Err(ConfigError::PruneKeep(self.prune_keep));
+        if !(self.bon.prune_keep > 0.0 && self.bon.prune_keep < 1.0) {
+            return Err(ConfigError::PruneKeep(self.bon.prune_keep));
         }
-        if let Some(p) = self.prune_confidence
-            && !valid_confidence(p)
+        if let Some(p) = self.bon.prune_confidence
+            && !crate::bon::args::valid_confidence(p)
         {
             return Err(ConfigError::PruneConfidence(p));
         }
-        if !(0.0..=1.0).contains(&self.reward_max_padding) {
-            return Err(ConfigError::MaxPadding(self.reward_max_padding));
+        if !(0.0..=1.0).contains(&self.reward.max_padding) {
+            return Err(ConfigError::MaxPadding(self.reward.max_padding));
         }
-        if self.sse_keepalive.is_zero() {
+        if self.server.sse_keepalive.is_zero() {
             return Err(ConfigError::ZeroDuration("sse-keepalive"));
         }
-        if self.upstream_probe_timeout.is_zero() {
+        if self.upstream.probe_timeout.is_zero() {
             return Err(ConfigError::ZeroDuration("upstream-probe-timeout"));
         }
-        if self.candidate_timeout >= self.request_timeout {
-            return Err(ConfigError::Timeouts { candidate: self.candidate_timeout, request: self.request_timeout });
+        if self.bon.candidate_timeout >= self.server.request_timeout {
+            return Err(ConfigError::Timeouts {
+                candidate: self.bon.candidate_timeout,
+                request: self.server.request_timeout,
+            });
         }
         for (name, value) in [
-            ("upstream-concurrency", self.upstream_concurrency),
-            ("max-inflight", self.max_inflight),
-            ("reward-max-tokens", self.reward_max_tokens),
-            ("reward-max-batch", self.reward_max_batch),
-            ("reward-max-batch-tokens", self.reward_max_batch_tokens),
-            ("max-body-bytes", self.max_body_bytes),
-            ("reward-threads", self.reward_threads.unwrap_or(1)),
-            ("reward-tokenizer-threads", self.reward_tokenizer_threads.unwrap_or(1)),
+            ("upstream-concurrency", self.upstream.concurrency),
+            ("max-inflight", self.server.max_inflight),
+            ("reward-max-tokens", self.reward.max_tokens),
+            ("reward-max-batch", self.reward.max_batch),
+            ("reward-max-batch-tokens", self.reward.max_batch_tokens),
+            ("max-body-bytes", self.server.max_body_bytes),
+            ("reward-threads", self.reward.threads.unwrap_or(1)),
+            ("reward-tokenizer-threads", self.reward.tokenizer_threads.unwrap_or(1)),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
             }
         }
-        if self.forward_client_auth && self.upstream_api_key.is_some() {
+        if self.upstream.forward_client_auth && self.upstream.api_key.is_some() {
             return Err(ConfigError::UpstreamAuth);
         }
-        if self.api_keys.iter().any(|k| k.trim().is_empty()) {
+        if self.server.api_keys.iter().any(|k| k.trim().is_empty()) {
             return Err(ConfigError::EmptyKey);
         }
         self.client_keys()?;
-        if self.upstreams.is_empty() {
+        if self.upstream.urls.is_empty() {
             return Err(ConfigError::Upstream(String::new()));
         }
-        for url in &self.upstreams {
+        for url in &self.upstream.urls {
             let lower = url.to_ascii_lowercase();
             let scheme_ok = lower.starts_with("http://") || lower.starts_with("https://");
             if !scheme_ok || reqwest::Url::parse(url).is_err() {
@@ -115,41 +118,41 @@ impl Config {
         }
         self.validate_names()?;
         self.select.validate().map_err(|e| ConfigError::Select(redact_url(&e)))?;
-        if self.upstream_backoff.is_zero() {
+        if self.upstream.backoff.is_zero() {
             return Err(ConfigError::ZeroDuration("upstream-backoff"));
         }
-        if self.upstream_probe_interval.is_zero() {
+        if self.upstream.probe_interval.is_zero() {
             return Err(ConfigError::ZeroDuration("upstream-probe-interval"));
         }
         self.validate_redis()
     }
 
     fn validate_redis(&self) -> Result<(), ConfigError> {
-        let Some(url) = &self.cache_redis else { return Ok(()) };
+        let Some(url) = &self.cache.shared.redis else { return Ok(()) };
         let lower = url.to_ascii_lowercase();
         let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
         if !schemes.iter().any(|s| lower.starts_with(s)) || reqwest::Url::parse(url).is_err() {
             return Err(ConfigError::CacheRedis(redact_url(url)));
         }
-        if self.cache_ttl.is_zero() {
+        if self.cache.ttl.is_zero() {
             return Err(ConfigError::CacheRedisWithoutCache);
         }
-        if self.cache_redis_timeout.is_zero() {
+        if self.cache.shared.redis_timeout.is_zero() {
             return Err(ConfigError::ZeroDuration("cache-redis-timeout"));
         }
         Ok(())
     }
 
     fn validate_names(&self) -> Result<(), ConfigError> {
-        let names = &self.upstream_names;
+        let names = &self.upstream.names;
         if names.is_empty() {
             return Ok(());
         }
-        if names.len() != self.upstreams.len() {
+        if names.len() != self.upstream.urls.len() {
             return Err(ConfigError::UpstreamName(format!(
                 "{} names for {} upstreams; name every upstream or none",
                 names.len(),
-                self.upstreams.len()
+                self.upstream.urls.len()
             )));
         }
         for (i, name) in names.iter().enumerate() {
@@ -167,19 +170,10 @@ impl Config {
         Ok(())
     }
 
-    /// Each upstream's name: `--upstream-name`, else its index.
-    pub fn upstream_names(&self) -> Vec<String> {
-        if self.upstream_names.is_empty() {
-            (0..self.upstreams.len()).map(|i| i.to_string()).collect()
-        } else {
-            self.upstream_names.clone()
-        }
-    }
-
     /// Every accepted client key: --api-key values plus the lines of --api-keys-file.
     pub fn client_keys(&self) -> Result<Vec<String>, ConfigError> {
-        let mut keys: Vec<String> = self.api_keys.iter().map(|k| k.trim().to_owned()).collect();
-        if let Some(path) = &self.api_keys_file {
+        let mut keys: Vec<String> = self.server.api_keys.iter().map(|k| k.trim().to_owned()).collect();
+        if let Some(path) = &self.server.api_keys_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigError::KeysFile { path: path.display().to_string(), reason: e.to_string() })?;
             let from_file: Vec<String> = text
@@ -200,11 +194,6 @@ impl Config {
     /// model assembled by `scripts/setup` (`models/default` next to the binary, in the working directory, or in
     /// this source tree).
     pub fn reward_model_spec(&self) -> Result<PathBuf, ConfigError> {
-        reward_model_spec(self.reward_model.as_deref())
+        reward_model_spec(self.reward.model.as_deref())
     }
-}
-
-/// A pruning confidence: strictly between 0.5 (any gap) and 1 (never stop).
-pub fn valid_confidence(p: f64) -> bool {
-    p > 0.5 && p < 1.0
 }

@@ -25,9 +25,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::{
+    bon::Switch,
     bon::{guard::Flags, response_message},
-    config::{Device, Switch, reward_model_spec},
+    config::reward_model_spec,
     openai::Message,
+    reward::Device,
     reward::{RewardOptions, Score, ScoreInput, Scorer, hub::HubOptions, source},
     select::Extractor,
     upstream::{Client, Upstream},

@@ -91,7 +91,7 @@ fn win_rate(prefs: &[f64]) -> Option<WinRate> {
 
 /// The per-n numbers from the prompt runs.
 pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &EvalArgs, judged: bool) -> Results {
-    let guard = args.degenerate_guard == crate::config::Switch::On;
+    let guard = args.degenerate_guard == crate::bon::Switch::On;
     let referenced = runs.iter().any(|r| r.answer.is_some());
     let sim = Simulate { guard, vote_temperature: args.vote_temperature };
     let with_answers: Vec<(Option<&str>, &[Sample], &Sample)> =

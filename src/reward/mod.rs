@@ -5,6 +5,7 @@
 //! (`encoding`), which hand them encoded to one dedicated OS thread that owns the session and only runs graphs
 //! (`worker`; TEI's router/backend split). Dropping the `Scorer` closes the channel and joins the threads.
 
+pub mod args;
 mod batch;
 mod encoding;
 pub mod health;

@@ -113,8 +113,8 @@ fn best_of_n(
         let compute = async {
             let generation = bon::Generation {
                 upstream: state.upstream.as_ref(),
-                mode: config.upstream_n,
-                candidate_timeout: config.candidate_timeout,
+                mode: config.upstream.n,
+                candidate_timeout: config.bon.candidate_timeout,
                 native_works: &state.native_n_works,
                 metrics: &state.metrics,
             };
@@ -130,7 +130,7 @@ fn best_of_n(
                 judge_timeout: config.select.judge_timeout,
             };
             let run = bon::run(&generation, &selector, &plan, live.as_ref());
-            match tokio::time::timeout(config.request_timeout, run).await {
+            match tokio::time::timeout(config.server.request_timeout, run).await {
                 Ok(result) => result.map(Arc::new),
                 Err(_) => Err(ApiError::Timeout),
             }

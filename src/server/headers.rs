@@ -28,7 +28,7 @@ pub const HEADER_VOTES: &str = "x-bon-votes";
 
 /// The client's bearer token, when `--forward-client-auth` says to pass it upstream.
 pub fn forwarded_auth(headers: &HeaderMap, cfg: &Config) -> Option<Arc<str>> {
-    if !cfg.forward_client_auth {
+    if !cfg.upstream.forward_client_auth {
         return None;
     }
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;

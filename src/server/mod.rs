@@ -37,7 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -53,7 +53,7 @@ async fn method_not_allowed() -> ApiError {
 /// Serves `state` on `listener` until `shutdown` is cancelled, then drains in-flight requests for at most
 /// `--shutdown-grace`. Probes the upstreams meanwhile.
 pub async fn serve(listener: TcpListener, state: AppState, shutdown: CancellationToken) -> std::io::Result<()> {
-    let grace: Duration = state.config.shutdown_grace;
+    let grace: Duration = state.config.server.shutdown_grace;
     let pool = state.upstream.clone();
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let server = std::future::IntoFuture::into_future(server);

@@ -7,8 +7,9 @@ use serde_json::{Map, Value, json};
 
 use super::headers::{HEADER_N, HEADER_PRUNE_EVERY, HEADER_RETURN_CANDIDATES, forwarded_auth};
 use crate::{
+    bon::Switch,
     bon::{Plan, Prune},
-    config::{Config, Switch},
+    config::Config,
     error::ApiError,
     openai::{BonOptions, ChatRequest, ROLES},
 };
@@ -59,9 +60,9 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     let temperature = req.extra.get("temperature").and_then(Value::as_f64);
     let seed = req.extra.get("seed").and_then(Value::as_i64);
     let choices = match req.extra.get("n").and_then(Value::as_u64) {
-        Some(n) if n > u64::from(cfg.max_n) => {
+        Some(n) if n > u64::from(cfg.bon.max_n) => {
             return Err(ApiError::invalid(
-                format!("`n` = {n} is more than this proxy's --max-n ({})", cfg.max_n),
+                format!("`n` = {n} is more than this proxy's --max-n ({})", cfg.bon.max_n),
                 "n".to_owned(),
             ));
         }
@@ -84,7 +85,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         Some(v) => matches!(v.to_str().map(str::trim), Ok("true" | "1")),
         None => req.bon.as_ref().and_then(|b| b.return_candidates).unwrap_or(false),
     };
-    let guard = req.bon.as_ref().and_then(|b| b.guard).unwrap_or(cfg.degenerate_guard == Switch::On);
+    let guard = req.bon.as_ref().and_then(|b| b.guard).unwrap_or(cfg.bon.degenerate_guard == Switch::On);
     let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
     let bon = req.bon.clone().unwrap_or_default();
     let (prune, straggler_wait) = speed_options(headers, &bon, cfg)?;
@@ -107,7 +108,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     body.insert("stream".into(), json!(false));
     // Upstreams differ in their default (Ollama: 1.0); candidates must differ, so set one.
     if temperature.is_none() && n > 1 {
-        body.insert("temperature".into(), json!(cfg.bon_temperature));
+        body.insert("temperature".into(), json!(cfg.bon.temperature));
     }
 
     // What decides the result besides the forwarded body: the client's seed and the Best-of-N options. The cache
@@ -174,43 +175,43 @@ fn speed_options(
             .and_then(|x| u32::try_from(x).ok())
             .ok_or_else(|| bad("bon.prune_every", "an integer >= 0", v.to_string()))?
     } else {
-        cfg.prune_every
+        cfg.bon.prune_every
     };
     let keep = match &bon.prune_keep {
         Some(v) => v
             .as_f64()
             .filter(|k| *k > 0.0 && *k < 1.0)
             .ok_or_else(|| bad("bon.prune_keep", "a number strictly between 0 and 1", v.to_string()))?,
-        None => cfg.prune_keep,
+        None => cfg.bon.prune_keep,
     };
     let confidence = match &bon.prune_confidence {
         Some(Value::Bool(false)) => None,
-        Some(v) => Some(v.as_f64().filter(|p| crate::config::valid_confidence(*p)).ok_or_else(|| {
+        Some(v) => Some(v.as_f64().filter(|p| crate::bon::args::valid_confidence(*p)).ok_or_else(|| {
             bad("bon.prune_confidence", "a number strictly between 0.5 and 1, or false", v.to_string())
         })?),
-        None => cfg.prune_confidence,
+        None => cfg.bon.prune_confidence,
     };
     let sentences = match &bon.prune_at {
         Some(Value::String(s)) if s == "sentence" => true,
         Some(Value::String(s)) if s == "tokens" => false,
         Some(v) => return Err(bad("bon.prune_at", "\"tokens\" or \"sentence\"", v.to_string())),
-        None => cfg.prune_at == crate::config::PruneAt::Sentence,
+        None => cfg.bon.prune_at == crate::bon::PruneAt::Sentence,
     };
     let wait = match &bon.straggler_wait_ms {
         Some(v) => {
             let ms = v.as_u64().ok_or_else(|| bad("bon.straggler_wait_ms", "an integer >= 0", v.to_string()))?;
             (ms > 0).then(|| Duration::from_millis(ms))
         }
-        None => cfg.straggler_wait,
+        None => cfg.bon.straggler_wait,
     };
     Ok(((every > 0).then_some(Prune { every, keep, confidence, sentences }), wait))
 }
 
 /// N from the `x-bon-n` header, else the body's `bon.n`, else `--default-n`; must be an integer in 1..=max_n.
 fn requested_n(headers: &HeaderMap, req: &ChatRequest, cfg: &Config) -> Result<u32, ApiError> {
-    let range = 1..=u64::from(cfg.max_n);
+    let range = 1..=u64::from(cfg.bon.max_n);
     let bad = |shown: String, param: &str| ApiError::InvalidRequest {
-        message: format!("{param} must be an integer from 1 to {} (got {shown})", cfg.max_n),
+        message: format!("{param} must be an integer from 1 to {} (got {shown})", cfg.bon.max_n),
         param: Some(param.to_owned()),
         code: Some("invalid_bon_n"),
     };
@@ -227,7 +228,7 @@ fn requested_n(headers: &HeaderMap, req: &ChatRequest, cfg: &Config) -> Result<u
             _ => Err(bad(v.to_string(), "bon.n")),
         };
     }
-    Ok(cfg.default_n)
+    Ok(cfg.bon.default_n)
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub async fn respond(
         return_candidates: reply.return_candidates,
         reward_model: state.reward_model_id.clone(),
     };
-    let keepalive = state.config.sse_keepalive;
+    let keepalive = state.config.server.sse_keepalive;
     let mut work: Work = Box::pin(work);
     let mut updates = updates;
     // Wait one keep-alive interval: a result by then goes out with every header, an error as a proper status. A

@@ -1,11 +1,13 @@
 //! The LLM upstream: anything that serves OpenAI's `POST /v1/chat/completions` (Ollama, llama.cpp's server, vLLM,
 //! SGLang). `bon/` talks to it through the `Upstream` trait so it can be tested with a fake.
 
+pub mod args;
 mod client;
 pub mod health;
 pub mod pool;
 mod request;
 
+pub use args::{UpstreamArgs, UpstreamN};
 pub use client::{Client, decode_chat};
 pub use pool::{Pool, PoolOptions};
 pub use request::UpstreamRequest;

@@ -13,10 +13,10 @@ use serde_json::{Map, Value, json};
 
 use super::*;
 use crate::{
-    config::UpstreamN,
     metrics::Metrics,
     openai::{Choice, Content},
     reward::{RewardError, Score, ScoreInput},
+    upstream::UpstreamN,
     upstream::{Streamed, Upstream, UpstreamRequest},
 };
 
