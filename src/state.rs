@@ -1,6 +1,6 @@
 //! Shared application state: configuration, upstream client, scorer, cache, metrics, admission, shutdown.
 
-use std::sync::{Arc, atomic::AtomicBool};
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -34,8 +34,6 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// `--max-inflight` permits; a request that gets none is answered 429 at once.
     pub admission: Arc<Semaphore>,
-    /// Whether the upstream honours native `n` (`--upstream-n auto` clears it on the first short answer).
-    pub native_n_works: AtomicBool,
     /// Cancelled on SIGTERM/SIGINT: `/ready` turns 503 (the server itself stops after `--shutdown-delay`).
     pub shutdown: CancellationToken,
 }
@@ -145,7 +143,6 @@ impl AppState {
             cache,
             metrics,
             admission,
-            native_n_works: AtomicBool::new(true),
             shutdown,
         })))
     }

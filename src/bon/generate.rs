@@ -1,14 +1,11 @@
 //! Generating the N candidates: N concurrent requests with seeds `base + i` (fan-out), or one request with `n = N`
 //! for upstreams that sample several choices from one prompt (llama.cpp's server, vLLM, SGLang share the prompt's
 //! KV cache across them), split over the healthy upstreams of a pool. `auto` tries native `n` and fans out whatever
-//! did not come back; an upstream seen to ignore `n` (Ollama returns one choice) is remembered and gets fan-out from
-//! then on.
+//! did not come back; an upstream seen to ignore `n` (Ollama returns one choice) is remembered by the pool, per
+//! member, and gets fan-out from then on.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -27,8 +24,6 @@ pub struct Generation<'a> {
     pub upstream: &'a dyn Upstream,
     pub mode: UpstreamN,
     pub candidate_timeout: Duration,
-    /// Cleared once the upstream answered a native `n` request with fewer choices than asked.
-    pub native_works: &'a AtomicBool,
     pub metrics: &'a Metrics,
 }
 
@@ -38,7 +33,8 @@ impl Generation<'_> {
         let native = match self.mode {
             UpstreamN::Fanout => false,
             UpstreamN::Native => true,
-            UpstreamN::Auto => self.native_works.load(Ordering::Relaxed),
+            // The pool remembers, per member, which ignore `n` (its `shares` leave them out).
+            UpstreamN::Auto => true,
         };
         if !native || plan.n == 1 {
             return self.fan_out(plan, (0..plan.n).collect(), 0).await;
@@ -147,12 +143,6 @@ impl Generation<'_> {
                 }
                 Err(_) => Vec::new(),
             };
-            let well_formed_but_short = !got.is_empty() && got.len() < asked as usize;
-            if well_formed_but_short && self.mode == UpstreamN::Auto && !self.upstream.tracks_n() {
-                // A well-formed answer with fewer choices: this upstream ignores `n`.
-                tracing::info!(asked, got = got.len(), "upstream ignores `n`; using fan-out from now on");
-                self.native_works.store(false, Ordering::Relaxed);
-            }
             let short = UpstreamError::Decode(format!("asked for n={asked}, the upstream returned fewer choices"));
             while got.len() < asked as usize {
                 got.push((self.mode == UpstreamN::Native).then(|| Candidate::new(Err(short.clone()), latency)));

@@ -96,7 +96,7 @@ pub async fn fetch(model: &HubRef, opts: &HubOptions) -> Result<PathBuf, RewardE
     let present: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
     let graph = GRAPHS.iter().find(|g| present.contains(g)).ok_or_else(|| {
         RewardError::Load(format!(
-            "{} has no model.onnx or onnx/model.onnx: export it first with models/export.py",
+            "{} has no model.onnx or onnx/model.onnx: export it first with models/export/export.py",
             model.repo
         ))
     })?;

@@ -8,7 +8,7 @@
 //! `bon_prefix_output` names a second graph output trained on partial answers (the default model's); a model without
 //! it scores partial answers with its whole-answer output. `bon_prefix_calibration` says how far apart two partial
 //! scores must be to trust the order: after `tokens` tokens, the candidate ahead by `gap` ends up preferred with
-//! probability `sigmoid(scale × gap)` (Platt scaling, fitted on held-out pairs; `models/train_prefix.py`, or for any
+//! probability `sigmoid(scale × gap)` (Platt scaling, fitted on held-out pairs; `models/training/train_prefix.py`, or for any
 //! model `bon-proxy eval --prune-report`). `--prune-confidence P` stops a candidate only when the leader is ahead by
 //! more than `logit(P) / scale`.
 

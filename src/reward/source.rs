@@ -7,7 +7,7 @@ use super::{
     hub::{self, HubOptions, HubRef},
 };
 
-/// A documented reward model, exported to ONNX by `models/export.py --preset NAME` into `models/exports/NAME`.
+/// A documented reward model, exported to ONNX by `models/export/export.py --preset NAME` into `models/exports/NAME`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Preset {
     pub name: &'static str,
@@ -59,7 +59,7 @@ pub async fn resolve(spec: &Path, hub: &HubOptions) -> Result<Resolved, RewardEr
         let dir = export_roots().into_iter().map(|r| r.join(preset.name)).find(|d| d.join("model.onnx").is_file());
         return dir.map(|dir| Resolved { dir, id: Some(preset.name.to_owned()) }).ok_or_else(|| {
             RewardError::Load(format!(
-                "preset {} ({}) is not exported yet: run `python models/export.py --preset {}` (torch + \
+                "preset {} ({}) is not exported yet: run `python models/export/export.py --preset {}` (torch + \
                      transformers, network access to the hub), which writes models/exports/{}",
                 preset.name, preset.source, preset.name, preset.name
             ))

@@ -115,7 +115,6 @@ fn best_of_n(
                 upstream: state.upstream.as_ref(),
                 mode: config.upstream.n,
                 candidate_timeout: config.bon.candidate_timeout,
-                native_works: &state.native_n_works,
                 metrics: &state.metrics,
             };
             let judge = plan.select.strategy.judges().then(|| Judge {

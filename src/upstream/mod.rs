@@ -4,6 +4,7 @@
 pub mod args;
 mod client;
 pub mod health;
+mod member;
 pub mod pool;
 mod request;
 
@@ -61,12 +62,6 @@ pub trait Upstream: Send + Sync + 'static {
     /// healthy upstream). One request by default.
     fn shares(&self, n: u32) -> Vec<u32> {
         vec![n]
-    }
-
-    /// Whether it learns by itself which of its upstreams ignore `n` (a pool, `PoolOptions::learn_n`); else the
-    /// caller remembers for the whole upstream.
-    fn tracks_n(&self) -> bool {
-        false
     }
 }
 

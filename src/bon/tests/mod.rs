@@ -1,10 +1,7 @@
 //! `bon::run` against a fake upstream and a fake scorer (no I/O; paused time makes the timeouts deterministic).
 
 use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize},
-    },
+    sync::{Arc, Mutex, atomic::AtomicUsize},
     time::Duration,
 };
 
@@ -245,7 +242,7 @@ async fn go(
     limit: Duration,
     m: &Metrics,
 ) -> Result<Outcome, ApiError> {
-    generate(up, sc, plan, limit, m, UpstreamN::Fanout, &AtomicBool::new(true)).await
+    generate(up, sc, plan, limit, m, UpstreamN::Fanout).await
 }
 
 async fn generate(
@@ -255,9 +252,8 @@ async fn generate(
     limit: Duration,
     m: &Metrics,
     mode: UpstreamN,
-    native_works: &AtomicBool,
 ) -> Result<Outcome, ApiError> {
-    let generation = Generation { upstream: up, mode, candidate_timeout: limit, native_works, metrics: m };
+    let generation = Generation { upstream: up, mode, candidate_timeout: limit, metrics: m };
     run(&generation, &selector(sc), plan, None).await
 }
 

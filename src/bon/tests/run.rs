@@ -111,8 +111,7 @@ async fn native_n_sends_one_request_and_splits_the_choices() {
     let mut up = upstream(5, vec![Act::Say("a"), Act::Say("b!!"), Act::Say("c!")]);
     up.honours_n = true;
     let m = Metrics::new().unwrap();
-    let works = AtomicBool::new(true);
-    let out = generate(&up, &scorer(false), &plan(3, 5), LIMIT, &m, UpstreamN::Native, &works).await.unwrap();
+    let out = generate(&up, &scorer(false), &plan(3, 5), LIMIT, &m, UpstreamN::Native).await.unwrap();
     assert_eq!(up.seen.lock().unwrap().len(), 1, "one upstream request");
     assert_eq!(up.seen.lock().unwrap()[0]["n"], json!(3));
     assert_eq!(out.ranked, vec![1, 2, 0]);
@@ -127,8 +126,7 @@ async fn native_n_over_a_pool_sends_one_request_per_share_with_the_seed_of_its_f
     up.honours_n = true;
     up.split = Some(vec![2, 2]);
     let m = Metrics::new().unwrap();
-    let works = AtomicBool::new(true);
-    let out = generate(&up, &scorer(false), &plan(4, 5), LIMIT, &m, UpstreamN::Native, &works).await.unwrap();
+    let out = generate(&up, &scorer(false), &plan(4, 5), LIMIT, &m, UpstreamN::Native).await.unwrap();
     let seen: Vec<(Value, Value)> =
         up.seen.lock().unwrap().iter().map(|b| (b["seed"].clone(), b["n"].clone())).collect();
     assert_eq!(seen, [(json!(5), json!(2)), (json!(7), json!(2))]);
@@ -139,22 +137,25 @@ async fn native_n_over_a_pool_sends_one_request_per_share_with_the_seed_of_its_f
 }
 
 #[tokio::test]
-async fn auto_falls_back_to_fan_out_when_n_is_ignored_and_remembers() {
+async fn auto_falls_back_to_fan_out_when_n_is_ignored_and_the_pool_remembers() {
     // Like Ollama: `n` is ignored, one choice comes back.
-    let up = upstream(0, vec![Act::Say("a"), Act::Say("b!!"), Act::Say("c!")]);
-    let m = Metrics::new().unwrap();
-    let works = AtomicBool::new(true);
-    let out = generate(&up, &scorer(false), &plan(3, 0), LIMIT, &m, UpstreamN::Auto, &works).await.unwrap();
+    let up = Arc::new(upstream(0, vec![Act::Say("a"), Act::Say("b!!"), Act::Say("c!")]));
+    let m = Arc::new(Metrics::new().unwrap());
+    let opts = crate::upstream::PoolOptions { learn_n: true, ..Default::default() };
+    let pool = crate::upstream::Pool::new(vec![("0".into(), up.clone() as Arc<dyn Upstream>)], opts, m.clone());
+    let generation = Generation { upstream: &pool, mode: UpstreamN::Auto, candidate_timeout: LIMIT, metrics: &m };
+    let out = run(&generation, &selector(&scorer(false)), &plan(3, 0), None).await.unwrap();
     assert_eq!(out.candidates.len(), 3, "never fewer candidates than N");
     assert_eq!(out.ranked, vec![1, 2, 0]);
     let seeds: Vec<i64> = up.seen.lock().unwrap().iter().map(|b| b["seed"].as_i64().unwrap()).collect();
     assert_eq!(seeds.len(), 3, "the native request plus two fan-out requests: {seeds:?}");
-    assert!(!works.load(std::sync::atomic::Ordering::Relaxed));
 
     // Next time: straight to fan-out, no `n` sent.
     up.seen.lock().unwrap().clear();
-    generate(&up, &scorer(false), &plan(3, 0), LIMIT, &m, UpstreamN::Auto, &works).await.unwrap();
-    assert!(up.seen.lock().unwrap().iter().all(|b| !b.contains_key("n")));
+    run(&generation, &selector(&scorer(false)), &plan(3, 0), None).await.unwrap();
+    let seen = up.seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(seen.iter().all(|b| !b.contains_key("n")), "{seen:?}");
 }
 
 #[tokio::test]
@@ -162,10 +163,8 @@ async fn auto_fans_out_every_candidate_when_the_pool_has_no_share_for_n() {
     // A pool whose members all ignore `n` (it learnt so itself) gives no share.
     let mut up = upstream(0, vec![Act::Say("a"), Act::Say("b!!"), Act::Say("c!")]);
     up.split = Some(Vec::new());
-    let works = AtomicBool::new(true);
-    let out = generate(&up, &scorer(false), &plan(3, 0), LIMIT, &Metrics::new().unwrap(), UpstreamN::Auto, &works)
-        .await
-        .unwrap();
+    let out =
+        generate(&up, &scorer(false), &plan(3, 0), LIMIT, &Metrics::new().unwrap(), UpstreamN::Auto).await.unwrap();
     assert_eq!(out.ranked, vec![1, 2, 0]);
     let seen = up.seen.lock().unwrap();
     assert_eq!(seen.len(), 3, "three fan-out requests, no native one");
@@ -176,8 +175,7 @@ async fn auto_fans_out_every_candidate_when_the_pool_has_no_share_for_n() {
 async fn native_mode_never_claims_more_candidates_than_came_back() {
     let up = upstream(0, vec![Act::Say("a"), Act::Say("b")]);
     let m = Metrics::new().unwrap();
-    let out =
-        generate(&up, &scorer(false), &plan(2, 0), LIMIT, &m, UpstreamN::Native, &AtomicBool::new(true)).await.unwrap();
+    let out = generate(&up, &scorer(false), &plan(2, 0), LIMIT, &m, UpstreamN::Native).await.unwrap();
     assert_eq!(out.candidates.len(), 2);
     assert!(out.candidates[1].result.is_err());
     assert_eq!(out.unscored, Some(Unscored::SingleSurvivor));

@@ -173,13 +173,7 @@ async fn judged(plan: &Plan, acts: Vec<Act>, fail: bool, m: &Metrics) -> (Outcom
     let judge = Judge { upstream: judge_up.clone(), model: "judge".into(), auth: None };
     let up = upstream(0, acts);
     let sc = scorer(false);
-    let generation = Generation {
-        upstream: &up,
-        mode: UpstreamN::Fanout,
-        candidate_timeout: LIMIT,
-        native_works: &AtomicBool::new(true),
-        metrics: m,
-    };
+    let generation = Generation { upstream: &up, mode: UpstreamN::Fanout, candidate_timeout: LIMIT, metrics: m };
     let selector = Selector { scorer: &sc, judge: Some(&judge), judge_timeout: LIMIT };
     let out = run(&generation, &selector, plan, None).await.unwrap();
     let prompts = judge_up.prompts.lock().unwrap().clone();

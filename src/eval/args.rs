@@ -1,0 +1,82 @@
+//! `bon-proxy eval`'s flags.
+
+use std::path::PathBuf;
+
+use crate::{bon::Switch, reward::Device, select::Extractor};
+
+/// `bon-proxy eval` options.
+#[derive(Clone, Debug, clap::Args)]
+pub struct EvalArgs {
+    /// JSONL file: one `{"messages": [...]}` or `{"prompt": "..."}` per line, optionally with a reference
+    /// `"answer"` (then accuracy is reported per strategy).
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// Use only the first K prompts.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// OpenAI-compatible upstream that generates the samples.
+    #[arg(long, env = "BON_UPSTREAM", default_value = "http://127.0.0.1:11434")]
+    pub upstream: String,
+    /// Bearer token for the upstream.
+    #[arg(long, env = "BON_UPSTREAM_API_KEY", hide_env_values = true)]
+    pub upstream_api_key: Option<String>,
+    /// Model name sent to the upstream.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Values of n to report (comma-separated); max(n) samples are generated per prompt.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub n: Vec<u32>,
+    /// Output directory (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Reward model (as the proxy's --reward-model; default: the embedded default model).
+    #[arg(long, env = "BON_REWARD_MODEL")]
+    pub reward_model: Option<PathBuf>,
+    /// Execution provider for the reward model.
+    #[arg(long, env = "BON_DEVICE", value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
+    /// Longest token sequence given to the reward model.
+    #[arg(long, default_value_t = 4096)]
+    pub reward_max_tokens: usize,
+    /// Rank repetitive and length-cut samples below the others, as the proxy does.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    pub degenerate_guard: Switch,
+    /// OpenAI-compatible judge endpoint that returns logprobs (optional).
+    #[arg(long)]
+    pub judge: Option<String>,
+    /// Model name sent to the judge.
+    #[arg(long, default_value = "default")]
+    pub judge_model: String,
+    /// Bearer token for the judge.
+    #[arg(long, env = "BON_JUDGE_API_KEY", hide_env_values = true)]
+    pub judge_api_key: Option<String>,
+    /// `max_tokens` of every sample.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Sampling temperature of the samples (the greedy answer uses 0).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    /// Sample i of every prompt is generated with seed SEED + i.
+    #[arg(long, default_value_t = 0)]
+    pub seed: i64,
+    /// Upstream (and judge) requests in flight.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// How a sample's final answer is extracted for the vote strategies and the accuracy against `"answer"` (as the
+    /// proxy's --answer).
+    #[arg(long, default_value = "auto", value_parser = Extractor::parse)]
+    pub answer: Extractor,
+    /// weighted-vote: softmax temperature over rewards (as the proxy's --vote-temperature).
+    #[arg(long, default_value_t = 1.0)]
+    pub vote_temperature: f64,
+
+    /// Also measure how well the reward model's scores of partial answers (16-128 tokens) predict its scores of
+    /// the whole ones, and write the calibration `--prune-confidence` needs (prune_report.md / .json).
+    #[arg(long)]
+    pub prune_report: bool,
+
+    /// The output that scores partial answers, as the proxy's flag (`none`: the whole-answer output): run
+    /// `--prune-report` with and without it to see which orders prefixes better on your prompts.
+    #[arg(long)]
+    pub reward_prefix_output: Option<String>,
+}

@@ -1,0 +1,73 @@
+//! Metric names (what dashboards, alerts and tests refer to) and the histograms' buckets.
+
+pub const REQUESTS: &str = "bon_requests_total";
+pub const REQUEST_DURATION: &str = "bon_request_duration_seconds";
+pub const INFLIGHT: &str = "bon_inflight_requests";
+pub const CANDIDATES: &str = "bon_candidates_total";
+pub const CANDIDATE_DURATION: &str = "bon_candidate_duration_seconds";
+pub const N_USED: &str = "bon_n";
+pub const REWARD_DURATION: &str = "bon_reward_duration_seconds";
+pub const REWARD_QUEUE: &str = "bon_reward_queue_seconds";
+pub const REWARD_TOKENIZE: &str = "bon_reward_tokenize_seconds";
+pub const REWARD_INFERENCE: &str = "bon_reward_inference_seconds";
+pub const REWARD_BATCH: &str = "bon_reward_batch_size";
+pub const REWARD_PADDING: &str = "bon_reward_padding_ratio";
+pub const REWARD_ERRORS: &str = "bon_reward_errors_total";
+pub const SCORER_FALLBACKS: &str = "bon_scorer_fallbacks_total";
+pub const WINNER_SCORE: &str = "bon_winner_score";
+pub const SCORE_MARGIN: &str = "bon_score_margin";
+pub const SCORE_SPREAD: &str = "bon_score_spread";
+pub const WINNER_Z: &str = "bon_winner_zscore";
+pub const KL_BOUND: &str = "bon_kl_bound";
+pub const GUARD_FLAGS: &str = "bon_guard_flags_total";
+pub const GUARD_OVERRIDES: &str = "bon_guard_overrides_total";
+pub const PRUNING_ROUNDS: &str = "bon_pruning_rounds";
+pub const PRUNING_TOKENS_SAVED: &str = "bon_pruning_tokens_saved_total";
+pub const PRUNING_FALLBACKS: &str = "bon_pruning_fallbacks_total";
+pub const PRUNING_ROUNDS_TOTAL: &str = "bon_pruning_rounds_total";
+pub const PRUNING_STOPPED: &str = "bon_pruning_stopped";
+pub const PRUNING_STOP_GAP: &str = "bon_pruning_stop_gap";
+pub const PRUNING_HELD: &str = "bon_pruning_held_total";
+pub const SELECTIONS: &str = "bon_selections_total";
+pub const SELECTION_FALLBACKS: &str = "bon_selection_fallbacks_total";
+pub const VOTE_SHARE: &str = "bon_vote_share";
+pub const AGREEMENT_STOPPED: &str = "bon_agreement_stopped_total";
+pub const AGREEMENT_TOKENS_SAVED: &str = "bon_agreement_tokens_saved_total";
+pub const JUDGE_REQUESTS: &str = "bon_judge_requests_total";
+pub const JUDGE_CALLS: &str = "bon_judge_calls_total";
+pub const JUDGE_DURATION: &str = "bon_judge_duration_seconds";
+pub const JUDGE_TOKENS: &str = "bon_judge_tokens_total";
+pub const CACHE_REQUESTS: &str = "bon_cache_requests_total";
+pub const CACHE_EVICTIONS: &str = "bon_cache_evictions_total";
+pub const CACHE_ENTRIES: &str = "bon_cache_entries";
+pub const CACHE_REDIS_REQUESTS: &str = "bon_cache_redis_requests_total";
+pub const CACHE_REDIS_ERRORS: &str = "bon_cache_redis_errors_total";
+pub const CACHE_REDIS_DURATION: &str = "bon_cache_redis_duration_seconds";
+pub const UPSTREAM_REQUESTS: &str = "bon_upstream_requests_total";
+pub const UPSTREAM_DURATION: &str = "bon_upstream_request_duration_seconds";
+pub const UPSTREAM_INFLIGHT: &str = "bon_upstream_inflight";
+pub const UPSTREAM_UP: &str = "bon_upstream_up";
+pub const UPSTREAM_FAILOVERS: &str = "bon_upstream_failovers_total";
+pub const TOKENS: &str = "bon_upstream_tokens_total";
+pub const EXECUTION_PROVIDER: &str = "bon_execution_provider";
+pub const MODEL_LOADED: &str = "bon_reward_model_loaded";
+pub const REWARD_WORKER_UP: &str = "bon_reward_worker_up";
+pub const REWARD_WORKER_PANICS: &str = "bon_reward_worker_panics_total";
+pub const REWARD_WORKER_RESTARTS: &str = "bon_reward_worker_restarts_total";
+
+pub(super) const LATENCY_BUCKETS: [f64; 16] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0];
+pub(super) const REWARD_BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub(super) const REDIS_BUCKETS: [f64; 10] = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
+pub(super) const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+pub(super) const PADDING_BUCKETS: [f64; 8] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9];
+pub(super) const N_BUCKETS: [f64; 8] = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0];
+pub(super) const SCORE_BUCKETS: [f64; 17] =
+    [-20.0, -10.0, -5.0, -3.0, -2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
+pub(super) const MARGIN_BUCKETS: [f64; 12] = [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0];
+pub(super) const Z_BUCKETS: [f64; 13] = [-2.0, -1.0, -0.5, 0.0, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0];
+pub(super) const SHARE_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+pub(super) const ROUND_BUCKETS: [f64; 7] = [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0];
+// log n - (n-1)/n for n = 2, 3, 4, 6, 8, 12, 16 falls in these.
+pub(super) const KL_BUCKETS: [f64; 8] = [0.0, 0.2, 0.45, 0.65, 1.0, 1.2, 1.6, 1.9];
