@@ -1,6 +1,6 @@
 //! The default reward model (models/default, assembled by scripts/setup from PyPI wheels and the trained head):
 //! it loads when no --reward-model is given and, through bon-proxy's own encoding and ONNX path, reproduces the
-//! scores Python computed on held-out preference pairs (models/default_reference.py). The same for the deep model
+//! scores Python computed on held-out preference pairs (models/assembly/default_reference.py). The same for the deep model
 //! (models/default-deep, `--reward-model models/default-deep`), the default before it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
@@ -19,7 +19,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 fn reference(name: &str) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/assembly").join(name);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

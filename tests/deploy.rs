@@ -80,10 +80,10 @@ fn the_manifests_only_set_variables_the_binary_reads() {
 fn the_image_gets_every_file_scripts_setup_assembles_the_default_models_from() {
     let dockerfile = read("deploy/Dockerfile");
     let setup = read("scripts/setup");
-    let assemble = read("models/assemble_default.py");
-    // The `ort` stage copies models/ by extension; every file the assembly reads (`HERE / "NAME"`) must be one of
-    // them, or the image build fails where the host's does not (it once lacked the prefix head).
-    let copy = "COPY models/*.py models/*.json models/*.npz /src/models/";
+    let assemble = read("models/assembly/assemble_default.py");
+    // The `ort` stage copies models/assembly/; every file the assembly reads (`HERE / "NAME"`) must be in it, or the
+    // image build fails where the host's does not (it once lacked the prefix head).
+    let copy = "COPY models/assembly /src/models/assembly";
     assert!(dockerfile.contains(copy), "deploy/Dockerfile's ort stage no longer copies {copy:?}");
     let mut read_files: Vec<String> =
         assemble.split("HERE / \"").skip(1).filter_map(|rest| rest.split('"').next()).map(String::from).collect();
@@ -91,17 +91,17 @@ fn the_image_gets_every_file_scripts_setup_assembles_the_default_models_from() {
     for stem in assemble.split("Variant(\"").skip(1).filter_map(|rest| rest.split('"').nth(2)) {
         read_files.extend([format!("{stem}.json"), format!("{stem}.npz")]);
     }
-    assert!(read_files.len() >= 8, "found only {read_files:?} in models/assemble_default.py");
+    assert!(read_files.len() >= 8, "found only {read_files:?} in models/assembly/assemble_default.py");
     for file in &read_files {
+        let path = std::path::Path::new("models/assembly").join(file);
         assert!(
-            [".py", ".json", ".npz"].iter().any(|ext| file.ends_with(ext)),
-            "models/assemble_default.py reads {file}, which the image's ort stage does not copy"
+            path.exists(),
+            "models/assembly/assemble_default.py reads {file}, not in models/assembly/ (nor the image)"
         );
-        assert!(std::path::Path::new("models").join(file).exists(), "models/{file} is not in the repository");
     }
     // Each directory scripts/setup assembles goes into the image.
     let mut assembled = 0;
-    for line in setup.lines().filter(|l| l.contains("models/assemble_default.py .ort/dl")) {
+    for line in setup.lines().filter(|l| l.contains("models/assembly/assemble_default.py .ort/dl")) {
         let dir = line.split_whitespace().find(|w| w.starts_with("models/default")).unwrap();
         assert!(dockerfile.contains(&format!("/src/{dir} /{dir}")), "the image lacks {dir}");
         assembled += 1;

@@ -1,5 +1,5 @@
 //! The degenerate-text guard against real loops: answers SmolLM2 gave on llama-server that repeat a phrase until the
-//! length limit (tests/fixtures/loops.json, captured by models/capture_loops.py, which picks loops by the
+//! length limit (tests/fixtures/loops.json, captured by models/fixtures/capture_loops.py, which picks loops by the
 //! periodicity of their last characters, not by the guard's own measure).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]

@@ -87,7 +87,7 @@ async fn presets_that_are_not_exported_say_how_to_export_them() {
     let text = err.to_string();
     assert!(
         text.contains("Skywork/Skywork-Reward-V2-Qwen3-0.6B")
-            && text.contains("models/export.py --preset skywork-v2-0.6b"),
+            && text.contains("models/export/export.py --preset skywork-v2-0.6b"),
         "{text}"
     );
 }

@@ -270,7 +270,7 @@ async fn bad_pruning_settings_are_a_400_naming_them() {
     app.stop().await;
 }
 
-/// `config` with the prefix-declaring fixture: `prefix_logits = -logits`, calibrated (models/make_prefix_fixture.py).
+/// `config` with the prefix-declaring fixture: `prefix_logits = -logits`, calibrated (models/fixtures/make_prefix_fixture.py).
 fn prefix_config(upstream: &str, extra: &[&str]) -> bon_proxy::config::Config {
     let mut cfg = config(upstream, extra);
     cfg.reward.model = Some(fixture("tiny-bert-prefix"));

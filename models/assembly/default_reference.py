@@ -4,7 +4,7 @@ model (models/default-deep) on held-out preference pairs (and answers against th
 Runtime's Python binding and HF tokenizers, independently of bon-proxy: default_reference.json and
 deep_reference.json. tests/default_model.rs checks that bon-proxy encodes the same ids and computes the same
 scores.
-Run: python models/default_reference.py   (numpy, onnxruntime, tokenizers)
+Run: python models/assembly/default_reference.py   (numpy, onnxruntime, tokenizers)
 """
 
 import json
@@ -12,6 +12,9 @@ import pathlib
 
 import numpy as np
 import onnxruntime as ort
+
+import sys
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("training",)]  # models/<role>/ siblings
 
 import v2_data
 
@@ -69,5 +72,5 @@ def main(model, out_path):
 
 
 if __name__ == "__main__":
-    main(HERE / "default", HERE / "default_reference.json")
-    main(HERE / "default-deep", HERE / "deep_reference.json")
+    main(HERE.parent / "default", HERE / "default_reference.json")
+    main(HERE.parent / "default-deep", HERE / "deep_reference.json")

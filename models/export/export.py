@@ -2,8 +2,8 @@
 """Exports a Hugging Face `*ForSequenceClassification` reward model to the directory layout bon-proxy loads,
 and refuses to write a model whose ONNX scores or ranking disagree with transformers.
 
-    python models/export.py SOURCE OUT_DIR [--dtype fp32|fp16 | --quantize int8] [--tolerance T] [--revision REV]
-    python models/export.py --preset skywork-v2-0.6b            (writes models/exports/skywork-v2-0.6b)
+    python models/export/export.py SOURCE OUT_DIR [--dtype fp32|fp16 | --quantize int8] [--tolerance T] [--revision REV]
+    python models/export/export.py --preset skywork-v2-0.6b            (writes models/exports/skywork-v2-0.6b)
 
 SOURCE is a hub id (Skywork/Skywork-Reward-V2-Qwen3-0.6B) or a local directory saved by `save_pretrained`.
 Writes model.onnx (with model.onnx.data beside it when the weights pass 2 GB; only the files the graph references),
@@ -11,7 +11,7 @@ tokenizer.json, tokenizer_config.json (the chat template inside it), config.json
 conversations (single turn, multi-turn, system message, tool call) with transformers and with ONNX Runtime on the
 same input ids, alone and as one right-padded batch; it fails on a score difference over the tolerance or on a
 different ranking; with --quantize int8 the quantized graph is checked the same way, within a tenth of the largest
-parity score's magnitude. Needs the packages pinned in models/requirements-export.txt.
+parity score's magnitude. Needs the packages pinned in models/export/requirements-export.txt.
 """
 
 import argparse
@@ -270,7 +270,7 @@ def main():
     ap.add_argument("--revision")
     args = ap.parse_args()
     if args.preset:
-        source, out = PRESETS[args.preset], args.out or HERE / "exports" / args.preset
+        source, out = PRESETS[args.preset], args.out or HERE.parent / "exports" / args.preset
     elif args.source and args.out:
         source, out = args.source, args.out
     else:

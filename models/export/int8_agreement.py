@@ -4,9 +4,9 @@
 sequence per run, and reports how often the two agree on which answer of a pair is better, the rank correlation of
 all scores, and the largest score difference relative to the fp32 scores' spread.
 
-    python models/int8_agreement.py FP32_DIR INT8_DIR [--pairs 100] [--max-tokens 512]
+    python models/export/int8_agreement.py FP32_DIR INT8_DIR [--pairs 100] [--max-tokens 512]
 
-With random weights (models/make_shaped.py) this measures numerical fidelity only; with real weights, decisions.
+With random weights (models/research/make_shaped.py) this measures numerical fidelity only; with real weights, decisions.
 """
 
 import argparse
@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 from transformers import AutoTokenizer
 
-DATA = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "preferences" / "train.jsonl.gz"
+DATA = pathlib.Path(__file__).resolve().parent.parent.parent.parent / "shared" / "data" / "preferences" / "train.jsonl.gz"
 
 
 def main():

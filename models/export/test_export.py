@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Tests of models/export.py on a tiny random Qwen3 reward model (needs models/requirements-export.txt; CI does not
-install torch, so this runs on its own): `python models/test_export.py`.
+"""Tests of models/export/export.py on a tiny random Qwen3 reward model (needs models/export/requirements-export.txt; CI does not
+install torch, so this runs on its own): `python models/export/test_export.py`.
 
 - fp16 with external data (forced, as for a model over 2 GB): OUT holds exactly the files the graph references,
   written once (the old exporter left a second full copy of the weights beside the first);
@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(HERE.parent / "fixtures")]
 
 import export  # noqa: E402
 from make_export_fixtures import tiny_model, tokenizer_for  # noqa: E402

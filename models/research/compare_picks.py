@@ -9,7 +9,7 @@ scores reproduce the rewards in results.json when A is the model that run used. 
 12 real SmolLM2 loops of tests/fixtures/loops.json it alone (no guard) would pick over three coherent answers, the
 Best-of-4 calls tests/guard.rs makes.
 
-Run: python models/compare_picks.py RESULTS_JSON MODEL_DIR_A MODEL_DIR_B   (numpy, onnxruntime, tokenizers)
+Run: python models/research/compare_picks.py RESULTS_JSON MODEL_DIR_A MODEL_DIR_B   (numpy, onnxruntime, tokenizers)
 """
 
 import json
@@ -17,6 +17,8 @@ import pathlib
 import sys
 
 import numpy as np
+
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("assembly", "training")]  # models/<role>/ siblings
 
 import default_reference
 
@@ -62,7 +64,7 @@ def main(results, model_a, model_b):
 def loop_wins(score):
     """Of tests/guard.rs's calls (loop i against coherent answers i+1..i+3, all to loop i's prompt), how many the
     loop wins on score alone."""
-    fixture = json.loads((pathlib.Path(__file__).parent.parent / "tests/fixtures/loops.json").read_text())
+    fixture = json.loads((pathlib.Path(__file__).resolve().parent.parent.parent / "tests/fixtures/loops.json").read_text())
     loops, coherent = fixture["loops"], fixture["coherent"]
     wins = 0
     for i, loop in enumerate(loops):

@@ -12,7 +12,7 @@
    next to what the backbone costs when the graph is cut after that depth: 8 candidates filling the 256-token
    window, one batch, 2 threads, ONNX Runtime's Python binding, median of 10 runs.
 
-Run: python models/head_experiments.py WHEEL_DIR WORK_DIR   (numpy, onnx, onnxruntime, tokenizers; WORK_DIR as for
+Run: python models/research/head_experiments.py WHEEL_DIR WORK_DIR   (numpy, onnx, onnxruntime, tokenizers; WORK_DIR as for
 train_default.py, whose feature cache it reuses). Prints JSON.
 """
 
@@ -22,6 +22,8 @@ import sys
 import time
 
 import numpy as np
+
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("assembly", "training")]  # models/<role>/ siblings
 
 import default_features as F
 import train_default as T

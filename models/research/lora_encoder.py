@@ -12,9 +12,9 @@ pairs of similar length, linear warm-up and decay, one epoch over PAIRS pairs dr
 (train_fast.inner_fold; loops included as drawn). For comparison the fast model's recipe (train_fast.Model, frozen
 embeddings + token branch, 3 epochs) is trained on the same PAIRS pairs first.
 
-Run: python models/lora_encoder.py WHEEL_DIR WORK_DIR [--pairs P] [--threads N]   (inner-fold experiment)
-     python models/lora_encoder.py WHEEL_DIR --cost [--threads N]                (seconds per pair of 2 x 256 tokens)
-(torch, transformers, safetensors, numpy, onnx, onnxruntime, tokenizers: models/requirements-export.txt; WORK_DIR is
+Run: python models/research/lora_encoder.py WHEEL_DIR WORK_DIR [--pairs P] [--threads N]   (inner-fold experiment)
+     python models/research/lora_encoder.py WHEEL_DIR --cost [--threads N]                (seconds per pair of 2 x 256 tokens)
+(torch, transformers, safetensors, numpy, onnx, onnxruntime, tokenizers: models/export/requirements-export.txt; WORK_DIR is
 train_fast.py's, whose feature cache it reuses.)
 """
 
@@ -28,6 +28,8 @@ import zipfile
 
 import numpy as np
 import torch
+
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("assembly", "training")]  # models/<role>/ siblings
 
 import default_features as F
 import train_default as T

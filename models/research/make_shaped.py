@@ -2,12 +2,12 @@
 """A random-weight reward model with exactly the architecture of a real one, for measuring memory and speed where the
 real weights cannot be downloaded (no Hugging Face access here). Scores are meaningless; cost is the real one.
 
-    python models/make_shaped.py OUT_DIR [--shape qwen3-0.6b|qwen3-1.7b]
-    python models/export.py OUT_DIR EXPORT_DIR [--quantize int8 | --dtype fp16]
+    python models/research/make_shaped.py OUT_DIR [--shape qwen3-0.6b|qwen3-1.7b]
+    python models/export/export.py OUT_DIR EXPORT_DIR [--quantize int8 | --dtype fp16]
 
 qwen3-0.6b is Skywork-Reward-V2-Qwen3-0.6B's config (596M parameters, 2.38 GB fp32), qwen3-1.7b its 1.7B sibling.
 The tokenizer is the tiny Qwen3 fixture's (640-token BPE, Qwen3 chat template): texts tokenize longer than with
-Qwen's own tokenizer, which only changes how much text makes N tokens. Needs models/requirements-export.txt.
+Qwen's own tokenizer, which only changes how much text makes N tokens. Needs models/export/requirements-export.txt.
 """
 
 import argparse
@@ -30,7 +30,7 @@ def main():
     ap.add_argument("out", type=pathlib.Path)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="qwen3-0.6b")
     args = ap.parse_args()
-    fixture = HERE / "fixtures" / "tiny-qwen3-export"
+    fixture = HERE.parent / "fixtures" / "tiny-qwen3-export"
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(fixture))
     config = Qwen3Config(
         vocab_size=151936, head_dim=128, max_position_embeddings=40960, rope_theta=1_000_000.0, rms_norm_eps=1e-6,

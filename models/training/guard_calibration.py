@@ -8,7 +8,7 @@ code does, for
   - every answer in ../shared/data/preferences/train.jsonl.gz (the GPT-4 reference answers and 50 generators'), and
   - the looping SmolLM2 answers captured from llama-server in tests/fixtures/loops.json (when present),
 and prints the distribution, the answers above the threshold, and the share of loops caught.
-Run: python3 models/guard_calibration.py   (standard library only)
+Run: python3 models/training/guard_calibration.py   (standard library only)
 """
 
 import gzip
@@ -17,8 +17,8 @@ import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data" / "preferences" / "train.jsonl.gz"
-LOOPS = HERE.parent / "tests" / "fixtures" / "loops.json"
+DATA = HERE.parent.parent.parent / "shared" / "data" / "preferences" / "train.jsonl.gz"
+LOOPS = HERE.parent.parent / "tests" / "fixtures" / "loops.json"
 REPETITIVE_SHARE = 0.4
 MIN_WORDS = 24
 SHORT_SHARE = 0.75

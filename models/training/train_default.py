@@ -17,7 +17,7 @@ The reported numbers come from the numpy head on the cached held-out features, a
 model (backbone + head in one ONNX graph, as bon-proxy loads it) gives the same scores on held-out sequences; next to
 "longer wins" and v1 (the previous default, recomputed from the same cached features) on the same pairs.
 
-Run: python models/train_default.py WHEEL_DIR WORK_DIR [TRAIN_SEQUENCES]
+Run: python models/training/train_default.py WHEEL_DIR WORK_DIR [TRAIN_SEQUENCES]
 (numpy, onnx, onnxruntime, tokenizers; WHEEL_DIR holds the pinned wheels scripts/setup downloads to .ort/dl;
 WORK_DIR keeps the feature cache: about 8 sequences a second on 2 cores. TRAIN_SEQUENCES caps how many distinct
 training sequences are featurised, in a fixed random order: the card records the value used.)
@@ -28,6 +28,8 @@ import pathlib
 import sys
 
 import numpy as np
+
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("assembly",)]  # models/<role>/ siblings
 
 import assemble_default as asm
 import default_features as F
@@ -313,14 +315,14 @@ def hh_rlhf_pairs(path, n=600):
 
 
 def default_scorer(store):
-    """The default model (models/deep_head.npz) on the cached features, to compare the fast model with."""
+    """The default model (models/assembly/deep_head.npz) on the cached features, to compare the fast model with."""
     with np.load(asm.DEEP.weights) as w:
         h = {k: w[k].astype(np.float64) for k in w.files}
     return lambda pairs: reward(h, (store.get(pairs) - h["mu"]) / h["sd"])
 
 
 def v1_scorer(store):
-    """v1 (the previous default, a linear head over last-layer means; models/default_head.json at commit 08a7f32)
+    """v1 (the previous default, a linear head over last-layer means; models/assembly/default_head.json at commit 08a7f32)
     computed from the cached v2 features, which contain everything v1 used."""
     import subprocess
     head = json.loads(subprocess.run(["git", "show", "08a7f32:models/default_head.json"], capture_output=True,

@@ -17,8 +17,8 @@ trains K = 64 with v2_data.off_topic_pairs added, `--inner --short-weight W` wit
 is the shorter weighted W in the loss, `--inner --adapter R` with a trainable rank-R delta per token id on the
 embeddings the branch reads (all tried, not shipped: the card's "Tried and not shipped").
 
-Run: python models/train_fast.py WHEEL_DIR WORK_DIR [--inner [--augment] [--short-weight W] [--adapter R]]
-(torch, numpy, onnx, onnxruntime, tokenizers: models/requirements-export.txt; ~4 minutes an epoch on 2 cores.)
+Run: python models/training/train_fast.py WHEEL_DIR WORK_DIR [--inner [--augment] [--short-weight W] [--adapter R]]
+(torch, numpy, onnx, onnxruntime, tokenizers: models/export/requirements-export.txt; ~4 minutes an epoch on 2 cores.)
 Writes default_head.npz / .json; assemble_default.py builds the model from them.
 """
 
@@ -33,6 +33,8 @@ import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
+
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("assembly",)]  # models/<role>/ siblings
 
 import assemble_default as asm
 import default_features as F

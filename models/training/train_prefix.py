@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Trains the default model's **prefix head** (`prefix_logits`, models/prefix_head.npz) and calibrates its margins.
+"""Trains the default model's **prefix head** (`prefix_logits`, models/assembly/prefix_head.npz) and calibrates its margins.
 
 Pruning (speculative rejection) scores *partial* answers, but the default head was trained on whole answers. This
 head reads the same features (the fast model's poolings and a token branch of its own, train_fast.Net) and is trained
@@ -23,7 +23,7 @@ written. Reported for both: accuracy against the judge's labels, and agreement w
 ("agreement_with_whole_head"); the shipped calibration is against the latter (whether the one behind now is behind
 at the end, by the scorer that picks), the judge-labelled one is kept beside it.
 
-Run: python models/train_prefix.py WHEEL_DIR WORK_DIR   (the same WORK_DIR as train_fast.py: its feature cache is
+Run: python models/training/train_prefix.py WHEEL_DIR WORK_DIR   (the same WORK_DIR as train_fast.py: its feature cache is
 reused and extended by the prefixes; ~20 minutes on 2 cores). Writes prefix_head.npz / .json; assemble_default.py
 adds the head to models/default as the `prefix_logits` output and the calibration to its config.json.
 `--parity`: checks the assembled graph's `prefix_logits` against the trained head.
@@ -37,6 +37,8 @@ import time
 import numpy as np
 import torch
 from tokenizers import Tokenizer
+
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("assembly",)]  # models/<role>/ siblings
 
 import assemble_default as asm
 import default_features as F

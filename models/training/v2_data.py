@@ -21,10 +21,12 @@ import time
 
 import numpy as np
 
+sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("assembly",)]  # models/<role>/ siblings
+
 import default_features as F
 
 HERE = pathlib.Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "data"
+SHARED = HERE.parent.parent.parent / "shared" / "data"
 PAIRS = SHARED / "preferences" / "train.jsonl.gz"
 PROMPTS = SHARED / "prompts" / "alpaca_eval_805.jsonl"
 REFERENCE_GENERATOR = "gpt4_1106_preview"
@@ -230,7 +232,7 @@ def all_sequences(rows_lists):
 
 
 if __name__ == "__main__":
-    # Feature cache warm-up: python models/v2_data.py BACKBONE.onnx TOKENIZER.json WORK
+    # Feature cache warm-up: python models/training/v2_data.py BACKBONE.onnx TOKENIZER.json WORK
     onnx_path, tok_path, work = sys.argv[1:4]
     pathlib.Path(work).mkdir(parents=True, exist_ok=True)
     rows, train, val, _ = split()
