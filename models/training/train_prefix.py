@@ -30,6 +30,7 @@ adds the head to models/default as the `prefix_logits` output and the calibratio
 """
 
 import json
+import os
 import pathlib
 import sys
 import time
@@ -196,6 +197,73 @@ def by_whole_head(rows, whole):
     return out
 
 
+def policy_rows(path, cutter, cuts_per_pair=None, seed=7):
+    """Every pair of one prompt's sampled answers (policy_samples.py's file), whole and cut: at each of CUTS, or at
+    `cuts_per_pair` of them drawn at random. Cut rows keep the whole pair ("whole"), which labels them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for line in open(path):
+        s = json.loads(line)
+        texts = list(dict.fromkeys(t for t in s["samples"] if t.strip()))
+        pairs = [{"prompt": s["prompt"], "chosen": a, "rejected": b, "source": "policy"}
+                 for i, a in enumerate(texts) for b in texts[i + 1:]]
+        for r in pairs:
+            cuts = CUTS if cuts_per_pair is None else tuple(int(c) for c in rng.choice(CUTS, cuts_per_pair, False))
+            rows += [r] + cut_rows([r], cutter, cuts, keep_whole=True)
+    return rows
+
+
+def policy(wheels, work, train_path, val_path):
+    """`--policy TRAIN VAL`: the prefix head refitted with a weak upstream's own answers (policy_samples.py) beside
+    the distilled rows, labels from the whole-answer head; reports agreement with the whole-answer head's order at
+    every cut on VAL (answers to prompts no head saw) for the whole-answer head, the shipped prefix head and the new
+    one, and the held-out table as before. Writes WORK/prefix_head_policy.npz / .json."""
+    d = T.prepare(wheels, work, 10**9, F.FAST)
+    if os.environ.get("PREFIX_SMOKE"):  # a quick run of the code path: a few rows of everything
+        k = int(os.environ["PREFIX_SMOKE"])
+        d.train_rows, d.train_loops, d.val = d.train_rows[:k], d.train_loops[:k], d.val[:k]
+    emb = TF.Embeddings(d.backbone_dir)
+    cutter = Cutter(d.backbone_dir / "tokenizer.json")
+    whole = TF.Model(d, emb, TF.K)
+    warm_start(whole)
+    shipped = TF.Model(d, emb, TF.K)
+    warm_start(shipped, asm.PREFIX_WEIGHTS)
+    val = policy_rows(val_path, cutter)
+    val_by_cut = {n: [r for r in val if r.get("cut") == n] for n in CUTS}
+    held_by_cut = {n: cut_rows(d.val, cutter, (n,), keep_whole=True) for n in CUTS}
+    fit = training_rows(d, cutter, whole) + policy_rows(train_path, cutter, PER_ROW)
+    d.store.ensure(D.all_sequences([val, fit] + list(held_by_cut.values()) + [[r["whole"] for r in val if "whole" in r]]))
+    pol = [r for r in fit if r["source"] == "policy"]
+    c, j = D.sides([r.get("whole", r) for r in pol])
+    target = 1 / (1 + np.exp(-(whole.scores(c) - whole.scores(j)).astype(np.float64)))
+    fit = [r for r in fit if r["source"] != "policy"] + [dict(r, target=float(t)) for r, t in zip(pol, target)]
+    print(f"fitting {len(fit)} pairs ({len(pol)} from the policy's answers)", file=sys.stderr)
+    new = TF.Model(d, emb, TF.K)
+    warm_start(new)
+    started = time.time()
+    for _ in new.fit(fit, epochs=int(os.environ.get("PREFIX_EPOCHS", EPOCHS))):  # 0: a dry run of the rest
+        pass
+    minutes = round((time.time() - started) / 60, 1)
+    np.savez_compressed(work / "prefix_head_policy.npz", **new.weights())
+
+    def acc(model, rows_):
+        c_, r_ = D.sides(rows_)
+        return round(T.accuracy(model.scores(c_), model.scores(r_)), 4)
+
+    def table(sets):
+        return {str(n): {"pairs": len(v), "whole_head": acc(whole, v), "shipped_prefix_head": acc(shipped, v),
+                         "policy_prefix_head": acc(new, v)} for n, v in sets.items()}
+    card = {"policy_train": str(train_path), "policy_val": str(val_path), "fit_pairs": len(fit),
+            "policy_pairs": len(pol), "train_minutes": minutes,
+            "agreement_on_policy_val": table({n: by_whole_head(v, whole) for n, v in val_by_cut.items()}),
+            "agreement_on_held_out": table({n: by_whole_head(v, whole) for n, v in held_by_cut.items()})}
+    prompts = sorted(d.held_prompts)
+    halves = (set(prompts[0::2]), set(prompts[1::2]))
+    card["calibration"] = calibration(new.scores, {n: by_whole_head(v, whole) for n, v in held_by_cut.items()}, halves)
+    (work / "prefix_head_policy.json").write_text(json.dumps({"card": card}, indent=1) + "\n")
+    print(json.dumps(card, indent=1))
+
+
 def main(wheels, work):
     distill, evaluate_only = "--distill" in sys.argv, "--evaluate" in sys.argv
     weights_path, card_path = ((work / "prefix_head_distill.npz", work / "prefix_head_distill.json") if distill
@@ -266,6 +334,11 @@ def main(wheels, work):
 
 
 if __name__ == "__main__":
+    if "--policy" in sys.argv:
+        k = sys.argv.index("--policy")
+        rest = sys.argv[1:k] + sys.argv[k + 3:]
+        sys.exit(policy(pathlib.Path(rest[0]), pathlib.Path(rest[1]), pathlib.Path(sys.argv[k + 1]),
+                        pathlib.Path(sys.argv[k + 2])))
     args = [a for a in sys.argv[1:] if a not in ("--parity", "--distill", "--evaluate")]
     if len(args) != 2:
         sys.exit(__doc__)
