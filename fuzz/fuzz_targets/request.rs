@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(req) = serde_json::from_slice::<ChatRequest>(body) {
         match prepare(req, &headers, &cfg) {
-            Ok(p) => assert!((1..=cfg.max_n).contains(&p.plan.n) && p.reply.choices <= p.plan.n),
+            Ok(p) => assert!((1..=cfg.bon.max_n).contains(&p.plan.n) && p.reply.choices <= p.plan.n),
             Err(e) => assert!(e.status_code().is_client_error()),
         }
     }

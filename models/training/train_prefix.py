@@ -241,7 +241,8 @@ def policy(wheels, work, train_path, val_path):
     new = TF.Model(d, emb, TF.K)
     warm_start(new)
     started = time.time()
-    for _ in new.fit(fit, epochs=int(os.environ.get("PREFIX_EPOCHS", EPOCHS))):  # 0: a dry run of the rest
+    epochs = int(os.environ.get("PREFIX_EPOCHS", EPOCHS))  # 0: no fitting, the tables for the heads as they are
+    for _ in new.fit(fit, epochs=epochs) if epochs else ():
         pass
     minutes = round((time.time() - started) / 60, 1)
     np.savez_compressed(work / "prefix_head_policy.npz", **new.weights())
