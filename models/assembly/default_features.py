@@ -188,50 +188,65 @@ def feature_nodes(spec=DEFAULT):
 
 
 def loop_share_nodes():
-    """`bon_loop` [B, 1]: loop_share_numpy in ONNX. For every lag k, shift the ids and the response mask right by
-    k (Pad + Slice back to S), compare, then AND the comparison with itself shifted by 1..3 (a 4-gram match)."""
-    nodes, inits = [], []
-    inits += [
-        const("bon_lp_starts", [0], np.int64),
-        const("bon_lp_axes", [1], np.int64),
-        const("bon_lp_one_i", [1], np.int64),
+    """`bon_loop` [B, 1]: loop_share_numpy in ONNX, every lag at once (a few dozen nodes: one node per lag and gram
+    position cost ~1,100 nodes, whose dispatch was most of a short batch's run time). The ids and the response mask
+    are padded in front by LOOP_LAGS and gathered through an index [S, LOOP_LAGS] (t + LOOP_LAGS - k) into every
+    lag's view [B, S, LOOP_LAGS]; a position matches at lag k when its id and the lagged id are equal and both are
+    response tokens (a non-response position's id is made unique first); the 4-gram ends at t when the matches at
+    t-3..t all hold (shifted along S, False in front)."""
+    lags, gram = LOOP_LAGS, LOOP_GRAM
+    inits = [
+        const("bon_lp_zero_i", 0, np.int64),
+        const("bon_lp_one_i", 1, np.int64),
+        const("bon_lp_one_v", [1], np.int64),
+        const("bon_lp_ax2", [2], np.int64),
+        const("bon_lp_pads", [0, lags, 0, 0], np.int64),
+        const("bon_lp_id_pad", -1, np.int32),
+        const("bon_lp_minus2", -2, np.int32),
+        const("bon_lp_false", False, np.bool_),
+        # offsets[k - 1] = LOOP_LAGS - k: the padded column of position t at lag k is t + offsets[k - 1].
+        const("bon_lp_offsets", [[lags - k for k in range(1, lags + 1)]], np.int64),
+        const("bon_lp_gram_pads", [0, gram - 1, 0, 0, 0, 0], np.int64),
+        const("bon_lp_starts_ax1", [1], np.int64),
     ]
-    nodes += [
+    nodes = [
         helper.make_node("Shape", ["input_ids"], ["bon_lp_shape"]),
         helper.make_node("Gather", ["bon_lp_shape", "bon_lp_one_i"], ["bon_lp_s"], axis=0),
+        helper.make_node("Range", ["bon_lp_zero_i", "bon_lp_s", "bon_lp_one_i"], ["bon_lp_t"]),
+        helper.make_node("Unsqueeze", ["bon_lp_t", "bon_lp_one_v"], ["bon_lp_t2"]),
+        helper.make_node("Add", ["bon_lp_t2", "bon_lp_offsets"], ["bon_lp_idx"]),
         helper.make_node("Cast", ["bon_resp"], ["bon_lp_rb"], to=TensorProto.BOOL),
+        # A position that is not a response token gets an id of its own (-2 - t) that nothing else equals, so an
+        # equal pair is two response tokens; the padding in front is -1. int32 halves what the gather moves.
+        helper.make_node("Cast", ["input_ids"], ["bon_lp_ids32"], to=TensorProto.INT32),
+        helper.make_node("Cast", ["bon_lp_t"], ["bon_lp_t32"], to=TensorProto.INT32),
+        helper.make_node("Sub", ["bon_lp_minus2", "bon_lp_t32"], ["bon_lp_own"]),
+        helper.make_node("Where", ["bon_lp_rb", "bon_lp_ids32", "bon_lp_own"], ["bon_lp_key"]),
+        helper.make_node("Pad", ["bon_lp_key", "bon_lp_pads", "bon_lp_id_pad"], ["bon_lp_key_p"]),
+        helper.make_node("Gather", ["bon_lp_key_p", "bon_lp_idx"], ["bon_lp_key_lag"], axis=1),
+        helper.make_node("Unsqueeze", ["bon_lp_key", "bon_lp_ax2"], ["bon_lp_key3"]),
+        helper.make_node("Equal", ["bon_lp_key3", "bon_lp_key_lag"], ["bon_lp_e"]),
+        helper.make_node("Pad", ["bon_lp_e", "bon_lp_gram_pads", "bon_lp_false"], ["bon_lp_e_p"]),
     ]
-
-    def shifted(src, k, name, pad_value):
-        """src [B, S] shifted right by k along axis 1 (pad_value in front), still S wide."""
-        inits.append(const(f"{name}_pads", [0, k, 0, 0], np.int64))
-        inits.append(const(f"{name}_pv", pad_value, np.int64 if src == "input_ids" else np.bool_))
-        nodes.append(helper.make_node("Pad", [src, f"{name}_pads", f"{name}_pv"], [f"{name}_padded"]))
-        nodes.append(helper.make_node(
-            "Slice", [f"{name}_padded", "bon_lp_starts", "bon_lp_s", "bon_lp_axes"], [name]))
-        return name
-
     hits = None
-    for k in range(1, LOOP_LAGS + 1):
-        ids_k = shifted("input_ids", k, f"bon_lp_ids{k}", -1)
-        resp_k = shifted("bon_lp_rb", k, f"bon_lp_r{k}", False)
+    for j in range(gram):
+        # The match at t - j: columns gram-1-j .. gram-1-j+S of the padded matches.
+        inits.append(const(f"bon_lp_g{j}_start", [gram - 1 - j], np.int64))
+        inits.append(const(f"bon_lp_g{j}_extra", [gram - 1 - j], np.int64))
         nodes += [
-            helper.make_node("Equal", ["input_ids", ids_k], [f"bon_lp_e{k}a"]),
-            helper.make_node("And", [f"bon_lp_e{k}a", "bon_lp_rb"], [f"bon_lp_e{k}b"]),
-            helper.make_node("And", [f"bon_lp_e{k}b", resp_k], [f"bon_lp_e{k}"]),
+            helper.make_node("Add", ["bon_lp_s", f"bon_lp_g{j}_extra"], [f"bon_lp_g{j}_end"]),
+            helper.make_node("Slice", ["bon_lp_e_p", f"bon_lp_g{j}_start", f"bon_lp_g{j}_end", "bon_lp_starts_ax1"],
+                             [f"bon_lp_g{j}"]),
         ]
-        gram = f"bon_lp_e{k}"
-        for j in range(1, LOOP_GRAM):
-            sh = shifted(f"bon_lp_e{k}", j, f"bon_lp_e{k}s{j}", False)
-            nodes.append(helper.make_node("And", [gram, sh], [f"bon_lp_g{k}_{j}"]))
-            gram = f"bon_lp_g{k}_{j}"
         if hits is None:
-            hits = gram
+            hits = f"bon_lp_g{j}"
         else:
-            nodes.append(helper.make_node("Or", [hits, gram], [f"bon_lp_h{k}"]))
-            hits = f"bon_lp_h{k}"
+            nodes.append(helper.make_node("And", [hits, f"bon_lp_g{j}"], [f"bon_lp_and{j}"]))
+            hits = f"bon_lp_and{j}"
     nodes += [
-        helper.make_node("Cast", [hits], ["bon_lp_hf"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", [hits], ["bon_lp_gf"], to=TensorProto.FLOAT),
+        # Any lag: the largest of 0/1 over the lags (ReduceMax takes axes as an attribute before opset 18).
+        helper.make_node("ReduceMax", ["bon_lp_gf"], ["bon_lp_hf"], axes=[2], keepdims=0),
         helper.make_node("Mul", ["bon_lp_hf", "bon_resp"], ["bon_lp_hr"]),
         helper.make_node("ReduceSum", ["bon_lp_hr", "bon_ax1"], ["bon_lp_sum"], keepdims=1),
         helper.make_node("Div", ["bon_lp_sum", "bon_resp_den"], ["bon_loop"]),

@@ -38,6 +38,7 @@ pub struct RewardArgs {
 
     /// Length bucketing: queued sequences are sorted by length and a batched run takes the next one while padding
     /// stays within this share of the run's tokens (0 batches only equal lengths; 1 pads everything to the longest).
+    /// Runs of up to 1,024 tokens (rows × longest) are not split: their fixed cost is more than their padding's.
     #[arg(long = "reward-max-padding", env = "BON_REWARD_MAX_PADDING", value_name = "SHARE", default_value_t = DEFAULT_MAX_PADDING)]
     pub max_padding: f64,
 

@@ -193,8 +193,12 @@ impl Scorer {
         let encoder = Arc::new(encoder);
         let (tx, rx) = mpsc::channel(1024);
         let (ready_tx, ready_rx) = mpsc::channel(1024);
-        let batching =
-            Batching { max_batch: opts.max_batch, max_padding: opts.max_padding, max_tokens: opts.max_batch_tokens };
+        let batching = Batching {
+            max_batch: opts.max_batch,
+            max_padding: opts.max_padding,
+            max_tokens: opts.max_batch_tokens,
+            small_run: batch::SMALL_RUN_TOKENS,
+        };
         let health = Health::new(metrics.clone());
         let worker_health = health.clone();
         let thread = std::thread::Builder::new()
