@@ -29,6 +29,7 @@ adds the head to models/default as the `prefix_logits` output and the calibratio
 `--parity`: checks the assembled graph's `prefix_logits` against the trained head.
 """
 
+import gzip
 import json
 import os
 import pathlib
@@ -198,11 +199,11 @@ def by_whole_head(rows, whole):
 
 
 def policy_rows(path, cutter, cuts_per_pair=None, seed=7):
-    """Every pair of one prompt's sampled answers (policy_samples.py's file), whole and cut: at each of CUTS, or at
+    """Every pair of one prompt's sampled answers (policy_samples.py's file, or gzipped), whole and cut: at each of CUTS, or at
     `cuts_per_pair` of them drawn at random. Cut rows keep the whole pair ("whole"), which labels them."""
     rng = np.random.default_rng(seed)
     rows = []
-    for line in open(path):
+    for line in (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)):
         s = json.loads(line)
         texts = list(dict.fromkeys(t for t in s["samples"] if t.strip()))
         pairs = [{"prompt": s["prompt"], "chosen": a, "rejected": b, "source": "policy"}
@@ -231,7 +232,10 @@ def policy(wheels, work, train_path, val_path):
     val = policy_rows(val_path, cutter)
     val_by_cut = {n: [r for r in val if r.get("cut") == n] for n in CUTS}
     held_by_cut = {n: cut_rows(d.val, cutter, (n,), keep_whole=True) for n in CUTS}
-    fit = training_rows(d, cutter, whole) + policy_rows(train_path, cutter, PER_ROW)
+    # PREFIX_POLICY_ONLY=1: a fine-tune of the shipped prefix head on the policy's answers alone (every cut), instead
+    # of a refit of everything from the whole-answer head.
+    only = bool(os.environ.get("PREFIX_POLICY_ONLY"))
+    fit = ([] if only else training_rows(d, cutter, whole)) + policy_rows(train_path, cutter, None if only else PER_ROW)
     d.store.ensure(D.all_sequences([val, fit] + list(held_by_cut.values()) + [[r["whole"] for r in val if "whole" in r]]))
     pol = [r for r in fit if r["source"] == "policy"]
     c, j = D.sides([r.get("whole", r) for r in pol])
@@ -239,7 +243,8 @@ def policy(wheels, work, train_path, val_path):
     fit = [r for r in fit if r["source"] != "policy"] + [dict(r, target=float(t)) for r, t in zip(pol, target)]
     print(f"fitting {len(fit)} pairs ({len(pol)} from the policy's answers)", file=sys.stderr)
     new = TF.Model(d, emb, TF.K)
-    warm_start(new)
+    # PREFIX_WARM=whole: start the fine-tune from the whole-answer head instead.
+    warm_start(new, asm.PREFIX_WEIGHTS if only and os.environ.get("PREFIX_WARM") != "whole" else asm.FAST.weights)
     started = time.time()
     epochs = int(os.environ.get("PREFIX_EPOCHS", EPOCHS))  # 0: no fitting, the tables for the heads as they are
     for _ in new.fit(fit, epochs=epochs) if epochs else ():
@@ -254,7 +259,7 @@ def policy(wheels, work, train_path, val_path):
     def table(sets):
         return {str(n): {"pairs": len(v), "whole_head": acc(whole, v), "shipped_prefix_head": acc(shipped, v),
                          "policy_prefix_head": acc(new, v)} for n, v in sets.items()}
-    card = {"policy_train": str(train_path), "policy_val": str(val_path), "fit_pairs": len(fit),
+    card = {"policy_train": str(train_path), "policy_val": str(val_path), "policy_only": only, "fit_pairs": len(fit),
             "policy_pairs": len(pol), "train_minutes": minutes,
             "agreement_on_policy_val": table({n: by_whole_head(v, whole) for n, v in val_by_cut.items()}),
             "agreement_on_held_out": table({n: by_whole_head(v, whole) for n, v in held_by_cut.items()})}
