@@ -23,7 +23,8 @@ pub struct RewardArgs {
     pub output: Option<String>,
 
     /// Graph output that scores partial answers in pruning rounds: as the model's config.json declares
-    /// (`bon_prefix_output`; the default model's prefix head), `none` for the whole-answer output, or another output
+    /// (`bon_prefix_output`; the default model declares none: its whole-answer output), `none` for the whole-answer
+    /// output, `prefix_logits` for the default model's prefix head (trained on other models' answers), or another output
     /// name. Only the declared output keeps the declared calibration (`--prune-confidence`).
     #[arg(long = "reward-prefix-output", env = "BON_REWARD_PREFIX_OUTPUT", value_name = "OUTPUT|none")]
     pub prefix_output: Option<String>,
