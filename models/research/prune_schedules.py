@@ -32,7 +32,7 @@ sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in
 import v2_data as D
 
 SCHEDULES = [(t, k) for t in (16, 32, 48, 64, 96, 128) for k in (0.5, 0.25)]
-# SCHEDULES=every:keep,... overrides (e.g. "40:0.5,48:0.6").
+# SCHEDULES=every:keep[:first],... overrides (e.g. "40:0.5,48:0.6,32:0.25:64").
 
 
 class Scorer:
@@ -67,15 +67,16 @@ class Scorer:
         return [self.cache[(output, p)] for p in pairs]
 
 
-def replay(scorer, output, prompt, texts, every, keep):
-    """(tokens generated, survivor's index) for one prompt's answers under one schedule."""
+def replay(scorer, output, prompt, texts, every, keep, first=None):
+    """(tokens generated, survivor's index, all answers' tokens) for one prompt's answers under one schedule; `first`:
+    the first round after that many tokens instead of `every` (a schedule the proxy does not offer yet)."""
     ends = [scorer.ends(t) for t in texts]
     lengths = [len(e) for e in ends]
     live, stopped_at = set(range(len(texts))), {}
     r = 0
     while len(live) > 1:
         r += 1
-        at = r * every
+        at = (first or every) + (r - 1) * every
         pairs = [(prompt, texts[i] if lengths[i] <= at else texts[i][:ends[i][at - 1]]) for i in sorted(live)]
         s = dict(zip(sorted(live), scorer.scores(output, pairs)))
         c = len(live)
@@ -90,26 +91,28 @@ def replay(scorer, output, prompt, texts, every, keep):
 
 def main(model_dir, samples, outputs):
     import os
-    schedules = SCHEDULES
+    schedules = [(e, k, None) for e, k in SCHEDULES]
     if os.environ.get("SCHEDULES"):
-        schedules = [(int(e), float(k)) for e, k in (x.split(":") for x in os.environ["SCHEDULES"].split(","))]
+        schedules = [(int(x[0]), float(x[1]), int(x[2]) if len(x) > 2 else None)
+                     for x in (y.split(":") for y in os.environ["SCHEDULES"].split(","))]
     scorer = Scorer(model_dir)
     opener = gzip.open if str(samples).endswith(".gz") else open
     prompts = [json.loads(line) for line in opener(samples, "rt")]
     print(f"{len(prompts)} prompts, {model_dir.name}; tokens by the reward model's tokenizer")
-    print("| output | every | keep | tokens | reward retained |\n|---|---|---|---|---|")
-    for output, (every, keep) in itertools.product(outputs, schedules):
+    print("| output | first round | every | keep | tokens | reward retained |\n|---|---|---|---|---|---|")
+    for output, (every, keep, first) in itertools.product(outputs, schedules):
         spent = total = 0
         retained = []
         for p in prompts:
             texts = [t for t in p["samples"] if t.strip()]
             whole = scorer.scores("logits", [(p["prompt"], t) for t in texts])
-            tokens, winner, full = replay(scorer, output, p["prompt"], texts, every, keep)
+            tokens, winner, full = replay(scorer, output, p["prompt"], texts, every, keep, first)
             spent, total = spent + tokens, total + full
             mean, best = float(np.mean(whole)), max(whole)
             if best - mean > 1e-6:
                 retained.append((whole[winner] - mean) / (best - mean))
-        print(f"| {output} | {every} | {keep} | {spent / total:.2f}x | {np.mean(retained):.2f} ({len(retained)}) |")
+        print(f"| {output} | {first or every} | {every} | {keep} | {spent / total:.2f}x | {np.mean(retained):.2f} "
+              f"({len(retained)}) |")
 
 
 def calibrate(model_dir, fit_path, check_path, cuts=(16, 32, 64, 96, 128), confidences=(0.8, 0.9, 0.95)):
