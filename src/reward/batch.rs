@@ -1,8 +1,8 @@
 //! Length-aware batching: the sequences waiting in the scoring thread are sorted by length and split into runs
 //! whose padding stays a small share of the tokens computed (TEI sorts and buckets the same way). Padding is pure
 //! waste on a compute-bound CPU: one run over 4 short and 4 long sequences costs as much as 8 long ones. Small runs
-//! are the exception: below `small_run` tokens a run's fixed cost (ONNX Runtime's dispatch, waking its threads:
-//! ~2 ms on 2 cores for the default model) is more than its padding costs, so they are not split by length.
+//! are the exception: below `small_run` tokens a run's fixed cost (ONNX Runtime dispatching the graph and waking its
+//! threads) is more than its padding costs, so they are not split by length.
 
 /// How the scoring thread groups sequences into runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
