@@ -83,8 +83,7 @@ impl AppState {
             let client = Client::new(url, config.upstream.api_key.clone(), config.upstream.concurrency)?;
             members.push((name, Arc::new(client)));
         }
-        let pool =
-            Arc::new(Pool::new(members, config.upstream.pool_options(config.bon.candidate_timeout), metrics.clone()));
+        let pool = Arc::new(Pool::new(members, config.pool_options(), metrics.clone()));
         Self::from_pool(config, pool, scorer, id, metrics, shutdown)
     }
 
@@ -97,11 +96,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
-        let pool = Arc::new(Pool::new(
-            vec![("0".into(), upstream)],
-            config.upstream.pool_options(config.bon.candidate_timeout),
-            metrics.clone(),
-        ));
+        let pool = Arc::new(Pool::new(vec![("0".into(), upstream)], config.pool_options(), metrics.clone()));
         Self::from_pool(config, pool, scorer, reward_model_id, metrics, shutdown)
     }
 

@@ -16,7 +16,6 @@ Tokens are counted with the reward model's tokenizer (WordPiece), not the upstre
 bench's, not the same. Run: python models/research/prune_schedules.py MODEL_DIR SAMPLES.jsonl[.gz] [OUTPUT ...]
 """
 
-import gzip
 import itertools
 import json
 import math
@@ -25,42 +24,30 @@ import sys
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
 sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("assembly", "training")]
 
 import v2_data as D
+from policy_samples import read_samples
 
 SCHEDULES = [(t, k) for t in (16, 32, 48, 64, 96, 128) for k in (0.5, 0.25)]
 # SCHEDULES=every:keep[:first],... overrides (e.g. "40:0.5,48:0.6,32:0.25:64").
 
 
 class Scorer:
+    """An assembled model directory's outputs on (prompt, response) pairs, encoded as bon-proxy encodes them, cached;
+    `cut` cuts a response after n tokens of the same tokenizer."""
+
     def __init__(self, model_dir):
         self.session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
         max_tokens = json.loads((model_dir / "tokenizer_config.json").read_text())["model_max_length"]
         self.pair = D.pair_tokenizer(model_dir / "tokenizer.json", max_tokens)
-        self.plain = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.plain.no_truncation()
-        self.plain.no_padding()
+        self.cut = D.Cutter(model_dir / "tokenizer.json")
         self.cache = {}
-
-    def ends(self, text):
-        """Character offsets where each token of `text` ends."""
-        return [end for _, end in self.plain.encode(text, add_special_tokens=False).offsets]
 
     def scores(self, output, pairs):
         todo = [p for p in dict.fromkeys(pairs) if (output, p) not in self.cache]
-        encodings = [self.pair.encode(p, r) for p, r in todo]
-        for start in range(0, len(todo), 32):
-            chunk = range(start, min(start + 32, len(todo)))
-            width = max(len(encodings[i].ids) for i in chunk)
-            feed = {n: np.zeros((len(chunk), width), np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")}
-            for j, i in enumerate(chunk):
-                e = encodings[i]
-                feed["input_ids"][j, :len(e.ids)] = e.ids
-                feed["attention_mask"][j, :len(e.ids)] = 1
-                feed["token_type_ids"][j, :len(e.ids)] = e.type_ids
+        for chunk, feed in D.padded_feeds([self.pair.encode(p, r) for p, r in todo], 32):
             out = self.session.run([output], feed)[0][:, 0]
             for j, i in enumerate(chunk):
                 self.cache[(output, todo[i])] = float(out[j])
@@ -70,14 +57,13 @@ class Scorer:
 def replay(scorer, output, prompt, texts, every, keep, first=None):
     """(tokens generated, survivor's index, all answers' tokens) for one prompt's answers under one schedule; `first`:
     the first round after that many tokens instead of `every` (a schedule the proxy does not offer yet)."""
-    ends = [scorer.ends(t) for t in texts]
-    lengths = [len(e) for e in ends]
+    lengths = [scorer.cut.tokens(t) for t in texts]
     live, stopped_at = set(range(len(texts))), {}
     r = 0
     while len(live) > 1:
         r += 1
         at = (first or every) + (r - 1) * every
-        pairs = [(prompt, texts[i] if lengths[i] <= at else texts[i][:ends[i][at - 1]]) for i in sorted(live)]
+        pairs = [(prompt, scorer.cut(texts[i], at)) for i in sorted(live)]
         s = dict(zip(sorted(live), scorer.scores(output, pairs)))
         c = len(live)
         go_on = min(max(math.ceil(c * keep), 1), c - 1)
@@ -96,8 +82,7 @@ def main(model_dir, samples, outputs):
         schedules = [(int(x[0]), float(x[1]), int(x[2]) if len(x) > 2 else None)
                      for x in (y.split(":") for y in os.environ["SCHEDULES"].split(","))]
     scorer = Scorer(model_dir)
-    opener = gzip.open if str(samples).endswith(".gz") else open
-    prompts = [json.loads(line) for line in opener(samples, "rt")]
+    prompts = read_samples(samples)
     print(f"{len(prompts)} prompts, {model_dir.name}; tokens by the reward model's tokenizer")
     print("| output | first round | every | keep | tokens | reward retained |\n|---|---|---|---|---|---|")
     for output, (every, keep, first) in itertools.product(outputs, schedules):
@@ -120,20 +105,15 @@ def calibrate(model_dir, fit_path, check_path, cuts=(16, 32, 64, 96, 128), confi
     compares): per cut, the Platt scale of P(the one ahead after `cut` tokens is ahead at the end) fitted on every
     pair of FIT's answers, and on CHECK's pairs, for each confidence, the share beyond the margin and how often the
     one behind there really lost. Prints the card entry (`python ... --calibrate MODEL_DIR FIT CHECK`)."""
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "training"))
     from train_prefix import platt
     scorer = Scorer(model_dir)
 
     def gaps(path, cut):
         out = []
-        for line in (gzip.open if str(path).endswith(".gz") else open)(path, "rt"):
-            p = json.loads(line)
+        for p in read_samples(path):
             texts = list(dict.fromkeys(t for t in p["samples"] if t.strip()))
             whole = scorer.scores("logits", [(p["prompt"], t) for t in texts])
-            cut_texts = []
-            for t in texts:
-                ends = scorer.ends(t)
-                cut_texts.append(t if len(ends) <= cut else t[:ends[cut - 1]])
+            cut_texts = [scorer.cut(t, cut) for t in texts]
             part = scorer.scores("logits", [(p["prompt"], t) for t in cut_texts])
             for i, j in itertools.combinations(range(len(texts)), 2):
                 if whole[i] != whole[j] and cut_texts[i] != cut_texts[j]:

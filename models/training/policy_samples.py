@@ -14,6 +14,7 @@ Resumable: prompts already in OUT are skipped, each answer set is appended and f
 Run: python models/training/policy_samples.py URL MODEL OUT.jsonl {train|val} COUNT
 """
 
+import gzip
 import json
 import pathlib
 import sys
@@ -24,6 +25,12 @@ sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent)]
 import v2_data as D
 
 N, TEMPERATURE, MAX_TOKENS = 8, 0.8, 256
+
+
+def read_samples(path):
+    """The lines of a samples file (OUT, or OUT gzipped): {"index", "prompt", "samples", "finish"} each."""
+    with (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)) as f:
+        return [json.loads(line) for line in f]
 
 
 def prompts(which):
@@ -47,7 +54,7 @@ def sample(url, model, index, prompt):
 def main(url, model, out, which, count):
     done = set()
     if out.exists():
-        done = {json.loads(line)["index"] for line in out.open()}
+        done = {s["index"] for s in read_samples(out)}
     todo = [(i, p) for i, p in prompts(which)[:count] if i not in done]
     with out.open("a") as f:
         for k, (i, p) in enumerate(todo):

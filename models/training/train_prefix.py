@@ -29,7 +29,6 @@ adds the head to models/default as the `prefix_logits` output and the calibratio
 `--parity`: checks the assembled graph's `prefix_logits` against the trained head.
 """
 
-import gzip
 import json
 import os
 import pathlib
@@ -38,11 +37,11 @@ import time
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer
 
 sys.path[:0] = [str(pathlib.Path(__file__).resolve().parent.parent / d) for d in ("assembly",)]  # models/<role>/ siblings
 
 import assemble_default as asm
+from policy_samples import read_samples
 import default_features as F
 import train_default as T
 import train_fast as TF
@@ -52,22 +51,6 @@ CUTS = (16, 32, 64, 96, 128)
 PER_ROW = 2
 EPOCHS = 2
 CONFIDENCES = (0.8, 0.9, 0.95)
-
-
-class Cutter:
-    """The first `n` response tokens of a text under the backbone's tokenizer (no special tokens), as text."""
-
-    def __init__(self, tokenizer_path):
-        self.tok = Tokenizer.from_file(str(tokenizer_path))
-        self.tok.no_truncation()
-        self.tok.no_padding()
-        self.offsets = {}
-
-    def __call__(self, text, n):
-        if text not in self.offsets:
-            self.offsets[text] = [end for _, end in self.tok.encode(text, add_special_tokens=False).offsets]
-        ends = self.offsets[text]
-        return text if len(ends) <= n else text[:ends[n - 1]]
 
 
 def cut_rows(rows, cutter, cuts, keep_whole=False):
@@ -164,7 +147,7 @@ def parity(wheels, work):
     (max |difference|; the fp16 feature cache is the only expected difference)."""
     import onnxruntime as ort
     d = T.prepare(wheels, work, 10**9, F.FAST)
-    emb, cutter = TF.Embeddings(d.backbone_dir), Cutter(d.backbone_dir / "tokenizer.json")
+    emb, cutter = TF.Embeddings(d.backbone_dir), D.Cutter(d.backbone_dir / "tokenizer.json")
     model = TF.Model(d, emb, TF.K)
     warm_start(model, asm.PREFIX_WEIGHTS)
     model_dir = work / "assembled-prefix"
@@ -203,8 +186,7 @@ def policy_rows(path, cutter, cuts_per_pair=None, seed=7):
     `cuts_per_pair` of them drawn at random. Cut rows keep the whole pair ("whole"), which labels them."""
     rng = np.random.default_rng(seed)
     rows = []
-    for line in (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)):
-        s = json.loads(line)
+    for s in read_samples(path):
         texts = list(dict.fromkeys(t for t in s["samples"] if t.strip()))
         pairs = [{"prompt": s["prompt"], "chosen": a, "rejected": b, "source": "policy"}
                  for i, a in enumerate(texts) for b in texts[i + 1:]]
@@ -224,7 +206,7 @@ def policy(wheels, work, train_path, val_path):
         k = int(os.environ["PREFIX_SMOKE"])
         d.train_rows, d.train_loops, d.val = d.train_rows[:k], d.train_loops[:k], d.val[:k]
     emb = TF.Embeddings(d.backbone_dir)
-    cutter = Cutter(d.backbone_dir / "tokenizer.json")
+    cutter = D.Cutter(d.backbone_dir / "tokenizer.json")
     whole = TF.Model(d, emb, TF.K)
     warm_start(whole)
     shipped = TF.Model(d, emb, TF.K)
@@ -236,7 +218,7 @@ def policy(wheels, work, train_path, val_path):
     # of a refit of everything from the whole-answer head.
     only = bool(os.environ.get("PREFIX_POLICY_ONLY"))
     fit = ([] if only else training_rows(d, cutter, whole)) + policy_rows(train_path, cutter, None if only else PER_ROW)
-    d.store.ensure(D.all_sequences([val, fit] + list(held_by_cut.values()) + [[r["whole"] for r in val if "whole" in r]]))
+    d.store.ensure(D.all_sequences([val, fit] + list(held_by_cut.values())))
     pol = [r for r in fit if r["source"] == "policy"]
     c, j = D.sides([r.get("whole", r) for r in pol])
     target = 1 / (1 + np.exp(-(whole.scores(c) - whole.scores(j)).astype(np.float64)))
@@ -276,7 +258,7 @@ def main(wheels, work):
                                else (asm.PREFIX_WEIGHTS, asm.PREFIX_CARD))
     d = T.prepare(wheels, work, 10**9, F.FAST)
     emb = TF.Embeddings(d.backbone_dir)
-    cutter = Cutter(d.backbone_dir / "tokenizer.json")
+    cutter = D.Cutter(d.backbone_dir / "tokenizer.json")
     whole = TF.Model(d, emb, TF.K)
     warm_start(whole)
     val_by_cut = {n: cut_rows(d.val, cutter, (n,), keep_whole=True) for n in CUTS} | {"whole": d.val}

@@ -163,17 +163,7 @@ class Backbone:
         self.tok = pair_tokenizer(tokenizer_path, spec.max_tokens)
 
     def batches(self, pairs, size=16):
-        encodings = [self.tok.encode(p, r) for p, r in pairs]
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), size):
-            chunk = order[start:start + size]
-            width = max(len(encodings[i].ids) for i in chunk)
-            ids = np.zeros((len(chunk), width), np.int64)
-            mask, types = np.zeros_like(ids), np.zeros_like(ids)
-            for j, i in enumerate(chunk):
-                e = encodings[i]
-                ids[j, :len(e.ids)], mask[j, :len(e.ids)], types[j, :len(e.ids)] = e.ids, 1, e.type_ids
-            yield chunk, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        yield from padded_feeds([self.tok.encode(p, r) for p, r in pairs], size)
 
     def features(self, pairs):
         out = np.zeros((len(pairs), F.n_features(self.spec)), np.float32)
@@ -220,6 +210,44 @@ class FeatureStore:
         all_x = np.concatenate(self.arrays) if len(self.arrays) > 1 else self.arrays[0]
         self.arrays = [all_x]
         return all_x[[self.index[key(p, r)] for p, r in pairs]].astype(np.float32)
+
+
+def padded_feeds(encodings, size):
+    """(indices, graph inputs) of `encodings` in chunks of `size`, shortest first, right-padded with 0."""
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+    for start in range(0, len(order), size):
+        chunk = order[start:start + size]
+        width = max(len(encodings[i].ids) for i in chunk)
+        ids = np.zeros((len(chunk), width), np.int64)
+        mask, types = np.zeros_like(ids), np.zeros_like(ids)
+        for j, i in enumerate(chunk):
+            e = encodings[i]
+            ids[j, :len(e.ids)], mask[j, :len(e.ids)], types[j, :len(e.ids)] = e.ids, 1, e.type_ids
+        yield chunk, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+class Cutter:
+    """The first `n` response tokens of a text under the backbone's tokenizer (no special tokens), as text."""
+
+    def __init__(self, tokenizer_path):
+        from tokenizers import Tokenizer
+        self.tok = Tokenizer.from_file(str(tokenizer_path))
+        self.tok.no_truncation()
+        self.tok.no_padding()
+        self.offsets = {}
+
+    def ends(self, text):
+        """Where each token of `text` ends (character offsets)."""
+        if text not in self.offsets:
+            self.offsets[text] = [end for _, end in self.tok.encode(text, add_special_tokens=False).offsets]
+        return self.offsets[text]
+
+    def tokens(self, text):
+        return len(self.ends(text))
+
+    def __call__(self, text, n):
+        ends = self.ends(text)
+        return text if len(ends) <= n else text[:ends[n - 1]]
 
 
 def sides(rows):

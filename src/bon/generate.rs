@@ -15,8 +15,7 @@ use super::{Candidate, Plan};
 use crate::{
     metrics::Metrics,
     openai::ChatCompletion,
-    upstream::UpstreamN,
-    upstream::{Upstream, UpstreamError, UpstreamRequest},
+    upstream::{Upstream, UpstreamError, UpstreamN, UpstreamRequest},
 };
 
 /// How candidates are requested, and what was learnt about the upstream.
@@ -30,13 +29,8 @@ pub struct Generation<'a> {
 impl Generation<'_> {
     /// Exactly `plan.n` candidates, in index order.
     pub async fn candidates(&self, plan: &Plan) -> Vec<Candidate> {
-        let native = match self.mode {
-            UpstreamN::Fanout => false,
-            UpstreamN::Native => true,
-            // The pool remembers, per member, which ignore `n` (its `shares` leave them out).
-            UpstreamN::Auto => true,
-        };
-        if !native || plan.n == 1 {
+        // Auto asks natively too: the pool remembers, per member, which ignore `n` (its `shares` leave them out).
+        if self.mode == UpstreamN::Fanout || plan.n == 1 {
             return self.fan_out(plan, (0..plan.n).collect(), 0).await;
         }
         let mut slots = self.native(plan).await;

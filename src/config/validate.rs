@@ -190,6 +190,11 @@ impl Config {
         Ok(keys)
     }
 
+    /// The upstream pool's settings: the `--upstream-*` flags and the candidate deadline.
+    pub fn pool_options(&self) -> crate::upstream::PoolOptions {
+        self.upstream.pool_options(self.bon.candidate_timeout)
+    }
+
     /// What `--reward-model` names (a directory, a preset, or `ORG/NAME[@REV]` on the hub), else the default
     /// model assembled by `scripts/setup` (`models/default` next to the binary, in the working directory, or in
     /// this source tree).

@@ -27,8 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::{
-    bon::Switch,
-    bon::{guard::Flags, response_message},
+    bon::{Switch, guard::Flags, response_message},
     config::reward_model_spec,
     openai::Message,
     reward::{RewardOptions, Score, ScoreInput, Scorer, hub::HubOptions, source},

@@ -7,8 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::headers::{HEADER_N, HEADER_PRUNE_EVERY, HEADER_RETURN_CANDIDATES, forwarded_auth};
 use crate::{
-    bon::Switch,
-    bon::{Plan, Prune},
+    bon::{Plan, Prune, PruneAt, Switch, args::valid_confidence},
     config::Config,
     error::ApiError,
     openai::{BonOptions, ChatRequest, ROLES},
@@ -186,7 +185,7 @@ fn speed_options(
     };
     let confidence = match &bon.prune_confidence {
         Some(Value::Bool(false)) => None,
-        Some(v) => Some(v.as_f64().filter(|p| crate::bon::args::valid_confidence(*p)).ok_or_else(|| {
+        Some(v) => Some(v.as_f64().filter(|p| valid_confidence(*p)).ok_or_else(|| {
             bad("bon.prune_confidence", "a number strictly between 0.5 and 1, or false", v.to_string())
         })?),
         None => cfg.bon.prune_confidence,
@@ -195,7 +194,7 @@ fn speed_options(
         Some(Value::String(s)) if s == "sentence" => true,
         Some(Value::String(s)) if s == "tokens" => false,
         Some(v) => return Err(bad("bon.prune_at", "\"tokens\" or \"sentence\"", v.to_string())),
-        None => cfg.bon.prune_at == crate::bon::PruneAt::Sentence,
+        None => cfg.bon.prune_at == PruneAt::Sentence,
     };
     let wait = match &bon.straggler_wait_ms {
         Some(v) => {

@@ -13,8 +13,7 @@ use crate::{
     metrics::Metrics,
     openai::{Choice, Content},
     reward::{RewardError, Score, ScoreInput},
-    upstream::UpstreamN,
-    upstream::{Streamed, Upstream, UpstreamRequest},
+    upstream::{Streamed, Upstream, UpstreamN, UpstreamRequest},
 };
 
 /// What the fake upstream does for the candidate with seed offset `i`.
