@@ -7,9 +7,11 @@
 //!   call      one Best-of-8 call through the in-process proxy on a 0 ms fake upstream with that conversation:
 //!             allocations and time per call, end to end (HTTP both ways, the fake, scoring with the default model)
 //!   n=1       `BON_BENCH_CLIENTS` (16) clients in a loop, N = 1, on a 0 ms fake: direct vs through the proxy,
-//!             p50/p99 per request and what the proxy adds
+//!             p50/p99 per request and what the proxy adds; once with every core shared by the clients, the fake
+//!             and the proxy, once with the proxy pinned to a core of its own (CPU 1; the rest on CPU 0)
 //!
-//! `BON_BENCH_ROUNDS` (default 200) repetitions of each measurement.
+//! `BON_BENCH_ROUNDS` (default 200) repetitions of each measurement; `BON_BENCH_PAIRS` (5) interleaved direct/proxy
+//! runs of the N = 1 measurement per layout, reported as medians (one run's p99 varies by ±0.2 ms here).
 
 mod common;
 
@@ -64,6 +66,7 @@ fn conversation_body(tokens: usize) -> Map<String, Value> {
 async fn main() -> anyhow::Result<()> {
     let rounds: usize = env("BON_BENCH_ROUNDS", 200);
     let clients: usize = env("BON_BENCH_CLIENTS", 16);
+    let pairs: usize = env("BON_BENCH_PAIRS", 5).max(1);
     let body = conversation_body(4096);
     let body_bytes = serde_json::to_vec(&body)?.len();
     say(&format!("conversation: {} messages, {body_bytes} bytes of JSON (~4k tokens); {rounds} rounds", 16));
@@ -127,46 +130,112 @@ async fn main() -> anyhow::Result<()> {
         ms(elapsed) / calls as f64
     ));
 
-    let short = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
-    let latencies = |base: String| {
-        let http = http.clone();
-        let short = short.clone();
-        async move {
-            let mut tasks = tokio::task::JoinSet::new();
-            for c in 0..clients {
-                let (http, base, mut short) = (http.clone(), base.clone(), short.clone());
-                tasks.spawn(async move {
-                    let mut got = Vec::with_capacity(rounds);
-                    for i in 0..rounds {
-                        short["seed"] = json!(c * rounds + i);
-                        let t = Instant::now();
-                        let ok = http.post(format!("{base}/v1/chat/completions")).header("x-bon-n", "1").json(&short);
-                        ok.send().await?.error_for_status()?.bytes().await?;
-                        got.push(t.elapsed());
-                    }
-                    anyhow::Ok(got)
-                });
-            }
-            let mut all: Vec<Duration> = Vec::new();
-            while let Some(done) = tasks.join_next().await {
-                all.extend(done??);
-            }
-            all.sort();
-            let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
-            anyhow::Ok((at(0.5), at(0.99)))
-        }
-    };
-    latencies(upstream.clone()).await?;
-    let (direct50, direct99) = latencies(upstream.clone()).await?;
-    let (proxy50, proxy99) = latencies(proxy.clone()).await?;
-    say(&format!("N = 1, {clients} clients x {rounds} requests, 0 ms fake:   p50        p99"));
-    say(&format!("  direct                              {:>7.3} ms {:>7.3} ms", ms(direct50), ms(direct99)));
-    say(&format!("  through the proxy                   {:>7.3} ms {:>7.3} ms", ms(proxy50), ms(proxy99)));
-    say(&format!(
-        "  added by the proxy                  {:>7.3} ms {:>7.3} ms",
-        ms(proxy50.saturating_sub(direct50)),
-        ms(proxy99.saturating_sub(direct99))
-    ));
+    // N = 1 at concurrency, two layouts, each as `pairs` interleaved (direct, proxy) runs after a warm-up of both.
+    // Shared: the clients, the fake and the proxy on this runtime, every core shared, as above. Pinned: the clients
+    // and the fake on CPU 0, the proxy on CPU 1 (its own core, as in a deployment); direct is the same clients and
+    // fake on CPU 0.
+    say(&format!("N = 1, {clients} clients x {rounds} requests, 0 ms fake, median of {pairs} pairs:   p50        p99"));
+    let mut shared = Vec::new();
+    latencies(http.clone(), upstream.clone(), clients, rounds).await?;
+    latencies(http.clone(), proxy.clone(), clients, rounds).await?;
+    for _ in 0..pairs {
+        let direct = latencies(http.clone(), upstream.clone(), clients, rounds).await?;
+        shared.push((direct, latencies(http.clone(), proxy.clone(), clients, rounds).await?));
+    }
+    report("shared cores", shared);
     served.stop().await;
+    if core_affinity::get_core_ids().is_some_and(|ids| ids.len() >= 2) {
+        report(
+            "pinned (proxy on its own core)",
+            tokio::task::spawn_blocking(move || pinned(clients, rounds, pairs)).await??,
+        );
+    } else {
+        say("  pinned layout skipped: fewer than 2 cores");
+    }
     Ok(())
+}
+
+type Quantiles = (Duration, Duration);
+
+/// p50 and p99 of `clients` loops of `rounds` N = 1 requests each to `base`.
+async fn latencies(http: reqwest::Client, base: String, clients: usize, rounds: usize) -> anyhow::Result<Quantiles> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let (http, url) = (http.clone(), format!("{base}/v1/chat/completions"));
+        tasks.spawn(async move {
+            let mut short = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
+            let mut got = Vec::with_capacity(rounds);
+            for i in 0..rounds {
+                short["seed"] = json!(c * rounds + i);
+                let t = Instant::now();
+                let ok = http.post(&url).header("x-bon-n", "1").json(&short);
+                ok.send().await?.error_for_status()?.bytes().await?;
+                got.push(t.elapsed());
+            }
+            anyhow::Ok(got)
+        });
+    }
+    let mut all: Vec<Duration> = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        all.extend(done??);
+    }
+    all.sort();
+    let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+    Ok((at(0.5), at(0.99)))
+}
+
+/// The median over pairs of direct, through the proxy and their difference, p50 and p99; and every pair's p99 added.
+fn report(layout: &str, pairs: Vec<(Quantiles, Quantiles)>) {
+    let median = |f: &dyn Fn(&(Quantiles, Quantiles)) -> Duration| {
+        let mut v: Vec<Duration> = pairs.iter().map(f).collect();
+        v.sort();
+        ms(v[v.len() / 2])
+    };
+    let added = |(d, p): &(Quantiles, Quantiles)| (p.0.saturating_sub(d.0), p.1.saturating_sub(d.1));
+    say(&format!("  {layout}"));
+    say(&format!(
+        "    direct                            {:>7.3} ms {:>7.3} ms",
+        median(&|x| x.0.0),
+        median(&|x| x.0.1)
+    ));
+    say(&format!(
+        "    through the proxy                 {:>7.3} ms {:>7.3} ms",
+        median(&|x| x.1.0),
+        median(&|x| x.1.1)
+    ));
+    say(&format!(
+        "    added by the proxy                {:>7.3} ms {:>7.3} ms",
+        median(&|x| added(x).0),
+        median(&|x| added(x).1)
+    ));
+    let each: Vec<String> = pairs.iter().map(|x| format!("{:.2}", ms(added(x).1))).collect();
+    say(&format!("    p99 added in each pair (ms): {}", each.join(" ")));
+}
+
+/// A one-worker runtime whose threads run on CPU `core` only.
+fn pinned_runtime(core: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let pin = move || {
+        core_affinity::set_for_current(core_affinity::CoreId { id: core });
+    };
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).on_thread_start(pin).enable_all().build()?)
+}
+
+/// The pinned layout: a fresh proxy on CPU 1, the clients and the fake on CPU 0; `pairs` (direct, proxy) runs after
+/// a warm-up of each.
+fn pinned(clients: usize, rounds: usize, pairs: usize) -> anyhow::Result<Vec<(Quantiles, Quantiles)>> {
+    let (load, proxy_rt) = (pinned_runtime(0)?, pinned_runtime(1)?);
+    let upstream =
+        load.block_on(common::spawn_fake(common::fake_upstream(tokio::sync::Semaphore::MAX_PERMITS, Duration::ZERO)))?;
+    let flags = ["--upstream", &upstream, "--device", "cpu", "--cache-ttl", "0s", "--upstream-n", "fanout"];
+    let served = proxy_rt.block_on(common::proxy(&flags))?;
+    let http = load.block_on(async { reqwest::Client::new() });
+    let run = |base: &str| load.block_on(latencies(http.clone(), base.to_owned(), clients, rounds));
+    run(&upstream)?;
+    run(&served.url)?;
+    let mut got = Vec::new();
+    for _ in 0..pairs {
+        got.push((run(&upstream)?, run(&served.url)?));
+    }
+    proxy_rt.block_on(served.stop());
+    Ok(got)
 }

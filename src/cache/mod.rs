@@ -109,22 +109,32 @@ impl<V: Weigh + Shared + Clone + Send + Sync + 'static> ResultCache<V> {
         self
     }
 
+    /// Whether results are cached at all (`--cache-ttl` above 0); when not, a caller need not compute a key.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Returns the cached value for `key`, or runs `compute` (once for all concurrent identical callers).
-    /// Errors are never cached.
-    pub async fn get_or_compute<E, F>(&self, key: CacheKey, mode: CacheMode, compute: F) -> Result<(V, CacheResult), E>
+    /// Errors are never cached. No key (the cache is off, see `is_enabled`) runs `compute` as a bypass.
+    pub async fn get_or_compute<E, F>(
+        &self,
+        key: Option<CacheKey>,
+        mode: CacheMode,
+        compute: F,
+    ) -> Result<(V, CacheResult), E>
     where
         E: Clone + Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
     {
-        let result = match (&self.inner, mode) {
-            (None, _) | (_, CacheMode::Bypass) => compute.await.map(|v| (v, CacheResult::Bypass)),
-            (Some(cache), CacheMode::Refresh) => {
+        let result = match (&self.inner, key, mode) {
+            (None, _, _) | (_, None, _) | (_, _, CacheMode::Bypass) => compute.await.map(|v| (v, CacheResult::Bypass)),
+            (Some(cache), Some(key), CacheMode::Refresh) => {
                 let value = compute.await?;
                 cache.insert(key, value.clone()).await;
                 self.store_shared(&key, &value).await;
                 Ok((value, CacheResult::Miss))
             }
-            (Some(cache), CacheMode::Use) => {
+            (Some(cache), Some(key), CacheMode::Use) => {
                 // `computed`: this caller ran `compute` (a miss); otherwise the value came from moka, from Redis, or
                 // from an identical request in flight on this replica (coalescing stays per replica).
                 let computed = AtomicBool::new(false);
