@@ -6,6 +6,7 @@
 //!             hashed from the parts): allocations, bytes and time, same body, same run
 //!   call      one Best-of-8 call through the in-process proxy on a 0 ms fake upstream with that conversation:
 //!             allocations and time per call, end to end (HTTP both ways, the fake, scoring with the default model)
+//!   n=1 allocations  what one N = 1 request allocates in the proxy (through it minus direct, one at a time)
 //!   n=1       `BON_BENCH_CLIENTS` (16) clients in a loop, N = 1, on a 0 ms fake: direct vs through the proxy,
 //!             p50/p99 per request and what the proxy adds; once with every core shared by the clients, the fake
 //!             and the proxy, once with the proxy pinned to a core of its own (CPU 1; the rest on CPU 0)
@@ -128,6 +129,30 @@ async fn main() -> anyhow::Result<()> {
         per(a1 - a0),
         per(b1 - b0),
         ms(elapsed) / calls as f64
+    ));
+
+    // What one N = 1 request allocates in the proxy: the same short request sent one at a time, through the proxy
+    // minus direct (both include the client and the fake).
+    let short = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
+    let per_request = |base: String| {
+        let (http, short) = (http.clone(), short.clone());
+        async move {
+            let url = format!("{base}/v1/chat/completions");
+            http.post(&url).json(&short).send().await?.error_for_status()?.bytes().await?;
+            let (a0, b0) = allocated();
+            for _ in 0..rounds {
+                http.post(&url).header("x-bon-n", "1").json(&short).send().await?.error_for_status()?.bytes().await?;
+            }
+            let (a1, b1) = allocated();
+            anyhow::Ok(((a1 - a0) as f64 / rounds as f64, (b1 - b0) as f64 / rounds as f64))
+        }
+    };
+    let (direct_a, direct_b) = per_request(upstream.clone()).await?;
+    let (proxy_a, proxy_b) = per_request(proxy.clone()).await?;
+    say(&format!(
+        "N = 1 request, allocations in the proxy (through it minus direct): {:.0} allocations, {:.0} bytes",
+        proxy_a - direct_a,
+        proxy_b - direct_b
     ));
 
     // N = 1 at concurrency, two layouts, each as `pairs` interleaved (direct, proxy) runs after a warm-up of both.

@@ -360,9 +360,15 @@ fn all_failed(errors: Vec<UpstreamError>) -> ApiError {
 }
 
 fn completion_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 12] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("chatcmpl-bon-{hex}")
+    let mut id = String::with_capacity(13 + 2 * bytes.len());
+    id.push_str("chatcmpl-bon-");
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use super::{
     inflight::{Finished, Held, InFlight},
     prepare::{Prepared, prepare},
-    response::{bon_headers, bon_object, completion_body},
+    response::{CompletionBody, bon_headers, bon_object},
     sse,
 };
 use crate::{
@@ -60,11 +60,8 @@ pub async fn chat_completions(
     drop(permit);
     match result {
         Ok((outcome, cache)) => {
-            let mut body = completion_body(&outcome, reply.choices, &reply.model);
-            if reply.return_candidates {
-                body["bon"] = bon_object(&outcome, cache, &state.reward_model_id, true);
-            }
-            let mut response = Json(body).into_response();
+            let bon = reply.return_candidates.then(|| bon_object(&outcome, cache, &state.reward_model_id, true));
+            let mut response = Json(CompletionBody::new(&outcome, reply.choices, &reply.model, bon)).into_response();
             bon_headers(response.headers_mut(), &outcome, cache, &state.reward_model_id);
             response
         }

@@ -238,3 +238,12 @@ async fn over_optimisation_signals_are_observed_per_scored_call() {
     assert!((m.winner_z.get_sample_sum() - 1.5 / 1.25f64.sqrt()).abs() < 1e-6);
     assert!((m.kl_bound.get_sample_sum() - (4f64.ln() - 0.75)).abs() < 1e-9);
 }
+
+#[test]
+fn completion_ids_are_ours_and_distinct() {
+    let (a, b) = (completion_id(), completion_id());
+    let hex = a.strip_prefix("chatcmpl-bon-").unwrap();
+    assert_eq!(hex.len(), 24);
+    assert!(hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)), "{a}");
+    assert_ne!(a, b);
+}
