@@ -5,9 +5,10 @@
 //!   plain     `x-bon-n: N`, `stream: true`: every candidate generated to the end, the winner streamed after
 //!   settings  the same with pruning, one run per setting `EVERY:KEEP[:CONFIDENCE][:whole]` (`BON_BENCH_SETTINGS`,
 //!             comma-separated; default `32:0.5:whole,32:0.5,32:0.5:0.9,32:0.5:sentence`): `x-bon-prune-every:
-//!             EVERY`, `bon.prune_keep`, `bon.prune_confidence`, `sentence`: `bon.prune_at`; `whole` scores partial answers with the model's whole-answer
-//!             output (a twin proxy on a copy of the model directory without its `bon_prefix_*` declarations: how
-//!             pruning scored before prefix heads)
+//!             EVERY`, `bon.prune_keep`, `bon.prune_confidence`, `sentence`: `bon.prune_at`; partial answers are scored
+//!             as the model declares (its `bon_prefix_output`, else the whole-answer output); `whole`: a twin proxy
+//!             on a copy of the model directory without any `bon_prefix_*` declaration (no prefix output, no
+//!             calibration)
 //!
 //! Printed per setting: completion tokens generated (usage: upstream-reported for finished candidates, one per delta
 //! for pruned ones), wall time, time to the first content token, all as pruned ÷ plain totals, and **reward retained**
@@ -86,8 +87,14 @@ impl Setting {
         Ok(Self { every, keep, confidence, whole, sentence })
     }
 
-    fn label(&self) -> String {
-        let head = if self.whole { "whole-answer output" } else { "prefix output" };
+    /// `declared`: the prefix output the model's config.json names, if any (else partial answers are scored by the
+    /// whole-answer output there too).
+    fn label(&self, declared: Option<&str>) -> String {
+        let head = match (self.whole, declared) {
+            (true, _) => "whole-answer output, no bon_prefix_* declarations".to_owned(),
+            (false, Some(output)) => format!("prefix output {output}"),
+            (false, None) => "whole-answer output (the model declares no prefix output)".to_owned(),
+        };
         let margin = self.confidence.map_or(String::new(), |p| format!(", confidence {p}"));
         let cut = if self.sentence { ", at sentence ends" } else { "" };
         format!("every {} keep {}{margin}{cut}, {head}", self.every, self.keep)
@@ -174,6 +181,8 @@ async fn main() -> anyhow::Result<()> {
     let model = std::env::var("BON_BENCH_REWARD_MODEL").ok();
     let main = proxy(&upstream, n, model.as_deref()).await?;
     let model_dir = model.map_or_else(|| root.join("models/default"), PathBuf::from);
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(model_dir.join("config.json"))?)?;
+    let declared = config.get("bon_prefix_output").and_then(Value::as_str);
     let twin = if settings.iter().any(|s| s.whole) {
         let dir = without_prefix(&model_dir)?;
         Some(proxy(&upstream, n, dir.to_str()).await?)
@@ -287,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
         let independent = if plain_gain.abs() > 1e-9 { format!("{:.2}", gain / plain_gain) } else { "-".into() };
         say!(
             "| {} | {tokens:.2}x | {wall:.2}x | {first:.2}x | {same:.2} ({} prompts) | {independent} |",
-            s.label(),
+            s.label(declared),
             retained[k].len()
         );
     }
