@@ -267,7 +267,7 @@ async fn the_prune_report_measures_prefixes_through_the_prefix_output_and_writes
     let prompts = write_prompts(&dir);
     let report = |model: &str, out: &str| {
         let mut a = args(&prompts, &upstream.uri(), &dir.join(out), &["--prune-report"]);
-        a.reward_model = Some(fixture(model));
+        a.reward.model = Some(fixture(model));
         a
     };
     eval::run(report("tiny-bert-pair", "plain")).await.unwrap();

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{bon::Switch, reward::Device, select::Extractor};
+use crate::{bon::Switch, reward::args::RewardArgs, select::Extractor};
 
 /// `bon-proxy eval` options.
 #[derive(Clone, Debug, clap::Args)]
@@ -29,15 +29,6 @@ pub struct EvalArgs {
     /// Output directory (created).
     #[arg(long)]
     pub out: PathBuf,
-    /// Reward model (as the proxy's --reward-model; default: the embedded default model).
-    #[arg(long, env = "BON_REWARD_MODEL")]
-    pub reward_model: Option<PathBuf>,
-    /// Execution provider for the reward model.
-    #[arg(long, env = "BON_DEVICE", value_enum, default_value_t = Device::Auto)]
-    pub device: Device,
-    /// Longest token sequence given to the reward model.
-    #[arg(long, default_value_t = 4096)]
-    pub reward_max_tokens: usize,
     /// Rank repetitive and length-cut samples below the others, as the proxy does.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     pub degenerate_guard: Switch,
@@ -75,8 +66,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub prune_report: bool,
 
-    /// The output that scores partial answers, as the proxy's flag (`none`: the whole-answer output): run
-    /// `--prune-report` with and without it to see which orders prefixes better on your prompts.
-    #[arg(long)]
-    pub reward_prefix_output: Option<String>,
+    /// The reward model and how it runs: the proxy's own flags (`--reward-model`, `--device`, `--reward-max-tokens`,
+    /// `--reward-prefix-output` — run `--prune-report` with and without it to see which output orders prefixes
+    /// better on your prompts —, ...).
+    #[command(flatten, next_help_heading = "Reward model")]
+    pub reward: RewardArgs,
 }

@@ -30,7 +30,7 @@ use crate::{
     bon::{Switch, guard::Flags, response_message},
     config::reward_model_spec,
     openai::Message,
-    reward::{RewardOptions, Score, ScoreInput, Scorer, hub::HubOptions, source},
+    reward::{Score, ScoreInput, Scorer, hub::HubOptions, source},
     select::Extractor,
     upstream::{Client, Upstream},
 };
@@ -127,14 +127,8 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
     let prompts = read_prompts(&args.prompts, args.limit)?;
     std::fs::create_dir_all(&args.out).map_err(|e| EvalError::Io(args.out.display().to_string(), e))?;
 
-    let resolved = source::resolve(&reward_model_spec(args.reward_model.as_deref())?, &HubOptions::from_env()).await?;
-    let opts = RewardOptions {
-        id: resolved.id,
-        device: args.device,
-        max_tokens: args.reward_max_tokens,
-        prefix_output: args.reward_prefix_output.clone(),
-        ..RewardOptions::new(resolved.dir)
-    };
+    let resolved = source::resolve(&reward_model_spec(args.reward.model.as_deref())?, &HubOptions::from_env()).await?;
+    let opts = args.reward.options(resolved.dir, resolved.id);
     let scorer = Scorer::load(&opts, Arc::new(crate::metrics::Metrics::new()?))?;
     let upstream: Arc<dyn Upstream> =
         Arc::new(Client::new(&args.upstream, args.upstream_api_key.clone(), args.concurrency)?);
