@@ -106,9 +106,7 @@ async fn main() -> anyhow::Result<()> {
     // One Best-of-8 call end to end, and N = 1 at concurrency.
     let upstream =
         common::spawn_fake(common::fake_upstream(tokio::sync::Semaphore::MAX_PERMITS, Duration::ZERO)).await?;
-    let served =
-        common::proxy(&["--upstream", &upstream, "--device", "cpu", "--cache-ttl", "0s", "--upstream-n", "fanout"])
-            .await?;
+    let served = common::proxy(&proxy_flags(&upstream)).await?;
     let proxy = served.url.clone();
     let http = reqwest::Client::new();
     let request = |base: &str, n: u32, seed: usize| {
@@ -133,12 +131,12 @@ async fn main() -> anyhow::Result<()> {
 
     // What one N = 1 request allocates in the proxy: the same short request sent one at a time, through the proxy
     // minus direct (both include the client and the fake).
-    let short = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
+    let short = short_request();
     let per_request = |base: String| {
         let (http, short) = (http.clone(), short.clone());
         async move {
             let url = format!("{base}/v1/chat/completions");
-            http.post(&url).json(&short).send().await?.error_for_status()?.bytes().await?;
+            http.post(&url).header("x-bon-n", "1").json(&short).send().await?.error_for_status()?.bytes().await?;
             let (a0, b0) = allocated();
             for _ in 0..rounds {
                 http.post(&url).header("x-bon-n", "1").json(&short).send().await?.error_for_status()?.bytes().await?;
@@ -182,13 +180,23 @@ async fn main() -> anyhow::Result<()> {
 
 type Quantiles = (Duration, Duration);
 
+/// The proxy under test: the default model, no cache (every request reaches the fake), one request per candidate.
+fn proxy_flags(upstream: &str) -> [&str; 8] {
+    ["--upstream", upstream, "--device", "cpu", "--cache-ttl", "0s", "--upstream-n", "fanout"]
+}
+
+/// The N = 1 request every latency and allocation measurement sends.
+fn short_request() -> Value {
+    json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]})
+}
+
 /// p50 and p99 of `clients` loops of `rounds` N = 1 requests each to `base`.
 async fn latencies(http: reqwest::Client, base: String, clients: usize, rounds: usize) -> anyhow::Result<Quantiles> {
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..clients {
         let (http, url) = (http.clone(), format!("{base}/v1/chat/completions"));
         tasks.spawn(async move {
-            let mut short = json!({"model": "m", "messages": [{"role": "user", "content": "Hi"}]});
+            let mut short = short_request();
             let mut got = Vec::with_capacity(rounds);
             for i in 0..rounds {
                 short["seed"] = json!(c * rounds + i);
@@ -251,8 +259,7 @@ fn pinned(clients: usize, rounds: usize, pairs: usize) -> anyhow::Result<Vec<(Qu
     let (load, proxy_rt) = (pinned_runtime(0)?, pinned_runtime(1)?);
     let upstream =
         load.block_on(common::spawn_fake(common::fake_upstream(tokio::sync::Semaphore::MAX_PERMITS, Duration::ZERO)))?;
-    let flags = ["--upstream", &upstream, "--device", "cpu", "--cache-ttl", "0s", "--upstream-n", "fanout"];
-    let served = proxy_rt.block_on(common::proxy(&flags))?;
+    let served = proxy_rt.block_on(common::proxy(&proxy_flags(&upstream)))?;
     let http = load.block_on(async { reqwest::Client::new() });
     let run = |base: &str| load.block_on(latencies(http.clone(), base.to_owned(), clients, rounds));
     run(&upstream)?;

@@ -12,7 +12,7 @@ use super::headers::{
 use crate::{
     bon::{Outcome, Unscored},
     cache::CacheResult,
-    openai::{Choice, Message},
+    openai::{Choice, Message, Usage},
     select::Strategy,
 };
 
@@ -27,7 +27,7 @@ pub struct CompletionBody<'a> {
     created: u64,
     model: &'a str,
     choices: Vec<ChoiceBody<'a>>,
-    usage: UsageBody,
+    usage: Usage,
     #[serde(flatten)]
     extra: Rest<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -37,6 +37,7 @@ pub struct CompletionBody<'a> {
 impl<'a> CompletionBody<'a> {
     pub fn new(outcome: &'a Outcome, choices: u32, requested_model: &'a str, bon: Option<Value>) -> Self {
         const OURS: &[&str] = &["id", "object", "created", "model", "choices", "usage", "bon"];
+        const OURS_IN_A_CHOICE: &[&str] = &["index", "message", "finish_reason"];
         Self {
             id: &outcome.id,
             object: "chat.completion",
@@ -48,10 +49,10 @@ impl<'a> CompletionBody<'a> {
                     index,
                     message: &c.message,
                     finish_reason: c.finish_reason.as_deref(),
-                    extra: Rest { map: Some(&c.extra), ours: &["index", "message", "finish_reason"] },
+                    extra: Rest { map: Some(&c.extra), ours: OURS_IN_A_CHOICE },
                 })
                 .collect(),
-            usage: UsageBody::of(outcome),
+            usage: usage(outcome),
             extra: Rest { map: outcome.winner().map(|(_, w)| &w.extra), ours: OURS },
             bon,
         }
@@ -81,22 +82,9 @@ impl Serialize for Rest<'_> {
 }
 
 /// Usage of all candidates (prompt tokens counted once per candidate request, as the upstream processed them).
-#[derive(Serialize)]
-struct UsageBody {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-}
-
-impl UsageBody {
-    fn of(outcome: &Outcome) -> Self {
-        let u = outcome.usage;
-        Self {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-            total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens),
-        }
-    }
+fn usage(outcome: &Outcome) -> Usage {
+    let u = outcome.usage;
+    Usage { total_tokens: u.prompt_tokens.saturating_add(u.completion_tokens), ..u }
 }
 
 /// The model the winner's upstream answer names, else the one the client asked for.
@@ -114,9 +102,9 @@ pub fn ranked_choices(outcome: &Outcome, choices: u32) -> impl Iterator<Item = &
         .map(|c| &c.choices[0])
 }
 
-/// [`UsageBody`] as JSON (the last chunk of a stream).
+/// [`usage`] as JSON (the last chunk of a stream).
 pub fn usage_json(outcome: &Outcome) -> Value {
-    serde_json::to_value(UsageBody::of(outcome)).unwrap_or_default()
+    json!(usage(outcome))
 }
 
 /// What decided the winner: `single` (one survivor), the strategy that decided (`reward`, `vote`, `weighted-vote`,
