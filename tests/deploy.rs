@@ -35,11 +35,12 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[test]
 fn the_dashboard_and_rules_only_query_metrics_the_proxy_exports() {
-    let exported: BTreeSet<String> = Metrics::new().unwrap().names().into_iter().collect();
+    let metrics = Metrics::new().unwrap();
+    let exported: BTreeSet<&String> = metrics.names().iter().collect();
     for path in ["deploy/grafana/dashboards/bon-proxy.json", "deploy/prometheus/rules.yaml", "deploy/k8s/hpa.yaml"] {
         let used = metric_names(&read(path));
         assert!(!used.is_empty(), "{path} queries no bon_ metric");
-        let unknown: Vec<&String> = used.iter().filter(|n| !exported.contains(*n)).collect();
+        let unknown: Vec<&String> = used.iter().filter(|n| !exported.contains(n)).collect();
         assert!(unknown.is_empty(), "{path} queries metrics the proxy does not export: {unknown:?}");
     }
     // The dashboard shows what the issue asked of it.

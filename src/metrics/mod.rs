@@ -140,8 +140,8 @@ impl Metrics {
     }
 
     /// The name of every metric this struct exports (dashboards and rules may only use these).
-    pub fn names(&self) -> Vec<String> {
-        self.names.clone()
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Prometheus text exposition of every metric.
