@@ -156,6 +156,8 @@ def frontier(answers, s):
 
 
 def fit(answers, x, logits, lams=(1.0, 0.1, 0.01), folds=5):
+    """The correction fitted on four folds' prompts and measured on the fifth's, for each L2 weight. The features are
+    standardised over all rows (no labels read), the only thing the test folds share with the fit."""
     import torch
     z = torch.tensor((x - x.mean(0)) / (x.std(0) + 1e-6), dtype=torch.float32)
     base = torch.tensor(logits)
