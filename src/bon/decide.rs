@@ -9,7 +9,8 @@ use crate::{
     openai::Usage,
     reward::Score,
     select::{
-        Fallback, Judge, JudgeSummary, Selection, Strategy, VoteSummary, judge,
+        Fallback, Judge, JudgeError, JudgeSummary, Selection, Strategy, VoteSummary,
+        judge::{self, Spent},
         vote::{self, Ballot, Weighting},
     },
 };
@@ -80,14 +81,15 @@ pub(super) async fn refine(
             let k = if strategy == Strategy::Judge { ok.len() } else { plan.select.shortlist.min(ok.len()) };
             let (shortlist, rest) = reward_order.split_at(k);
             match judged(selector, plan, candidates, ok, shortlist, metrics).await {
-                Some((picked, summary, spent)) => {
+                Judgement::Decided(picked, summary, spent) => {
                     sel.decided_by = strategy;
                     sel.judge = Some(summary);
                     usage = spent;
                     picked.into_iter().map(|p| shortlist[p]).chain(rest.iter().copied()).collect()
                 }
-                None => {
+                Judgement::Failed(spent) => {
                     sel.fallback = Some(Fallback::JudgeFailed);
+                    usage = spent;
                     reward_order
                 }
             }
@@ -99,7 +101,7 @@ pub(super) async fn refine(
     (order, sel, usage)
 }
 
-/// The judge's order of `shortlist` (positions into it), what it cost; None when it failed (logged, counted).
+/// The judge's order of `shortlist`, what it cost (logged and counted when it failed).
 async fn judged(
     selector: &Selector<'_>,
     plan: &Plan,
@@ -107,11 +109,11 @@ async fn judged(
     ok: &[usize],
     shortlist: &[usize],
     metrics: &Metrics,
-) -> Option<(Vec<usize>, JudgeSummary, Usage)> {
+) -> Judgement {
     let Some(judge) = selector.judge else {
         tracing::warn!("a judge strategy was asked for but no judge is configured; the reward model decides");
         metrics.judge_requests.with_label_values(&["unconfigured"]).inc();
-        return None;
+        return Judgement::Failed(Usage::default());
     };
     let texts: Vec<String> = shortlist
         .iter()
@@ -119,29 +121,44 @@ async fn judged(
         .collect();
     let request = judge::request_text(&plan.conversation);
     let started = Instant::now();
-    let outcome = tokio::time::timeout(selector.judge_timeout, judge.order(&request, &texts, plan.select.judge_mode))
-        .await
-        .unwrap_or(Err(crate::select::JudgeError::Timeout(selector.judge_timeout)));
+    let spent = Spent::default();
+    let outcome =
+        tokio::time::timeout(selector.judge_timeout, judge.order(&request, &texts, plan.select.judge_mode, &spent))
+            .await
+            .unwrap_or(Err(JudgeError::Timeout(selector.judge_timeout)));
     let seconds = started.elapsed().as_secs_f64();
     metrics.judge_duration.observe(seconds);
+    // What the judge spent counts whether or not it decided (a timeout drops only the calls still unanswered).
+    let (usage, calls) = spent.get();
+    metrics.judge_calls.inc_by(u64::from(calls));
+    metrics.judge_tokens.with_label_values(&["prompt"]).inc_by(usage.prompt_tokens);
+    metrics.judge_tokens.with_label_values(&["completion"]).inc_by(usage.completion_tokens);
     match outcome {
         Ok(j) => {
             metrics.judge_requests.with_label_values(&["ok"]).inc();
-            metrics.judge_calls.inc_by(u64::from(j.calls));
-            metrics.judge_tokens.with_label_values(&["prompt"]).inc_by(j.usage.prompt_tokens);
-            metrics.judge_tokens.with_label_values(&["completion"]).inc_by(j.usage.completion_tokens);
+            if j.unrated > 0 {
+                tracing::warn!(unrated = j.unrated, "the judge could not rate some candidates; they rank last");
+            }
             let summary = JudgeSummary {
-                calls: j.calls,
-                prompt_tokens: j.usage.prompt_tokens,
-                completion_tokens: j.usage.completion_tokens,
+                calls,
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
                 seconds,
+                unrated: j.unrated,
             };
-            Some((j.value, summary, j.usage))
+            Judgement::Decided(j.order, summary, usage)
         }
         Err(e) => {
             tracing::warn!(error = %e, "the judge failed; the reward model decides");
-            metrics.judge_requests.with_label_values(&["failed"]).inc();
-            None
+            metrics.judge_requests.with_label_values(&[e.kind()]).inc();
+            Judgement::Failed(usage)
         }
     }
+}
+
+/// What asking the judge came to: its order of the shortlist (positions into it), what it cost; or a failure and the
+/// tokens it spent all the same.
+enum Judgement {
+    Decided(Vec<usize>, JudgeSummary, Usage),
+    Failed(Usage),
 }

@@ -39,6 +39,7 @@ pub const JUDGE_DURATION: &str = "bon_judge_duration_seconds";
 pub const JUDGE_TOKENS: &str = "bon_judge_tokens_total";
 pub const CACHE_REQUESTS: &str = "bon_cache_requests_total";
 pub const CACHE_EVICTIONS: &str = "bon_cache_evictions_total";
+pub const CACHE_DEGRADED: &str = "bon_cache_degraded_total";
 pub const CACHE_ENTRIES: &str = "bon_cache_entries";
 pub const CACHE_REDIS_REQUESTS: &str = "bon_cache_redis_requests_total";
 pub const CACHE_REDIS_ERRORS: &str = "bon_cache_redis_errors_total";

@@ -171,4 +171,11 @@ pub struct JudgeSummary {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub seconds: f64,
+    /// Pointwise: candidates the judge could not rate (ranked after the rated ones; `x-bon-selection` says so).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unrated: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

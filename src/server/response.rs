@@ -109,7 +109,8 @@ pub fn usage_json(outcome: &Outcome) -> Value {
 
 /// What decided the winner: `single` (one survivor), the strategy that decided (`reward`, `vote`, `weighted-vote`,
 /// `judge`, `reward+judge`), or `fallback` (the reward model failed and nothing else decided: the first success). A
-/// strategy that could not decide adds why: `reward; fallback=judge-failed`.
+/// strategy that could not decide adds why: `reward; fallback=judge-failed`; a judge that could not rate every
+/// candidate says how many it left out: `judge; unrated=1`.
 fn selection(outcome: &Outcome) -> String {
     let s = &outcome.selection;
     let base = match outcome.unscored {
@@ -117,10 +118,14 @@ fn selection(outcome: &Outcome) -> String {
         Some(Unscored::ScorerFailed) if s.decided_by == Strategy::Reward => "fallback",
         _ => s.decided_by.as_str(),
     };
-    match s.fallback {
-        Some(f) => format!("{base}; fallback={}", f.as_str()),
-        None => base.to_owned(),
+    let mut out = base.to_owned();
+    if let Some(f) = s.fallback {
+        out = format!("{out}; fallback={}", f.as_str());
     }
+    if let Some(j) = s.judge.as_ref().filter(|j| j.unrated > 0) {
+        out = format!("{out}; unrated={}", j.unrated);
+    }
+    out
 }
 
 /// The `bon` extension object: N, winner, scores, and with `candidates` every candidate's fate.

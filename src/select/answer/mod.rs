@@ -1,15 +1,29 @@
 //! Answer extraction for the vote strategies: what final answer a candidate gives, normalised so that equal answers
 //! compare equal.
 //!
-//! Normalisation (every extractor): surrounding whitespace, quotes, backticks, `**` and `$` are removed, inner
-//! whitespace collapses to one space, letters are lower-cased, trailing `.`, `,`, `;`, `:`, `!` and `?` are dropped.
-//! A result that is a number is written canonically, so `1,000`, `1000`, `1000.0` and `+1e3` are all `1000`, and
-//! `0.50` is `0.5`.
+//! Normalisation (every extractor): surrounding whitespace, quotes, backticks, `**`, currency signs (`$ € £ ¥`) and
+//! a trailing `%` are removed (`50%` = `50`), inner whitespace collapses to one space, letters are lower-cased,
+//! trailing `.`, `,`, `;`, `:`, `!` and `?` are dropped. Then, when the whole result is one:
+//!
+//! - a **number** is written canonically and exactly (`number`): `1,000`, `1000`, `1000.0` and `+1e3` are all
+//!   `1000`, `0.50` is `0.5`, integers compare digit for digit at any size (no f64);
+//! - a **fraction** `p/q` or LaTeX `\frac{p}{q}` (`\dfrac`, `\tfrac`) is exact: `3/4` = `0.75` = `6/8` =
+//!   `\frac{3}{4}`; one without a terminating decimal is `p/q` in lowest terms (`2/6` = `1/3`);
+//! - a **range** `a-b` (hyphen or dash, spaced or not) is its own form `a-b` with both ends canonical (`2–3` =
+//!   `2 - 3` = `2-3`), never the number `-3`;
+//! - a **time** `h:mm` or `h:mm:ss` is its own form without a leading zero (`01:30` = `1:30`), never `30`;
+//! - anything else is text.
+//!
+//! Finding the last number in a text reads those shapes too (a range, a time, a date `2024-01-31`, a fraction, a
+//! `\frac`), and a `-` right after a letter or digit is a hyphen, not a minus sign (`x-3` gives `3`). JSON answers
+//! (`json:`) that are objects or arrays compare canonically: object keys sorted at every depth.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::Value;
+
+mod number;
 
 /// How a candidate's final answer is found (`bon.answer`, `--answer`).
 #[derive(Clone, Debug)]
@@ -35,11 +49,32 @@ impl PartialEq for Extractor {
     }
 }
 
-/// The text after `answer:` on a line (case-insensitive).
-static ANSWER_LINE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?i)\banswer\s*:\s*(.*)$").ok());
-/// A number: digits with optional thousands separators, decimals and exponent, and an optional sign.
-static NUMBER: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?|[-+]?\.\d+").ok());
+/// The text after `answer:`, `answer =` or `answer is` on a line (case-insensitive).
+static ANSWER_LINE: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)\banswer\s*(?::|=|\bis\s)\s*(.*)$").ok());
+/// Something an answer's number can be, the first alternative that matches at a position wins: a `\frac`, a time, a
+/// date, a range, a fraction, a number (optional sign, thousands separators, decimals, exponent).
+static NUMBER: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r"(?x)
+        \\[dt]?frac\{\s*[-+\x{2212}]?\d+\s*\}\{\s*\d+\s*\}
+        | \d{1,2}:\d{2}(?::\d{2})?\b
+        | \d{4}-\d{2}-\d{2}\b
+        | \d+(?:\.\d+)?\ ?[-\x{2013}\x{2014}]\ ?\d+(?:\.\d+)?\b
+        | [-+\x{2212}]?\d+/\d+\b
+        | [-+\x{2212}]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?
+        | [-+\x{2212}]?\.\d+",
+    )
+    .ok()
+});
+/// Whole-answer shapes (after normalisation): a `\frac`, a fraction, a range, a time.
+static FRAC: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^\\[dt]?frac\{\s*([-+\x{2212}]?\d+)\s*\}\{\s*(\d+)\s*\}$").ok());
+static FRACTION: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^([-+\x{2212}]?\d+)\s*/\s*(\d+)$").ok());
+static RANGE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"^([-+\x{2212}]?[\d,]*\.?\d+)\s*[-\x{2013}\x{2014}]\s*([-+\x{2212}]?[\d,]*\.?\d+)$").ok()
+});
+static TIME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^0?(\d{1,2}):(\d{2}(?::\d{2})?)$").ok());
 
 /// Longest pattern `regex:` accepts, and the compiled size it may take (a pattern is client input).
 const MAX_PATTERN: usize = 512;
@@ -132,8 +167,12 @@ fn answer_line(text: &str) -> Option<&str> {
     last_number(rest).or(Some(rest)).filter(|r| !r.trim().is_empty())
 }
 
+/// The last number-like span of `text` (see the module documentation); a sign right after a letter or digit is a
+/// hyphen and left out.
 fn last_number(text: &str) -> Option<&str> {
-    NUMBER.as_ref()?.find_iter(text).last().map(|m| m.as_str())
+    let m = NUMBER.as_ref()?.find_iter(text).last()?;
+    let after_word = text[..m.start()].chars().next_back().is_some_and(char::is_alphanumeric);
+    Some(if after_word { m.as_str().trim_start_matches(['-', '+', '\u{2212}']) } else { m.as_str() })
 }
 
 /// The value at `pointer` in `text` parsed as JSON (a Markdown code fence around it is removed).
@@ -149,9 +188,22 @@ fn json_at(text: &str, pointer: &str) -> Option<String> {
         Value::String(s) => Some(normalise(s)),
         Value::Null => None,
         Value::Number(n) => Some(normalise(&n.to_string())),
-        other => Some(other.to_string()),
+        other => Some(sorted(other).to_string()),
     }
     .filter(|a| !a.is_empty())
+}
+
+/// `value` with the keys of every object sorted.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Normalises an answer (see the module documentation).
@@ -160,103 +212,29 @@ pub fn normalise(raw: &str) -> String {
     let mut s = collapsed.as_str();
     loop {
         let before = s.len();
-        s = s.trim_matches(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '$' | '*'));
-        s = s.trim_end_matches(['.', ',', ';', ':', '!', '?']);
+        s = s.trim_matches(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '$' | '*' | '€' | '£' | '¥'));
+        s = s.trim_end_matches(['.', ',', ';', ':', '!', '?', '%']);
         if s.len() == before {
             break;
         }
     }
-    canonical_number(s).unwrap_or_else(|| s.to_owned())
+    canonical(s).unwrap_or_else(|| s.to_owned())
 }
 
-/// `s` as a canonical number when the whole of it is one (thousands separators allowed).
-fn canonical_number(s: &str) -> Option<String> {
-    let m = NUMBER.as_ref()?.find(s)?;
-    if m.start() != 0 || m.end() != s.len() {
-        return None;
+/// `s` in its canonical form when the whole of it is a number, a fraction, a range or a time.
+fn canonical(s: &str) -> Option<String> {
+    let caps = |re: &LazyLock<Option<Regex>>| re.as_ref().and_then(|re| re.captures(s));
+    if let Some(n) = number::decimal(s) {
+        return Some(n);
     }
-    let x: f64 = s.replace(',', "").parse().ok()?;
-    if !x.is_finite() {
-        return None;
+    if let Some(c) = caps(&FRAC).or_else(|| caps(&FRACTION)) {
+        return number::fraction(&c[1], &c[2]);
     }
-    let x = if x == 0.0 { 0.0 } else { x };
-    // Integers print without a fraction; others in Rust's shortest round-trip form.
-    Some(if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x}") })
+    if let Some(c) = caps(&RANGE) {
+        return Some(format!("{}-{}", number::decimal(&c[1])?, number::decimal(&c[2])?));
+    }
+    caps(&TIME).map(|c| format!("{}:{}", &c[1], &c[2]))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ex(spec: &str, text: &str) -> Option<String> {
-        Extractor::parse(spec).unwrap().extract(text)
-    }
-
-    #[test]
-    fn numbers_compare_as_numbers() {
-        for (a, b) in [("1,000", "1000"), ("1000.0", "1000"), ("+1e3", "1000"), ("0.50", "0.5"), ("-0", "0")] {
-            assert_eq!(normalise(a), normalise(b), "{a} vs {b}");
-        }
-        assert_eq!(normalise("1,000"), "1000");
-        assert_eq!(normalise(" **$376.** "), "376");
-        assert_eq!(normalise("12, 13"), "12, 13", "a list is not one number");
-    }
-
-    #[test]
-    fn text_normalises_case_space_and_trailing_punctuation() {
-        assert_eq!(normalise("  Paris. "), "paris");
-        assert_eq!(normalise("The   Eiffel\nTower!?"), "the eiffel tower");
-        assert_eq!(normalise("\"Yes\""), "yes");
-    }
-
-    #[test]
-    fn auto_prefers_boxed_then_answer_line_then_last_number_then_text() {
-        assert_eq!(ex("auto", "so 2+2 = \\boxed{4}, and 5 later").as_deref(), Some("4"));
-        assert_eq!(ex("auto", "\\boxed{\\frac{1}{2}}").as_deref(), Some("\\frac{1}{2}"));
-        assert_eq!(ex("auto", "47 x 8 = 376\nAnswer: 47 * 8 = 376 apples\nHope this helps 1").as_deref(), Some("376"));
-        assert_eq!(ex("auto", "Final answer: Paris.").as_deref(), Some("paris"));
-        assert_eq!(ex("auto", "47 times 8 is 376.").as_deref(), Some("376"));
-        assert_eq!(ex("auto", "It is 1,234 in total").as_deref(), Some("1234"));
-        assert_eq!(ex("auto", "  Paris ").as_deref(), Some("paris"));
-        assert_eq!(ex("auto", "   "), None);
-    }
-
-    #[test]
-    fn explicit_extractors() {
-        assert_eq!(ex("last-number", "3 apples and -2.50 pears").as_deref(), Some("-2.5"));
-        assert_eq!(ex("last-number", "no digits here"), None);
-        assert_eq!(ex("boxed", "x = 5"), None);
-        assert_eq!(ex("boxed", "\\boxed{x = {5}}").as_deref(), Some("x = {5}"));
-        assert_eq!(ex("boxed", "\\boxed{unclosed"), None);
-        assert_eq!(ex("text", "Hello  World."), Some("hello world".into()));
-    }
-
-    #[test]
-    fn json_pointer() {
-        assert_eq!(ex("json:/answer", r#"{"answer": "Paris", "why": "x"}"#).as_deref(), Some("paris"));
-        assert_eq!(ex("json:/a/0", "```json\n{\"a\": [1000.0]}\n```").as_deref(), Some("1000"));
-        assert_eq!(ex("json:/b", r#"{"b": {"y": 1, "x": 2}}"#).as_deref(), Some(r#"{"y":1,"x":2}"#));
-        assert_eq!(ex("json:/missing", r#"{"a": 1}"#), None);
-        assert_eq!(ex("json:/a", r#"{"a": null}"#), None);
-        assert_eq!(ex("json:/a", "not json"), None);
-        assert!(Extractor::parse("json:answer").is_err());
-    }
-
-    #[test]
-    fn regex_takes_the_first_group_of_the_first_match() {
-        assert_eq!(ex(r"regex:ANSWER=(\w+)", "ANSWER=Blue then ANSWER=red").as_deref(), Some("blue"));
-        assert_eq!(ex(r"regex:\d+", "a 12 b 13").as_deref(), Some("12"));
-        assert_eq!(ex(r"regex:(x)", "nothing"), None);
-        let e = Extractor::parse("regex:(unclosed").unwrap_err();
-        assert!(e.contains("does not compile"), "{e}");
-        assert!(Extractor::parse(&format!("regex:{}", "a".repeat(600))).is_err());
-        assert!(Extractor::parse("majority").is_err());
-    }
-
-    #[test]
-    fn spec_round_trips() {
-        for s in ["auto", "last-number", "boxed", "text", "json:/a/b", r"regex:(\d+)"] {
-            assert_eq!(Extractor::parse(s).unwrap().spec(), s);
-        }
-    }
-}
+mod tests;
