@@ -286,3 +286,27 @@ fn a_password_protected_redis_works_and_the_password_is_not_logged() {
     });
     drop(redis);
 }
+
+#[tokio::test]
+async fn a_degraded_outcome_is_cached_nowhere() {
+    let redis = Redis::start(None).await;
+    // Candidate 2 of every call fails: Best-of-3 of 4, degraded. Three calls, all of them go upstream.
+    let mut behaviours: Vec<Behaviour> = answers().into_iter().map(Behaviour::Answer).collect();
+    behaviours[2] = Behaviour::Status(500, json!({"error": {"message": "overloaded"}}));
+    let up = mock_upstream(BySeed::new(0, behaviours), 3 * 4).await;
+    let a = spawn_app(config(&up.uri(), &["--cache-redis", &redis.url()])).await;
+    let b = spawn_app(config(&up.uri(), &["--cache-redis", &redis.url()])).await;
+    for app in [&a, &a, &b] {
+        let resp = app.chat(request(0), &[("x-bon-n", "4")]).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-bon-cache"), "miss", "neither the local tier nor Redis holds it");
+    }
+    assert!(redis.keys().await.is_empty(), "never written to the shared tier");
+    let page = a.metrics().await;
+    assert_eq!(metric(&page, "bon_cache_degraded_total{reason=\"candidates-failed\"}"), 2.0);
+    assert_eq!(metric(&page, "bon_cache_requests_total{result=\"hit\"}"), 0.0);
+    assert_eq!(metric(&page, "bon_cache_evictions_total{cause=\"expired\"}"), 0.0, "not counted as an eviction");
+    a.stop().await;
+    b.stop().await;
+    up.verify().await;
+}

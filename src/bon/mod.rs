@@ -31,10 +31,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
-    cache::{Shared, Weigh},
+    cache::{Degraded, Shared, Weigh},
     error::ApiError,
     openai::{ChatCompletion, Message, Usage},
-    select::{Select, Selection, Strategy},
+    select::{Fallback, Select, Selection, Strategy},
     upstream::UpstreamError,
 };
 
@@ -141,6 +141,26 @@ impl Outcome {
     /// Indices of the candidates pruning stopped early.
     pub fn pruned(&self) -> Vec<usize> {
         (0..self.candidates.len()).filter(|&i| self.candidates[i].pruned).collect()
+    }
+}
+
+impl Degraded for Arc<Outcome> {
+    /// A result a fresh try would likely better: the reward model failed (`scorer-failed`), a strategy fell back because
+    /// its scorer or judge failed (`unscored`, `judge-failed`), or candidates were lost to upstream failures
+    /// (`candidates-failed`; candidates the proxy stopped on purpose, as stragglers, by pruning or on agreement, are
+    /// not failures). A vote that found no answers (`no-answers`) is what these candidates say, not a failure.
+    fn degraded(&self) -> Option<&'static str> {
+        if self.unscored == Some(Unscored::ScorerFailed) {
+            return Some("scorer-failed");
+        }
+        match self.selection.fallback {
+            Some(f @ (Fallback::Unscored | Fallback::JudgeFailed)) => return Some(f.as_str()),
+            Some(Fallback::NoAnswers) | None => {}
+        }
+        let failed = |c: &Candidate| {
+            c.result.as_ref().is_err_and(|e| !matches!(e, UpstreamError::Straggler(_) | UpstreamError::Agreed))
+        };
+        self.candidates.iter().any(failed).then_some("candidates-failed")
     }
 }
 

@@ -4,6 +4,10 @@
 //! messages, tools, response format, every sampling parameter), N, the reward model id and the caller's credential.
 //! Objects are hashed with sorted keys, so field order does not split entries. Concurrent identical requests share
 //! one computation (moka's `try_get_with`); if the computing caller goes away, a waiting caller takes over.
+//!
+//! A degraded result (`Degraded`: picked by a fallback, or with candidates lost to failures) is never cached: it goes
+//! to the callers that were waiting for it and nowhere else, neither the shared tier nor later requests (it is
+//! stored expired, so moka's coalescing still hands it to those waiting). Counted in `bon_cache_degraded_total`.
 
 use std::{
     future::Future,
@@ -14,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use moka::{future::Cache, notification::RemovalCause};
+use moka::{Expiry, future::Cache, notification::RemovalCause};
 
 pub mod args;
 mod key;
@@ -74,6 +78,21 @@ pub trait Weigh {
     fn weight(&self) -> u32;
 }
 
+/// A value that may be worse than a fresh try would give (a fallback decided it, candidates failed): never cached.
+pub trait Degraded {
+    /// Why it is degraded (the `reason` label of `bon_cache_degraded_total`); None for a good result.
+    fn degraded(&self) -> Option<&'static str>;
+}
+
+/// Entries expire at `--cache-ttl`; a degraded one the moment it is stored.
+struct Lifetime(Duration);
+
+impl<V: Degraded> Expiry<CacheKey, V> for Lifetime {
+    fn expire_after_create(&self, _key: &CacheKey, value: &V, _at: std::time::Instant) -> Option<Duration> {
+        Some(if value.degraded().is_some() { Duration::ZERO } else { self.0 })
+    }
+}
+
 /// The moka cache, or nothing when `--cache-ttl 0s`; behind it, optionally, the shared tier on Redis.
 pub struct ResultCache<V: Clone + Send + Sync + 'static> {
     inner: Option<Cache<CacheKey, V>>,
@@ -81,15 +100,18 @@ pub struct ResultCache<V: Clone + Send + Sync + 'static> {
     metrics: Arc<Metrics>,
 }
 
-impl<V: Weigh + Shared + Clone + Send + Sync + 'static> ResultCache<V> {
+impl<V: Weigh + Degraded + Shared + Clone + Send + Sync + 'static> ResultCache<V> {
     pub fn new(ttl: Duration, max_bytes: u64, metrics: Arc<Metrics>) -> Self {
         let inner = (!ttl.is_zero()).then(|| {
             let evictions = metrics.cache_evictions.clone();
             Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_k: &CacheKey, v: &V| v.weight())
-                .time_to_live(ttl)
-                .eviction_listener(move |_k, _v, cause| {
+                .expire_after(Lifetime(ttl))
+                .eviction_listener(move |_k, v: V, cause| {
+                    if v.degraded().is_some() {
+                        return; // never served: counted in bon_cache_degraded_total instead
+                    }
                     let cause = match cause {
                         RemovalCause::Expired => "expired",
                         RemovalCause::Size => "size",
@@ -130,8 +152,10 @@ impl<V: Weigh + Shared + Clone + Send + Sync + 'static> ResultCache<V> {
             (None, _, _) | (_, None, _) | (_, _, CacheMode::Bypass) => compute.await.map(|v| (v, CacheResult::Bypass)),
             (Some(cache), Some(key), CacheMode::Refresh) => {
                 let value = compute.await?;
-                cache.insert(key, value.clone()).await;
-                self.store_shared(&key, &value).await;
+                if self.keeps(&value) {
+                    cache.insert(key, value.clone()).await;
+                    self.store_shared(&key, &value).await;
+                }
                 Ok((value, CacheResult::Miss))
             }
             (Some(cache), Some(key), CacheMode::Use) => {
@@ -146,7 +170,10 @@ impl<V: Weigh + Shared + Clone + Send + Sync + 'static> ResultCache<V> {
                     }
                     computed.store(true, Ordering::Relaxed);
                     let value = compute.await?;
-                    self.store_shared(&key, &value).await;
+                    // moka stores it (expired, when degraded) for the callers waiting on this one.
+                    if self.keeps(&value) {
+                        self.store_shared(&key, &value).await;
+                    }
                     Ok::<V, E>(value)
                 };
                 match cache.try_get_with(key, init).await {
@@ -166,6 +193,17 @@ impl<V: Weigh + Shared + Clone + Send + Sync + 'static> ResultCache<V> {
             self.metrics.cache_entries.set(i64::try_from(cache.entry_count()).unwrap_or(i64::MAX));
         }
         result
+    }
+
+    /// Whether a fresh `value` may be cached; a degraded one is counted instead.
+    fn keeps(&self, value: &V) -> bool {
+        match value.degraded() {
+            Some(reason) => {
+                self.metrics.cache_degraded.with_label_values(&[reason]).inc();
+                false
+            }
+            None => true,
+        }
     }
 
     async fn store_shared(&self, key: &CacheKey, value: &V) {

@@ -325,3 +325,30 @@ async fn a_failed_rating_leaves_the_others_to_decide_and_says_so() {
     assert_eq!(out.selection.fallback, Some(Fallback::JudgeFailed));
     assert_eq!(out.usage.prompt_tokens, 2 * 7);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_outcome_says_when_it_is_degraded() {
+    use crate::cache::Degraded;
+    let m = Metrics::new().unwrap();
+    let degraded = |out: Outcome| Arc::new(out).degraded();
+    let good = go(&upstream(0, vec![Act::Say("a"), Act::Say("b!")]), &scorer(false), &plan(2, 0), LIMIT, &m).await;
+    assert_eq!(degraded(good.unwrap()), None);
+    let unscored = go(&upstream(0, vec![Act::Say("a"), Act::Say("b!")]), &scorer(true), &plan(2, 0), LIMIT, &m).await;
+    assert_eq!(degraded(unscored.unwrap()), Some("scorer-failed"));
+    let acts = vec![Act::Say("a"), Act::Fail(status(500, "down")), Act::Say("b!")];
+    let lost = go(&upstream(0, acts), &scorer(false), &plan(3, 0), LIMIT, &m).await;
+    assert_eq!(degraded(lost.unwrap()), Some("candidates-failed"));
+    let (judge_failed, _) = judged(&capital_plan(Strategy::Judge, 2), vec![Act::Say("a"), Act::Say("b")], true, &m).await;
+    assert_eq!(degraded(judge_failed), Some("judge-failed"));
+    // Stopped on purpose (agreement) and no answers to vote on are not failures.
+    let mut p = with(Strategy::Vote, 4);
+    p.select.stop_on_agreement = true;
+    let acts = vec![Act::Say("42"), Act::Say("42"), Act::Say("42"), Act::Hang];
+    let agreed = go(&upstream(0, acts), &scorer(false), &p, Duration::from_secs(30), &m).await.unwrap();
+    assert_eq!(agreed.selection.stopped_on_agreement, vec![3]);
+    assert_eq!(degraded(agreed), None);
+    let mut p = with(Strategy::Vote, 2);
+    p.select.answer = Extractor::LastNumber;
+    let none = go(&upstream(0, vec![Act::Say("no"), Act::Say("digits")]), &scorer(false), &p, LIMIT, &m).await;
+    assert_eq!(degraded(none.unwrap()), None);
+}
