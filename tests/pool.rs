@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
@@ -68,7 +70,7 @@ async fn a_dead_upstream_still_gets_n_scored_candidates_and_is_reported() {
         .mount(&live)
         .await;
     let dead = dead_upstream().await;
-    // The dead one is first: round-robin sends it the first candidate, and later ones once it is marked down.
+    // The dead one is first: round-robin would send it the first candidate, unless the prober found it dead first.
     let app = spawn_app(config(&format!("{dead},{}", live.uri()), &["--upstream-name", "dead,live"])).await;
 
     for round in 0..3 {
@@ -79,8 +81,10 @@ async fn a_dead_upstream_still_gets_n_scored_candidates_and_is_reported() {
         assert_eq!(header_scores(&resp).iter().flatten().count(), 4, "round {round}: N scored candidates");
     }
     let page = app.metrics().await;
-    assert!(metric(&page, "bon_upstream_requests_total{outcome=\"transport\",upstream=\"dead\"}") >= 1.0, "{page}");
-    assert!(metric(&page, "bon_upstream_failovers_total{upstream=\"dead\"}") >= 1.0);
+    // Found dead by the prober (it runs from start-up) or by a candidate that failed over: either way, reported.
+    let probed = metric(&page, "bon_upstream_probes_total{outcome=\"down\",upstream=\"dead\"}");
+    let failed_over = metric(&page, "bon_upstream_failovers_total{upstream=\"dead\"}");
+    assert!(probed + failed_over >= 1.0, "{page}");
     assert_eq!(metric(&page, "bon_upstream_up{upstream=\"dead\"}"), 0.0);
     assert_eq!(metric(&page, "bon_upstream_up{upstream=\"live\"}"), 1.0);
     assert_eq!(metric(&page, "bon_candidates_total{outcome=\"ok\"}"), 12.0, "no candidate was lost");
@@ -124,5 +128,86 @@ async fn every_upstream_down_makes_ready_503() {
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "upstream_down");
     assert_eq!(body["upstreams"].as_array().unwrap().len(), 2);
+    app.stop().await;
+}
+
+/// A shared upstream that is slow for everyone: completions take 300 ms, `/v1/models` a minute.
+async fn slow_upstream() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(matchers::method("GET"))
+        .and(matchers::path("/v1/models"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})).set_delay(Duration::from_secs(60)))
+        .mount(&server)
+        .await;
+    let texts: Vec<String> = capital_answers().into_iter().map(|(t, _)| t).collect();
+    let slow = texts.into_iter().map(|t| Behaviour::Delay(Duration::from_millis(300), t)).collect();
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/v1/chat/completions"))
+        .respond_with(BySeed::new(0, slow))
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn ready(app: &TestApp) -> (u16, Value) {
+    // A /ready that waited on the minute-long probe would run into this client timeout and fail the test.
+    let resp = app.client.get(format!("{}/ready", app.base)).timeout(Duration::from_secs(5)).send().await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn replicas_sharing_a_slow_upstream_stay_ready_and_never_mark_it_down() {
+    let up = slow_upstream().await;
+    let flags = ["--upstream-probe-timeout", "200ms", "--upstream-probe-interval", "300ms"];
+    let replicas = [spawn_app(config(&up.uri(), &flags)).await, spawn_app(config(&up.uri(), &flags)).await];
+    for app in &replicas {
+        let (status, body) = ready(app).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Replica 0 serves traffic; replica 1 is idle while its probes of the shared upstream time out again and again.
+    assert_eq!(replicas[0].chat(capital_request(), &[("x-bon-n", "2")]).await.status(), 200);
+    let probed_out = |page: &str| metric(page, "bon_upstream_probes_total{outcome=\"timeout\",upstream=\"0\"}");
+    for app in &replicas {
+        let start = std::time::Instant::now();
+        while probed_out(&app.metrics().await) < 2.0 {
+            assert!(start.elapsed() < Duration::from_secs(20), "the prober runs from start-up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (status, body) = ready(&replicas[0]).await;
+    assert_eq!((status, body["upstreams"][0]["state"].as_str()), (200, Some("up")), "{body}");
+    let (status, body) = ready(&replicas[1]).await;
+    assert_eq!((status, body["upstreams"][0]["state"].as_str()), (200, Some("unknown")), "{body}");
+    for app in replicas {
+        assert_eq!(metric(&app.metrics().await, "bon_upstream_up{upstream=\"0\"}"), 1.0);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_probe_answered_busy_keeps_an_upstream_and_a_5xx_takes_it_out() {
+    let answer = |status: u16, retry_after: bool| {
+        let t = ResponseTemplate::new(status).set_body_json(json!({"error": {"message": "busy"}}));
+        if retry_after { t.insert_header("retry-after", "5") } else { t }
+    };
+    let mut servers = Vec::new();
+    for template in [answer(429, false), answer(408, false), answer(503, true), answer(503, false), answer(500, false)] {
+        let server = MockServer::start().await;
+        Mock::given(matchers::path("/v1/models")).respond_with(template).mount(&server).await;
+        servers.push(server);
+    }
+    let urls: Vec<String> = servers.iter().map(MockServer::uri).collect();
+    let app = spawn_app(config(&urls.join(","), &["--upstream-name", "a,b,c,d,e"])).await;
+    let want = ["up", "up", "up", "down", "down"];
+    let start = std::time::Instant::now();
+    loop {
+        let (_, body) = ready(&app).await;
+        let states: Vec<&str> = (0..5).map(|i| body["upstreams"][i]["state"].as_str().unwrap()).collect();
+        if states == want {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{states:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.stop().await;
 }

@@ -48,6 +48,7 @@ pub const UPSTREAM_REQUESTS: &str = "bon_upstream_requests_total";
 pub const UPSTREAM_DURATION: &str = "bon_upstream_request_duration_seconds";
 pub const UPSTREAM_INFLIGHT: &str = "bon_upstream_inflight";
 pub const UPSTREAM_UP: &str = "bon_upstream_up";
+pub const UPSTREAM_PROBES: &str = "bon_upstream_probes_total";
 pub const UPSTREAM_FAILOVERS: &str = "bon_upstream_failovers_total";
 pub const TOKENS: &str = "bon_upstream_tokens_total";
 pub const EXECUTION_PROVIDER: &str = "bon_execution_provider";

@@ -38,8 +38,8 @@ pub struct UpstreamArgs {
     #[arg(long = "upstream-name", value_name = "NAME", env = "BON_UPSTREAM_NAMES", value_delimiter = ',')]
     pub names: Vec<String>,
 
-    /// How long an upstream that failed (transport error, timeout, 5xx, 429) gets no traffic before it is probed;
-    /// doubled after each further failure, up to --upstream-backoff-max.
+    /// How long an upstream that failed (a failed connection, a 5xx, a request timeout while it answered nothing
+    /// else) gets no traffic before it is probed; doubled after each further failure, up to --upstream-backoff-max.
     #[arg(long = "upstream-backoff", value_name = "DURATION", env = "BON_UPSTREAM_BACKOFF", value_parser = humantime::parse_duration, default_value = "1s")]
     pub backoff: Duration,
 
@@ -51,8 +51,8 @@ pub struct UpstreamArgs {
     #[arg(long = "upstream-probe-interval", value_name = "DURATION", env = "BON_UPSTREAM_PROBE_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
     pub probe_interval: Duration,
 
-    /// How long a probe may take. A probe that times out while the upstream is busy (requests in flight, or one
-    /// answered within the probe interval) does not mark it down.
+    /// How long a probe may take. A probe that gets no answer in time does not mark the upstream down (slow, e.g.
+    /// saturated by other replicas, is not dead); a failed connection or a 5xx does (a 503 with Retry-After: busy).
     #[arg(long = "upstream-probe-timeout", value_name = "DURATION", env = "BON_UPSTREAM_PROBE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub probe_timeout: Duration,
 

@@ -1,6 +1,6 @@
 //! HTTP client for an OpenAI-compatible upstream, with a concurrency bound shared by every client request.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use eventsource_stream::Eventsource;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
@@ -26,12 +26,17 @@ pub struct Client {
     slots: Arc<Semaphore>,
 }
 
+/// How long connecting to an upstream may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Client {
     /// `base` is the upstream's root URL (`http://host:port`, with or without a trailing `/v1`).
     pub fn new(base: &str, api_key: Option<String>, concurrency: usize) -> Result<Self, UpstreamError> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency)
             .tcp_nodelay(true)
+            // A host that drops packets fails to connect (down) rather than look slow (a probe timeout: kept up).
+            .connect_timeout(CONNECT_TIMEOUT)
             // An API answers; it does not redirect. Not following also skips reparsing the URL per request.
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -139,12 +144,11 @@ impl Upstream for Client {
             // No slot: a probe must not wait behind generations, or a busy upstream would look dead.
             let resp = self.request(reqwest::Method::GET, &self.models_url, None).send().await.map_err(transport)?;
             let status = resp.status().as_u16();
-            if (200..300).contains(&status) {
+            // Any answer below 500 says it is there (429 and 408: busy); so does a 503 that says when to come back.
+            if status < 500 || (status == 503 && resp.headers().contains_key(reqwest::header::RETRY_AFTER)) {
                 return Ok(());
             }
-            // The same rule as every other request: only a transient status says the upstream is not there.
-            let e = status_error(status, &read_body(resp).await?);
-            if e.is_transient() { Err(e) } else { Ok(()) }
+            Err(status_error(status, &read_body(resp).await?))
         }
         .boxed()
     }

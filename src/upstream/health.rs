@@ -1,5 +1,10 @@
-//! One upstream's health as the pool sees it: up until a transient failure, then down with exponential back-off
-//! until a probe (`GET /v1/models`) or a request answers.
+//! One upstream's health as the pool sees it: up until a failure that says it is gone, then down with exponential
+//! back-off until a probe (`GET /v1/models`) or a request answers.
+//!
+//! What says an upstream is gone (the rule, in `Pool::probe` and `Member::record`): a failed connection, or an answer
+//! of 500 or above (a 503 with `Retry-After` excepted: busy). What does not: any answer below 500 (429 and 408 mean
+//! busy), a probe that gets no answer in time (slow is not dead: an upstream saturated by other replicas answers
+//! late), a candidate that runs out of time while the upstream answered another request meanwhile.
 
 use std::time::Duration;
 
@@ -10,7 +15,7 @@ use tokio::time::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
-    /// Not probed yet; gets traffic (the first request or probe decides).
+    /// Not probed yet, or no probe answered in time yet; gets traffic (the first answer decides).
     Unknown,
     Up,
     /// Failed; gets no traffic until a probe after `retry_at` answers (unless every upstream is down).
@@ -39,8 +44,8 @@ pub struct Health {
     pub failures: u32,
     /// When a down upstream may be probed again.
     pub retry_at: Instant,
-    /// When it was last probed (or, before any probe, when the pool started).
-    pub last_probe: Instant,
+    /// When it was last probed; None: never (the prober probes it at once).
+    pub last_probe: Option<Instant>,
     /// Why it was last marked down (an `UpstreamError` text, never a URL).
     pub last_error: Option<String>,
     /// When it last answered a request.
@@ -53,7 +58,7 @@ impl Health {
             state: State::Unknown,
             failures: 0,
             retry_at: now,
-            last_probe: now,
+            last_probe: None,
             last_error: None,
             last_success: None,
         }
@@ -83,11 +88,11 @@ impl Health {
         was_down
     }
 
-    /// Whether the prober should check it now: down and past its back-off, or not probed for `interval`.
+    /// Whether the prober should check it now: down and past its back-off; else never probed, or not for `interval`.
     pub fn probe_due(&self, now: Instant, interval: Duration) -> bool {
         match self.state {
             State::Down => now >= self.retry_at,
-            State::Up | State::Unknown => now.duration_since(self.last_probe) >= interval,
+            State::Up | State::Unknown => self.last_probe.is_none_or(|last| now.duration_since(last) >= interval),
         }
     }
 }
@@ -110,6 +115,8 @@ mod tests {
         let b = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(30) };
         let mut h = Health::new(now);
         assert!(h.routable());
+        assert!(h.probe_due(now, Duration::from_secs(5)), "never probed: at once");
+        h.last_probe = Some(now);
         assert!(h.fail(now, b, "HTTP 503".into()));
         assert!(!h.routable());
         assert!(!h.probe_due(now, Duration::from_secs(5)));

@@ -50,8 +50,8 @@ impl Member {
         }
     }
 
-    /// Counts one finished request; a transient failure marks the upstream down, an answer marks it up (the best
-    /// proof of health there is).
+    /// Counts one finished request; an answer marks the upstream up (the best proof of health there is), a transient
+    /// failure down, except a timeout while it answered other requests (busy, not dead).
     pub(super) fn record<T>(&self, result: &Result<T, UpstreamError>, latency: Duration, backoff: Backoff) {
         let outcome = match result {
             Ok(_) => "ok",
@@ -70,14 +70,17 @@ impl Member {
                     self.recover();
                 }
             }
+            Err(UpstreamError::Timeout(_)) if self.answered_since(Instant::now() - latency) => {
+                tracing::debug!(upstream = %self.name, "a request timed out while the upstream answered others; kept");
+            }
             Err(e) if e.is_transient() => self.fail(backoff, e),
             Err(_) => {}
         }
     }
 
-    /// Requests in flight now, or one answered within `window`: alive, whatever a probe says.
-    pub(super) fn busy(&self, window: Duration) -> bool {
-        self.inflight.load(Ordering::Relaxed) > 0 || self.health().last_success.is_some_and(|t| t.elapsed() < window)
+    /// Whether it answered a request after `t`.
+    fn answered_since(&self, t: Instant) -> bool {
+        self.health().last_success.is_some_and(|s| s > t)
     }
 }
 

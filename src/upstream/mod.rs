@@ -44,13 +44,13 @@ pub trait Upstream: Send + Sync + 'static {
     /// `GET /v1/models`, passed through.
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>>;
 
-    /// A health probe: is the upstream there? Any HTTP answer below 500 (401 and 404 included) says it is; a
-    /// transport error, 5xx or 429 says it is not. The HTTP client overrides it so that a probe never queues for a
-    /// slot behind long generations.
+    /// A health probe: is the upstream there? Any HTTP answer below 500 (401, 404, and 429 and 408: busy) says it
+    /// is; a transport error or a 5xx says it is not (the HTTP client also counts a 503 with `Retry-After` as busy).
+    /// The HTTP client overrides it so that a probe never queues for a slot behind long generations.
     fn probe(&self) -> BoxFuture<'_, Result<(), UpstreamError>> {
         async move {
             match self.models(None).await {
-                Err(e) if e.is_transient() => Err(e),
+                Err(e) if e.says_down() => Err(e),
                 // It answered: a 4xx or an odd body still says it is there.
                 _ => Ok(()),
             }
@@ -125,6 +125,16 @@ impl UpstreamError {
         match self {
             UpstreamError::Transport(_) | UpstreamError::Timeout(_) => true,
             UpstreamError::Status { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            _ => false,
+        }
+    }
+
+    /// What a probe reads as "gone": a failed connection or an answer of 500 or above (a timeout is the pool's to
+    /// judge: slow is not dead).
+    pub fn says_down(&self) -> bool {
+        match self {
+            UpstreamError::Transport(_) => true,
+            UpstreamError::Status { status, .. } => *status >= 500,
             _ => false,
         }
     }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 pub use super::member::MemberStatus;
 use super::{
     Streamed, Upstream, UpstreamError, UpstreamRequest,
-    health::{Backoff, Health, State},
+    health::{Backoff, Health},
     member::{Lease, Member},
 };
 use crate::{metrics::Metrics, openai::ChatCompletion};
@@ -38,8 +38,8 @@ pub struct PoolOptions {
     pub backoff: Backoff,
     /// Healthy upstreams are probed this often too, so that `/ready` notices one that died while idle.
     pub probe_interval: Duration,
-    /// How long a probe may take (`--upstream-probe-timeout`). A probe that times out while the upstream has
-    /// requests in flight, or answered one within the probe interval, does not mark it down: it is busy, not dead.
+    /// How long a probe may take (`--upstream-probe-timeout`). A probe that times out does not mark the upstream
+    /// down: it is slow (busy), not dead (see `health`).
     pub probe_timeout: Duration,
     /// Deadline of one request, failover included (`--candidate-timeout`); None: none.
     pub deadline: Option<Duration>,
@@ -191,41 +191,49 @@ impl Pool {
         self.opts.deadline.map(|d| Instant::now() + d)
     }
 
-    /// Probes `member` and records what it said.
+    /// Probes `member` and records what it said: an answer marks it up, a failed connection or a 5xx down; no answer
+    /// in time changes nothing (slow is not dead, see `health`).
     async fn probe(&self, member: &Member) -> Result<(), UpstreamError> {
-        member.health().last_probe = Instant::now();
+        member.health().last_probe = Some(Instant::now());
         let timeout = self.opts.probe_timeout;
         let result = match tokio::time::timeout(timeout, member.upstream.probe()).await {
             Ok(r) => r,
             Err(_) => Err(UpstreamError::Timeout(timeout)),
         };
-        match &result {
-            Ok(()) => member.recover(),
-            // A busy upstream (llama-server with every slot taken) answers `/v1/models` late, or not in time.
-            Err(UpstreamError::Timeout(_)) if member.busy(self.opts.probe_interval) => {
-                tracing::debug!(upstream = %member.name, "probe timed out while the upstream is busy; kept");
+        let outcome = match &result {
+            Ok(()) => {
+                member.recover();
+                "ok"
             }
-            Err(e) => member.fail(self.opts.backoff, e),
-        }
+            // Saturated (by this replica or by others sharing it), an upstream answers `/v1/models` late.
+            Err(UpstreamError::Timeout(_)) => {
+                tracing::debug!(upstream = %member.name, "probe not answered in time; the upstream is slow, kept");
+                "timeout"
+            }
+            Err(e) => {
+                member.fail(self.opts.backoff, e);
+                "down"
+            }
+        };
+        member.metrics.upstream_probes.with_label_values(&[&member.name, outcome]).inc();
         result
     }
 
-    /// Probes, forever, every upstream that is due: down ones once their back-off has passed, the others every
-    /// `probe_interval`. `serve` runs it beside the server.
+    /// Probes, from start-up and forever, every upstream that is due: at once those never probed, down ones once their
+    /// back-off has passed, the others every `probe_interval`. `serve` runs it beside the server.
     pub async fn watch(&self) {
         loop {
-            tokio::time::sleep(PROBE_TICK).await;
             let now = Instant::now();
             let due: Vec<&Arc<Member>> =
                 self.members.iter().filter(|m| m.health().probe_due(now, self.opts.probe_interval)).collect();
             futures::future::join_all(due.into_iter().map(|m| self.probe(m))).await;
+            tokio::time::sleep(PROBE_TICK).await;
         }
     }
 
-    /// Every upstream's state, probing those not probed yet (what `/ready` reports).
-    pub async fn status(&self) -> Vec<MemberStatus> {
-        let unknown: Vec<&Arc<Member>> = self.members.iter().filter(|m| m.health().state == State::Unknown).collect();
-        futures::future::join_all(unknown.into_iter().map(|m| self.probe(m))).await;
+    /// Every upstream's state as the prober and the traffic left it (what `/ready` reports). Reads state only: never
+    /// waits on an upstream.
+    pub fn status(&self) -> Vec<MemberStatus> {
         self.members
             .iter()
             .map(|m| {

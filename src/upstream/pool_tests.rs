@@ -26,6 +26,8 @@ struct Fake {
     probe_ok: AtomicBool,
     /// `/v1/models` takes this long (a busy llama-server answers it late).
     probe_delay: Mutex<Duration>,
+    /// `/v1/models` answers with this HTTP status.
+    probe_status: Mutex<Option<u16>>,
     /// Answers a request for `n` choices with `n` (llama.cpp's server); else with one (Ollama).
     honours_n: AtomicBool,
 }
@@ -40,6 +42,7 @@ impl Fake {
             probes: AtomicUsize::new(0),
             probe_ok: AtomicBool::new(true),
             probe_delay: Mutex::new(Duration::ZERO),
+            probe_status: Mutex::new(None),
             honours_n: AtomicBool::new(true),
         })
     }
@@ -74,13 +77,7 @@ impl Upstream for Fake {
                     }
                     Ok(c)
                 }
-                Does::Fail(status) => Err(UpstreamError::Status {
-                    status,
-                    message: "no".into(),
-                    kind: String::new(),
-                    param: None,
-                    code: None,
-                }),
+                Does::Fail(status) => Err(status_error(status)),
                 Does::Refuse => Err(UpstreamError::Transport("connection refused".into())),
                 Does::Hang => futures::future::pending().await,
             };
@@ -95,14 +92,20 @@ impl Upstream for Fake {
             self.probes.fetch_add(1, Ordering::SeqCst);
             let delay = *self.probe_delay.lock().unwrap();
             tokio::time::sleep(delay).await;
-            if self.probe_ok.load(Ordering::SeqCst) {
-                Ok(json!({"data": []}))
-            } else {
-                Err(UpstreamError::Transport("connection refused".into()))
+            if !self.probe_ok.load(Ordering::SeqCst) {
+                return Err(UpstreamError::Transport("connection refused".into()));
+            }
+            match *self.probe_status.lock().unwrap() {
+                Some(status) => Err(status_error(status)),
+                None => Ok(json!({"data": []})),
             }
         }
         .boxed()
     }
+}
+
+fn status_error(status: u16) -> UpstreamError {
+    UpstreamError::Status { status, message: "no".into(), kind: String::new(), param: None, code: None }
 }
 
 fn pool(fakes: &[Arc<Fake>], deadline: Option<Duration>) -> (Pool, Arc<Metrics>) {
@@ -185,7 +188,7 @@ async fn a_dead_upstream_comes_back_after_a_probe() {
     let _ = tokio::time::timeout(Duration::from_millis(1200), &mut watch).await;
     assert_eq!(fakes[0].probes.load(Ordering::SeqCst), 2);
     assert_eq!(pool.routable(), 2);
-    let status = pool.status().await;
+    let status = pool.status();
     assert_eq!(status[0].state, State::Up);
     assert_eq!(status[0].failures, 0);
 }
@@ -203,7 +206,7 @@ async fn with_every_upstream_down_requests_still_go_out() {
     }
     assert!(served >= 1, "a pool with every member down still sends requests");
     // The one that answered is up again (an answer is proof of health); the other stays down, saying why.
-    let status = pool.status().await;
+    let status = pool.status();
     assert_eq!((status[0].state, status[1].state), (State::Down, State::Up));
     assert!(status[0].error.as_deref().is_some_and(|e| e.contains("502")), "{:?}", status[0].error);
 }
@@ -216,7 +219,7 @@ async fn a_stalled_upstream_times_out_and_is_marked_down() {
     assert_eq!(err, UpstreamError::Timeout(Duration::from_secs(5)));
     // No time was left to retry: member 1 never saw the request, and it is not blamed.
     assert!(fakes[1].seeds().is_empty());
-    assert_eq!(pool.status().await.iter().map(|s| s.state).collect::<Vec<_>>(), [State::Down, State::Up]);
+    assert_eq!(pool.status().iter().map(|s| s.state).collect::<Vec<_>>(), [State::Down, State::Unknown]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -232,31 +235,58 @@ async fn one_upstream_behaves_as_itself() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_busy_upstream_is_not_taken_for_a_dead_one() {
-    // Its completions take 300 ms, its `/v1/models` 20 s while busy: longer than the 10 s probe timeout.
+async fn a_slow_upstream_is_not_taken_for_a_dead_one() {
+    // Its completions take 300 ms, its `/v1/models` 20 s: longer than the 10 s probe timeout.
     let fakes = [Fake::new(Does::Answer)];
     let (pool, metrics) = pool(&fakes, None);
     *fakes[0].probe_delay.lock().unwrap() = Duration::from_secs(20);
-    // Unknown at first; an answered request is proof of health.
-    assert!(pool.chat(body(1), None).await.is_ok());
-    assert_eq!(pool.status().await[0].state, State::Up, "a request answered: up, without a probe");
-    // A probe times out while a request is in flight: still up.
-    fakes[0].set(Does::Hang);
-    let mut request = Box::pin(pool.chat(body(2), None));
-    let _ = tokio::time::timeout(Duration::from_millis(10), &mut request).await;
     let member = pool.members[0].clone();
+    // Never answered anything, idle, and the probe gets no answer in time: slow, not dead (other replicas may be
+    // keeping it busy); it still gets traffic.
+    assert!(matches!(pool.probe(&member).await, Err(UpstreamError::Timeout(_))));
+    assert_eq!(pool.status()[0].state, State::Unknown);
+    assert_eq!(pool.routable(), 1);
+    assert!(metrics.render().unwrap().contains("bon_upstream_probes_total{outcome=\"timeout\",upstream=\"0\"} 1"));
+    // An answered request is proof of health; later probe timeouts, idle for long, change nothing.
+    assert!(pool.chat(body(1), None).await.is_ok());
+    tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(pool.probe(&member).await.is_err());
-    assert_eq!(pool.status().await[0].state, State::Up, "busy, not dead");
+    assert_eq!(pool.status()[0].state, State::Up, "slow, not dead");
     assert!(metrics.render().unwrap().contains("bon_upstream_up{upstream=\"0\"} 1"));
-    drop(request);
-    // Idle, with no answer for longer than the probe interval: a probe that times out now marks it down.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Busy answers are answers: 429, 408, and a 503 the HTTP client reads with Retry-After (tests/pool.rs).
+    *fakes[0].probe_delay.lock().unwrap() = Duration::ZERO;
+    for busy in [429, 408] {
+        *fakes[0].probe_status.lock().unwrap() = Some(busy);
+        assert!(pool.probe(&member).await.is_ok(), "{busy}");
+        assert_eq!(pool.status()[0].state, State::Up);
+    }
+    // A 5xx is an upstream saying it is broken: down. An answered request brings it back at once.
+    *fakes[0].probe_status.lock().unwrap() = Some(500);
     assert!(pool.probe(&member).await.is_err());
-    assert_eq!(pool.status().await[0].state, State::Down);
-    // And an answered request brings it back at once.
-    fakes[0].set(Does::Answer);
+    assert_eq!(pool.status()[0].state, State::Down);
     assert!(pool.chat(body(3), None).await.is_ok());
-    assert_eq!(pool.status().await[0].state, State::Up);
+    assert_eq!(pool.status()[0].state, State::Up);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_timeout_marks_down_only_an_upstream_that_answered_nothing_meanwhile() {
+    let fakes = [Fake::new(Does::Hang)];
+    let (pool, _) = pool(&fakes, Some(Duration::from_secs(5)));
+    // One request hangs; another, started later, is answered while it waits: the upstream is busy, not dead.
+    let stuck = pool.chat(body(1), None);
+    let answered = async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        fakes[0].set(Does::Answer);
+        pool.chat(body(2), None).await
+    };
+    let (stuck, answered) = futures::join!(stuck, answered);
+    assert_eq!(stuck.unwrap_err(), UpstreamError::Timeout(Duration::from_secs(5)));
+    assert!(answered.is_ok());
+    assert_eq!(pool.status()[0].state, State::Up, "it answered another request while this one waited");
+    // Nothing answered while a request waited: down.
+    fakes[0].set(Does::Hang);
+    assert!(pool.chat(body(3), None).await.is_err());
+    assert_eq!(pool.status()[0].state, State::Down);
 }
 
 #[test]
