@@ -109,3 +109,18 @@ fn the_image_gets_every_file_scripts_setup_assembles_the_default_models_from() {
     }
     assert_eq!(assembled, 2, "scripts/setup assembles the default model and the deep one");
 }
+
+#[test]
+fn profiler_dumps_stay_out_of_the_repository_and_the_image() {
+    // ONNX Runtime's profiler writes onnxruntime_profile_<time>.json files (tens of MB) into the working directory;
+    // 70 MB of them were once committed at the root, and `COPY . .` would put them in the image.
+    let lines = |path: &str| read(path).lines().map(str::trim).map(String::from).collect::<Vec<_>>();
+    assert!(lines(".gitignore").iter().any(|l| l == "onnxruntime_profile_*.json"), ".gitignore");
+    assert!(lines(".dockerignore").iter().any(|l| l == "**/onnxruntime_profile_*.json"), ".dockerignore");
+    let stray: Vec<_> = std::fs::read_dir(".")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("onnxruntime_profile_"))
+        .collect();
+    assert!(stray.is_empty(), "profiler dumps at the repository root: {stray:?}");
+}
