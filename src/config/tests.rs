@@ -48,6 +48,24 @@ fn cross_field_rules() {
 }
 
 #[test]
+fn a_default_that_would_be_a_400_per_request_is_refused_at_start_up() {
+    let refused = |args: &[&str], needle: &str| match parse(args).validate() {
+        Err(ConfigError::Select(e)) => assert!(e.contains(needle), "{args:?}: {e}"),
+        other => panic!("{args:?}: {other:?}"),
+    };
+    for strategy in ["weighted-vote", "reward", "judge", "reward+judge"] {
+        refused(&["--strategy", strategy, "--stop-on-agreement"], "--stop-on-agreement needs --strategy vote");
+    }
+    assert_eq!(parse(&["--strategy", "vote", "--stop-on-agreement"]).validate(), Ok(()));
+    for strategy in ["vote", "weighted-vote", "judge"] {
+        refused(&["--strategy", strategy, "--prune-every", "32"], "cannot serve --strategy");
+    }
+    for strategy in ["reward", "reward+judge"] {
+        assert_eq!(parse(&["--strategy", strategy, "--prune-every", "32"]).validate(), Ok(()));
+    }
+}
+
+#[test]
 fn a_pool_of_upstreams_and_their_names() {
     let c = parse(&["--upstream", "http://a:1", "--upstream", "http://b:2"]);
     assert_eq!(c.upstream.urls, ["http://a:1", "http://b:2"]);

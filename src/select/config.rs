@@ -61,6 +61,14 @@ impl SelectArgs {
         if !(self.vote_temperature.is_finite() && self.vote_temperature > 0.0) {
             return Err(format!("--vote-temperature must be a finite number > 0 (got {})", self.vote_temperature));
         }
+        // The start-up twin of the per-request 400 (server/selection.rs).
+        if self.stop_on_agreement && !self.strategy.stops_on_agreement() {
+            return Err(format!(
+                "--stop-on-agreement needs --strategy vote (got {}): only a count vote is decided before every \
+                 candidate has finished",
+                self.strategy.as_str()
+            ));
+        }
         if self.judge_timeout.is_zero() {
             return Err("--judge-timeout must be longer than 0s".into());
         }

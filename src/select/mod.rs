@@ -69,6 +69,16 @@ impl Strategy {
     pub fn judges(self) -> bool {
         matches!(self, Self::Judge | Self::RewardJudge)
     }
+
+    /// Whether stop on agreement can serve it: only a count vote is decided before every candidate has finished.
+    pub fn stops_on_agreement(self) -> bool {
+        self == Self::Vote
+    }
+
+    /// Whether pruning can serve it: pruning ranks partial answers by reward.
+    pub fn prunes(self) -> bool {
+        matches!(self, Self::Reward | Self::RewardJudge)
+    }
 }
 
 /// How the judge compares candidates.

@@ -46,7 +46,7 @@ pub fn options(headers: &HeaderMap, bon: &BonOptions, cfg: &Config) -> Result<Se
             None => defaults.shortlist,
         };
     let stop_on_agreement = match bon.stop_on_agreement {
-        Some(true) if strategy != Strategy::Vote => {
+        Some(true) if !strategy.stops_on_agreement() => {
             return Err(bad(
                 "bon.stop_on_agreement",
                 format!(
@@ -65,7 +65,7 @@ pub fn options(headers: &HeaderMap, bon: &BonOptions, cfg: &Config) -> Result<Se
 /// Pruning stops candidates by their reward-model prefix scores: it serves `reward` and `reward+judge`. For the
 /// other strategies a pruning the request asked for is a 400; the server's default is simply not applied.
 pub fn allows_pruning(strategy: Strategy, asked_explicitly: bool) -> Result<bool, ApiError> {
-    let fits = matches!(strategy, Strategy::Reward | Strategy::RewardJudge);
+    let fits = strategy.prunes();
     if !fits && asked_explicitly {
         return Err(ApiError::invalid(
             format!(

@@ -5,6 +5,7 @@ use std::sync::atomic::AtomicBool;
 use serde_json::json;
 
 use super::*;
+use crate::upstream::health::State;
 
 /// What a fake upstream does with every request.
 #[derive(Clone, Copy, PartialEq)]
