@@ -1,5 +1,9 @@
 //! Accuracy against reference answers (prompts with `"answer"`): per n, how often each strategy's pick is right,
-//! as an exact expectation over every n-subset of a prompt's samples — the same samples for every strategy.
+//! as an exact expectation over every n-subset of a prompt's samples — the same samples for every strategy. Where a
+//! prompt has more than `EXACT_SUBSETS` n-subsets (C(32, 16) is 6·10^8), the subset strategies (vote, weighted vote,
+//! any, stop tokens) are estimated instead from `DRAWS` n-subsets drawn uniformly (seeded: the same report twice),
+//! an unbiased estimate whose standard error the report gives. Reward and judge stay exact at any size
+//! (`stats::expected_pick`).
 //!
 //! - single: the mean over samples; greedy: the temperature-0 answer;
 //! - reward: the proxy's reward pick (guard tier, then reward; `stats::expected_pick`);
@@ -11,6 +15,7 @@
 //!   decide the vote, and each stopped one had generated as many tokens as the k-th. Its accuracy is `vote`'s: the
 //!   stop never changes the winning answer.
 
+use rand::{SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
 use super::{Sample, keys, stats};
@@ -32,7 +37,27 @@ pub struct Accuracy {
     pub any_correct: Option<f64>,
     /// Completion tokens spent with stop on agreement / without (vote).
     pub agreement_tokens: Option<f64>,
+    /// None: exact over every n-subset; else how the subset strategies were estimated.
+    pub sampled: Option<Sampled>,
 }
+
+/// The subset strategies estimated from drawn subsets (some prompt had more than `EXACT_SUBSETS`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Sampled {
+    /// Prompts estimated, and subsets drawn for each.
+    pub prompts: usize,
+    pub draws: usize,
+    /// Standard errors of `vote`, `weighted_vote`, `any_correct` and `agreement_tokens` from the draws.
+    pub vote_se: f64,
+    pub weighted_vote_se: f64,
+    pub any_correct_se: f64,
+    pub agreement_tokens_se: f64,
+}
+
+/// Most n-subsets a prompt is enumerated over; above it, `DRAWS` are drawn.
+pub const EXACT_SUBSETS: u64 = 20_000;
+/// Subsets drawn per prompt above `EXACT_SUBSETS`.
+pub const DRAWS: usize = 2_000;
 
 /// Settings the strategies are simulated with (as the proxy's `--vote-temperature`, `--degenerate-guard`).
 #[derive(Clone, Copy, Debug)]
@@ -53,6 +78,9 @@ struct Acc {
     judge: Vec<f64>,
     any: Vec<f64>,
     tokens: Vec<f64>,
+    /// Prompts estimated from draws, and their summed squared standard errors (vote, weighted, any, tokens).
+    sampled: usize,
+    variance: [f64; 4],
 }
 
 /// Accuracy for `n` over `prompts`: (reference answer, samples, greedy).
@@ -76,20 +104,45 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
             let judge_keys: Vec<(u8, f32)> = ok.iter().map(|s| (0, s.rating.unwrap_or(0.0) as f32)).collect();
             acc.judge.extend(stats::expected_pick(&judge_keys, &right, n));
         }
-        let (mut vote_sum, mut weighted_sum, mut any_sum, mut token_share, mut count) = (0.0, 0.0, 0.0, 0.0, 0.0);
-        for subset in combinations(ok.len(), n) {
+        let exact = binomial(ok.len(), n) <= EXACT_SUBSETS;
+        let subsets: Box<dyn Iterator<Item = Vec<usize>>> = if exact {
+            Box::new(combinations(ok.len(), n))
+        } else {
+            let mut rng = StdRng::seed_from_u64(acc.prompts as u64);
+            let m = ok.len();
+            Box::new((0..DRAWS).map(move |_| rand::seq::index::sample(&mut rng, m, n).into_vec()))
+        };
+        // Per subset: vote right, weighted vote right, any right, stop-on-agreement token share.
+        let mut values: [Vec<f64>; 4] = Default::default();
+        for subset in subsets {
             let pick = |weighting| vote_pick(&ok, &reward_keys, &subset, weighting, sim.guard);
-            vote_sum += right[pick(Weighting::Count)];
-            weighted_sum += right[pick(Weighting::Softmax { temperature: sim.vote_temperature })];
-            any_sum += f64::from(u8::from(subset.iter().any(|&i| right[i] > 0.0)));
-            token_share += agreement_share(&ok, &subset, sim.guard);
-            count += 1.0;
+            values[0].push(right[pick(Weighting::Count)]);
+            values[1].push(right[pick(Weighting::Softmax { temperature: sim.vote_temperature })]);
+            values[2].push(f64::from(u8::from(subset.iter().any(|&i| right[i] > 0.0))));
+            values[3].push(agreement_share(&ok, &subset, sim.guard));
         }
-        acc.vote.push(vote_sum / count);
-        acc.weighted.push(weighted_sum / count);
-        acc.any.push(any_sum / count);
-        acc.tokens.push(token_share / count);
+        let [v, w, a, t] = values.map(|xs| mean_and_variance_of_mean(&xs));
+        acc.vote.push(v.0);
+        acc.weighted.push(w.0);
+        acc.any.push(a.0);
+        acc.tokens.push(t.0);
+        if !exact {
+            acc.sampled += 1;
+            for (sum, (_, var)) in acc.variance.iter_mut().zip([v, w, a, t]) {
+                *sum += var;
+            }
+        }
     }
+    // The mean over prompts of per-prompt estimates: its variance is the sum of theirs over the count squared.
+    let se = |var: f64| var.sqrt() / acc.prompts.max(1) as f64;
+    let sampled = (acc.sampled > 0).then(|| Sampled {
+        prompts: acc.sampled,
+        draws: DRAWS,
+        vote_se: se(acc.variance[0]),
+        weighted_vote_se: se(acc.variance[1]),
+        any_correct_se: se(acc.variance[2]),
+        agreement_tokens_se: se(acc.variance[3]),
+    });
     Accuracy {
         prompts: acc.prompts,
         single: stats::mean(acc.single),
@@ -100,7 +153,35 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
         judge: stats::mean(acc.judge),
         any_correct: stats::mean(acc.any),
         agreement_tokens: stats::mean(acc.tokens),
+        sampled,
     }
+}
+
+/// The mean of `xs` and the variance of that mean (sample variance / count; 0 for fewer than two).
+fn mean_and_variance_of_mean(xs: &[f64]) -> (f64, f64) {
+    let k = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / k.max(1.0);
+    if xs.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (k - 1.0);
+    (mean, var / k)
+}
+
+/// C(m, n), saturating at `u64::MAX`.
+fn binomial(m: usize, n: usize) -> u64 {
+    if n > m {
+        return 0;
+    }
+    let n = n.min(m - n);
+    let mut c: u128 = 1;
+    for i in 0..n {
+        c = c * (m - i) as u128 / (i + 1) as u128;
+        if c > u128::from(u64::MAX) {
+            return u64::MAX;
+        }
+    }
+    c as u64
 }
 
 /// The sample a vote returns among `subset` (indices into `ok`): the winning group's best by reward order, or the
@@ -184,6 +265,44 @@ mod tests {
     }
 
     const SIM: Simulate = Simulate { guard: true, vote_temperature: 1.0 };
+
+    #[test]
+    fn many_subsets_are_drawn_not_enumerated_and_the_estimate_says_so() {
+        assert_eq!((binomial(8, 4), binomial(32, 16), binomial(3, 5)), (70, 601_080_390, 0));
+        assert_eq!(binomial(400, 200), u64::MAX);
+        // 32 samples, n = 16: 6·10^8 subsets exactly would take hours; drawn, it takes a moment.
+        let samples: Vec<Sample> = (0..32).map(|i| s(if i % 4 == 0 { "42" } else { "7" }, i as f32, 10)).collect();
+        let greedy = s("42", 0.0, 10);
+        let a = accuracy(&[(Some("42"), &samples, &greedy)], 16, SIM);
+        let sampled = a.sampled.clone().expect("estimated, and said so");
+        assert_eq!((sampled.prompts, sampled.draws), (1, DRAWS));
+        // 8 of 32 say 42: a 16-subset has a 42 almost surely, and 7 wins the vote almost surely.
+        assert!(a.any_correct.unwrap() > 0.99 && a.vote.unwrap() < 0.01, "{a:?}");
+        assert!(sampled.any_correct_se < 0.01 && sampled.vote_se < 0.01, "{sampled:?}");
+        assert_eq!(accuracy(&[(Some("42"), &samples, &greedy)], 16, SIM), a, "seeded: the same estimate twice");
+        // Small enough: exact, as before.
+        assert_eq!(accuracy(&[(Some("42"), &samples[..8], &greedy)], 4, SIM).sampled, None);
+    }
+
+    #[test]
+    fn the_estimate_is_unbiased_where_the_exact_value_is_known() {
+        // 12 samples, n = 6: 924 subsets, exact; the same computed from draws must land within a few standard errors.
+        let samples: Vec<Sample> =
+            (0..12).map(|i| s(if i % 3 == 0 { "42" } else { "7" }, (i * 7 % 12) as f32, 10 + i)).collect();
+        let greedy = s("42", 0.0, 10);
+        let exact = accuracy(&[(Some("42"), &samples, &greedy)], 6, SIM);
+        let subsets: Vec<Vec<usize>> = {
+            let mut rng = StdRng::seed_from_u64(7);
+            (0..DRAWS).map(|_| rand::seq::index::sample(&mut rng, 12, 6).into_vec()).collect()
+        };
+        let ok: Vec<&Sample> = samples.iter().collect();
+        let right: Vec<f64> = ok.iter().map(|x| f64::from(u8::from(x.answer.as_deref() == Some("42")))).collect();
+        let keys = keys(ok.iter().copied(), SIM.guard);
+        let drawn: Vec<f64> =
+            subsets.iter().map(|sub| right[vote_pick(&ok, &keys, sub, Weighting::Count, SIM.guard)]).collect();
+        let (mean, var) = mean_and_variance_of_mean(&drawn);
+        assert!((mean - exact.vote.unwrap()).abs() < 4.0 * var.sqrt() + 1e-9, "{mean} vs {:?}", exact.vote);
+    }
 
     #[test]
     fn combinations_are_all_n_subsets() {

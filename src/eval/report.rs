@@ -219,7 +219,7 @@ fn accuracy_section(s: &mut String, r: &Results, answer: &str) {
     let _ = writeln!(
         s,
         "Answers extracted with `{answer}`; weighted vote at temperature {}. Each cell is the share of prompts whose \
-         pick is right, exact over every n-subset of the same samples. *any* is the share where some sample of the \
+         pick is right, exact over every n-subset of the same samples (estimated from drawn subsets where there are too many, said below the table). *any* is the share where some sample of the \
          subset is right (no selection can beat it); *stop tokens* the completion tokens a vote with stop on \
          agreement spends, as a share of all n answers' (same accuracy as *vote*).\n",
         r.vote_temperature
@@ -244,6 +244,23 @@ fn accuracy_section(s: &mut String, r: &Results, answer: &str) {
             num(a.judge, 3),
             num(a.any_correct, 3),
             num(a.agreement_tokens, 2)
+        );
+    }
+    for x in &r.by_n {
+        let Some(sampled) = x.accuracy.as_ref().and_then(|a| a.sampled.as_ref()) else { continue };
+        let _ = writeln!(
+            s,
+            "\nn = {}: more than {} subsets per prompt, so *vote*, *weighted vote*, *any* and *stop tokens* are \
+             estimated from {} uniformly drawn subsets on {} prompts (unbiased; standard errors {:.3}, {:.3}, {:.3}, \
+             {:.3}).",
+            x.n,
+            super::accuracy::EXACT_SUBSETS,
+            sampled.draws,
+            sampled.prompts,
+            sampled.vote_se,
+            sampled.weighted_vote_se,
+            sampled.any_correct_se,
+            sampled.agreement_tokens_se
         );
     }
     let _ = writeln!(s, "\n![accuracy vs n](accuracy_vs_n.png)\n");

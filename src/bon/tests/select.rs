@@ -338,7 +338,8 @@ async fn an_outcome_says_when_it_is_degraded() {
     let acts = vec![Act::Say("a"), Act::Fail(status(500, "down")), Act::Say("b!")];
     let lost = go(&upstream(0, acts), &scorer(false), &plan(3, 0), LIMIT, &m).await;
     assert_eq!(degraded(lost.unwrap()), Some("candidates-failed"));
-    let (judge_failed, _) = judged(&capital_plan(Strategy::Judge, 2), vec![Act::Say("a"), Act::Say("b")], true, &m).await;
+    let (judge_failed, _) =
+        judged(&capital_plan(Strategy::Judge, 2), vec![Act::Say("a"), Act::Say("b")], true, &m).await;
     assert_eq!(degraded(judge_failed), Some("judge-failed"));
     // Stopped on purpose (agreement) and no answers to vote on are not failures.
     let mut p = with(Strategy::Vote, 4);

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use rand::seq::SliceRandom;
 use serde_json::{Map, Value, json};
 
-pub use prompt::{PAIRWISE_PROMPT, RATING_PROMPT, defuse, fence, pairwise_prompt, rating_prompt};
 use prompt::nonce;
+pub use prompt::{PAIRWISE_PROMPT, RATING_PROMPT, defuse, fence, pairwise_prompt, rating_prompt};
 
 use super::JudgeMode;
 use crate::{
@@ -256,9 +256,8 @@ pub fn expected_digit(top: &[(String, f64)]) -> Option<f64> {
 
 /// p(A) / (p(A) + p(B)) over tokens that are `A` or `B` (surrounding spaces ignored).
 pub fn p_first(top: &[(String, f64)]) -> Option<f64> {
-    let mass = |letter: &str| {
-        top.iter().filter(|(t, p)| t.trim() == letter && p.is_finite()).map(|(_, p)| p).sum::<f64>()
-    };
+    let mass =
+        |letter: &str| top.iter().filter(|(t, p)| t.trim() == letter && p.is_finite()).map(|(_, p)| p).sum::<f64>();
     let (a, b) = (mass("A"), mass("B"));
     (a + b > 0.0).then(|| a / (a + b))
 }
