@@ -191,7 +191,8 @@ async fn a_probe_answered_busy_keeps_an_upstream_and_a_5xx_takes_it_out() {
         if retry_after { t.insert_header("retry-after", "5") } else { t }
     };
     let mut servers = Vec::new();
-    for template in [answer(429, false), answer(408, false), answer(503, true), answer(503, false), answer(500, false)] {
+    for template in [answer(429, false), answer(408, false), answer(503, true), answer(503, false), answer(500, false)]
+    {
         let server = MockServer::start().await;
         Mock::given(matchers::path("/v1/models")).respond_with(template).mount(&server).await;
         servers.push(server);

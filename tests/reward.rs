@@ -88,12 +88,12 @@ async fn scores_match_transformers_in_one_padded_batch_bucketed_or_not() {
     }
 }
 
-/// A token budget so small that every sequence runs alone (`--reward-max-batch-tokens 1`), or one that splits the
+/// A token budget so small that every sequence runs alone (`--reward-max-batch-tokens 1`), or one (256) that splits the
 /// call in a few runs: the same scores, each on its own candidate; and the runs were that small.
 #[tokio::test]
 async fn scores_are_the_same_under_any_token_budget() {
     for model in MODELS {
-        for budget in [1, 64] {
+        for budget in [1, 256] {
             let metrics = Arc::new(Metrics::new().unwrap());
             let cases: Vec<Value> = reference(model).into_iter().filter(|c| c.get("max_tokens").is_none()).collect();
             let opts =
@@ -104,8 +104,17 @@ async fn scores_are_the_same_under_any_token_budget() {
                 let want = case["score"].as_f64().unwrap() as f32;
                 assert!((g - want).abs() < TOLERANCE, "{model}/{} at {budget}: {g} vs {want}", case["name"]);
             }
+            // The runs: at a budget of 1 token each sequence runs alone; at 64 the call is split in runs of several.
+            let (runs, sequences) = (metrics.reward_batch.get_sample_count(), metrics.reward_batch.get_sample_sum());
+            assert_eq!(sequences, cases.len() as f64, "{model}: every sequence scored once");
             if budget == 1 {
-                assert_eq!(metrics.reward_batch.get_sample_sum(), metrics.reward_batch.get_sample_count() as f64);
+                assert_eq!(runs, cases.len() as u64, "{model}: one run per sequence");
+            } else {
+                assert!(
+                    runs > 1 && runs < cases.len() as u64,
+                    "{model} at {budget}: {runs} runs of {} sequences",
+                    cases.len()
+                );
             }
             // The stages were timed: one tokenization and one queue wait for the call, a run per batch.
             assert_eq!((metrics.reward_tokenize.get_sample_count(), metrics.reward_queue.get_sample_count()), (1, 1));

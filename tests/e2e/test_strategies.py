@@ -101,15 +101,22 @@ def test_the_judge_is_the_real_llama_server_and_its_tokens_are_in_usage(client):
 
 def test_stop_on_agreement_only_stops_what_cannot_change_the_answer(client):
     bon_opts = {"strategy": "vote", "stop_on_agreement": True}
-    raw, completion = ask(client, "Reply with the single word: yes", 6, bon_opts, max_tokens=64, seed=11)
-    assert raw.status_code == 200
-    bon = completion.model_extra["bon"]
-    stopped = bon.get("stopped_on_agreement", [])
-    finished = [c for c in bon["candidates"] if "error" not in c]
-    if stopped:
-        counts = sorted(Counter(c["answer"] for c in finished if c.get("answer") and not c["flags"]).values())[::-1]
-        runner_up = counts[1] if len(counts) > 1 else 0
-        assert counts[0] > runner_up + len(stopped), (counts, stopped)
+    stops = 0
+    # SmolLM2 answers "yes" to this nearly always, so the vote is decided before all six finish; a few seeds make
+    # sure the test sees a stop (llama-server is reproducible per seed) and checks every stop it sees.
+    for seed in (11, 12, 13, 14, 15):
+        raw, completion = ask(client, "Reply with the single word: yes", 6, bon_opts, max_tokens=64, seed=seed)
+        assert raw.status_code == 200
+        bon = completion.model_extra["bon"]
+        stopped = bon.get("stopped_on_agreement", [])
+        finished = [c for c in bon["candidates"] if "error" not in c]
+        assert len(finished) + len(stopped) == 6
         for i in stopped:
             assert "vote was decided" in bon["candidates"][i]["error"]
-    assert len(finished) + len(stopped) == 6
+        if stopped:
+            counts = sorted(Counter(c["answer"] for c in finished if c.get("answer") and not c["flags"]).values())
+            counts = counts[::-1]
+            runner_up = counts[1] if len(counts) > 1 else 0
+            assert counts[0] > runner_up + len(stopped), (counts, stopped)
+            stops += 1
+    assert stops > 0, "no call of five stopped a candidate on agreement"
