@@ -75,7 +75,8 @@ async fn a_panicking_scorer_is_counted_reported_and_restarted() {
     }
     assert_eq!(ready().await, (503, "reward_model_down".to_owned()));
     assert_eq!(metric_of("bon_reward_worker_up").await, 0.0);
-    assert_eq!(metric_of("bon_reward_worker_panics_total").await, 1.0);
+    assert_eq!(metric_of("bon_reward_worker_panics_total{thread=\"scoring\"}").await, 1.0);
+    assert_eq!(metric_of("bon_reward_worker_panics_total{thread=\"tokenizer\"}").await, 0.0, "told apart");
     // Meanwhile requests are answered, unscored, without waiting for the scorer.
     assert_eq!(ask().await, "fallback");
     assert!(metric_of("bon_scorer_fallbacks_total").await >= 2.0);

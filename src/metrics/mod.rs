@@ -73,7 +73,7 @@ pub struct Metrics {
     pub execution_provider: IntGaugeVec,
     pub model_loaded: IntGauge,
     pub reward_worker_up: IntGauge,
-    pub reward_worker_panics: IntCounter,
+    pub reward_worker_panics: IntCounterVec,
     pub reward_worker_restarts: IntCounter,
 }
 
@@ -81,7 +81,7 @@ impl Metrics {
     /// Builds and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
         let mut r = Registering { registry: Registry::new(), names: Vec::new() };
-        Ok(Self {
+        let m = Self {
             requests: r.counter_vec(REQUESTS, "Chat completion requests by outcome (ok, or the error type).", &["outcome"])?,
             request_duration: r.hist_vec(REQUEST_DURATION, "End-to-end latency of chat completion requests.", &LATENCY_BUCKETS, &["cache"])?,
             inflight: r.gauge(INFLIGHT, "Chat completion requests being served.")?,
@@ -136,11 +136,16 @@ impl Metrics {
             execution_provider: r.gauge_vec(EXECUTION_PROVIDER, "1 for the execution provider the reward model runs on.", &["provider"])?,
             model_loaded: r.gauge(MODEL_LOADED, "1 once the reward model is loaded and answered a warm-up run.")?,
             reward_worker_up: r.gauge(REWARD_WORKER_UP, "1 while the scoring thread can score; 0 while it restarts after a panic (/ready answers 503 then).")?,
-            reward_worker_panics: r.counter(REWARD_WORKER_PANICS, "Panics caught on the scoring thread (each failed one batch and restarted the reward model).")?,
+            reward_worker_panics: r.counter_vec(REWARD_WORKER_PANICS, "Panics caught in the reward model's threads, by thread: scoring (each failed one batch and restarted the reward model), tokenizer (each failed one scoring call).", &["thread"])?,
             reward_worker_restarts: r.counter(REWARD_WORKER_RESTARTS, "Times the reward model was reopened and warmed up again after a panic.")?,
             names: r.names,
             registry: r.registry,
-        })
+        };
+        // Both threads' series exist from the start (a dashboard sees 0, not nothing).
+        for thread in ["scoring", "tokenizer"] {
+            m.reward_worker_panics.with_label_values(&[thread]);
+        }
+        Ok(m)
     }
 
     /// The name of every metric this struct exports (dashboards and rules may only use these).

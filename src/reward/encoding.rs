@@ -2,8 +2,9 @@
 //! (`--reward-tokenizer-threads`) renders and tokenizes each scoring call, so the scoring thread only runs graphs and
 //! tokenizing one request never delays another's inference. A call's conversation is serialised to JSON for the
 //! chat template once — not once per candidate, and not again in each pruning round (the last few conversations are
-//! kept, by identity); the template then renders each candidate's whole text, as it must. A panic while encoding
-//! fails that call only, and is counted.
+//! kept, by identity: at most `KEPT` of them and `KEPT_BYTES` of their text); the template then renders each
+//! candidate's whole text, as it must. A panic while encoding fails that call only, and is counted
+//! (`bon_reward_worker_panics_total{thread="tokenizer"}`).
 
 use std::{
     panic::AssertUnwindSafe,
@@ -28,10 +29,14 @@ pub struct Job {
     pub reply: oneshot::Sender<Result<Vec<f32>, RewardError>>,
 }
 
-/// Conversations recently serialised, by identity (the `Arc` is held, so an address is never reused while cached).
+/// Conversations recently serialised, by identity (the `Arc` is held, so an address is never reused while cached): at
+/// most this many, oldest out first,
 const KEPT: usize = 32;
+/// and at most this many bytes of text in all (a conversation larger than that is serialised for its call only).
+const KEPT_BYTES: usize = 4 << 20;
 
-type Serialised = (Arc<[Message]>, Arc<Vec<Value>>);
+/// A kept conversation, its messages as JSON, and their text's size in bytes.
+type Serialised = (Arc<[Message]>, Arc<Vec<Value>>, usize);
 
 /// Starts `threads` tokenizer threads that take jobs from `rx` and hand them, encoded, to the scoring thread.
 pub fn start(
@@ -86,7 +91,7 @@ fn serve(
                 continue;
             }
             Err(_) => {
-                metrics.reward_worker_panics.inc();
+                metrics.reward_worker_panics.with_label_values(&["tokenizer"]).inc();
                 tracing::error!("a tokenizer thread panicked encoding a scoring call; that call failed");
                 let _ = job.reply.send(Err(RewardError::Input("encoding panicked".into())));
                 continue;
@@ -127,7 +132,7 @@ fn encode_all(
 /// The conversation's messages as JSON values, from the kept ones when it was serialised lately.
 fn serialised(conversation: &Arc<[Message]>, kept: &Mutex<Vec<Serialised>>) -> Result<Arc<Vec<Value>>, RewardError> {
     if let Ok(kept) = kept.lock()
-        && let Some((_, values)) = kept.iter().find(|(c, _)| Arc::ptr_eq(c, conversation))
+        && let Some((_, values, _)) = kept.iter().find(|(c, _, _)| Arc::ptr_eq(c, conversation))
     {
         return Ok(values.clone());
     }
@@ -136,11 +141,64 @@ fn serialised(conversation: &Arc<[Message]>, kept: &Mutex<Vec<Serialised>>) -> R
         .map(|m| serde_json::to_value(m).map_err(|e| RewardError::Input(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let values = Arc::new(values);
-    if let Ok(mut kept) = kept.lock() {
-        if kept.len() >= KEPT {
+    let bytes = values.iter().map(text_bytes).sum::<usize>();
+    if let Ok(mut kept) = kept.lock()
+        && bytes <= KEPT_BYTES
+    {
+        while kept.len() >= KEPT || kept.iter().map(|k| k.2).sum::<usize>() + bytes > KEPT_BYTES {
             kept.remove(0);
         }
-        kept.push((conversation.clone(), values.clone()));
+        kept.push((conversation.clone(), values.clone(), bytes));
     }
     Ok(values)
+}
+
+/// The bytes of text (strings and keys) in a JSON value: what holding it costs, near enough.
+fn text_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(text_bytes).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| k.len() + text_bytes(v)).sum(),
+        _ => 8,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::Content;
+
+    fn conversation(bytes: usize) -> Arc<[Message]> {
+        let m =
+            Message { role: "user".into(), content: Some(Content::Text("x".repeat(bytes))), extra: Default::default() };
+        Arc::from(vec![m])
+    }
+
+    #[test]
+    fn the_memo_is_bounded_in_count_and_in_bytes() {
+        let kept = Mutex::new(Vec::new());
+        let held = |kept: &Mutex<Vec<Serialised>>| {
+            let k = kept.lock().unwrap();
+            (k.len(), k.iter().map(|e| e.2).sum::<usize>())
+        };
+        // Many small ones: at most KEPT, the oldest out first, and a kept one is found by identity.
+        let small: Vec<_> = (0..KEPT + 5).map(|_| conversation(100)).collect();
+        for c in &small {
+            serialised(c, &kept).unwrap();
+        }
+        assert_eq!(held(&kept).0, KEPT);
+        assert!(Arc::ptr_eq(&kept.lock().unwrap()[0].0, &small[5]));
+        let again = serialised(&small[KEPT + 4], &kept).unwrap();
+        assert!(Arc::ptr_eq(&again, &kept.lock().unwrap()[KEPT - 1].1), "served from the memo");
+        // Big ones: the bytes stay under KEPT_BYTES whatever the count.
+        for _ in 0..5 {
+            serialised(&conversation(KEPT_BYTES / 3), &kept).unwrap();
+            assert!(held(&kept).1 <= KEPT_BYTES, "{:?}", held(&kept));
+        }
+        assert!(held(&kept).0 <= 3);
+        // One larger than the whole budget is serialised for its call and not kept.
+        let huge = conversation(KEPT_BYTES + 1);
+        assert_eq!(serialised(&huge, &kept).unwrap()[0]["content"].as_str().unwrap().len(), KEPT_BYTES + 1);
+        assert!(!kept.lock().unwrap().iter().any(|k| Arc::ptr_eq(&k.0, &huge)));
+    }
 }

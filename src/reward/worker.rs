@@ -251,7 +251,7 @@ pub fn run(
             score_jobs(jobs, &mut graph, batching, &metrics);
         }));
         if scored.is_err() {
-            metrics.reward_worker_panics.inc();
+            metrics.reward_worker_panics.with_label_values(&["scoring"]).inc();
             health.set_up(false);
             tracing::error!("the scoring thread panicked (its batch failed); restarting the reward model");
             match restart(&mut rx, &mut reopen, &encoder, &health, &metrics) {
