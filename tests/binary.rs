@@ -26,10 +26,17 @@ fn serves_from_env_configuration_and_exits_cleanly_on_sigterm() {
     rt.block_on(async {
         let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
         assert_eq!(health.status(), 200);
-        // Nothing listens on the upstream's port: the proxy runs, and /ready says what is missing.
-        let ready = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
-        assert_eq!(ready.status(), 503);
-        let body: serde_json::Value = ready.json().await.unwrap();
+        // Nothing listens on the upstream's port: the proxy runs, and /ready says what is missing once the health
+        // prober (running from start-up; /ready never probes inline) has found it.
+        let started = std::time::Instant::now();
+        let body: serde_json::Value = loop {
+            let ready = reqwest::get(format!("http://{addr}/ready")).await.unwrap();
+            if ready.status() == 503 {
+                break ready.json().await.unwrap();
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "the prober never found the dead upstream");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(body["status"], "upstream_down");
         assert_eq!(body["upstreams"][0]["name"], "0");
         assert_eq!(body["upstreams"][0]["state"], "down");

@@ -84,7 +84,8 @@ async fn models_are_passed_through() {
         json!({"object": "list", "data": [{"id": "smollm2", "object": "model", "created": 1, "owned_by": "library"}]});
     wiremock::Mock::given(wiremock::matchers::path("/v1/models"))
         .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(list.clone()))
-        .expect(1)
+        // The pass-through, and the health prober's own probes from start-up.
+        .expect(1..)
         .mount(&upstream)
         .await;
     let app = spawn_app(config(&upstream.uri(), &[])).await;

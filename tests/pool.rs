@@ -123,9 +123,16 @@ async fn a_client_error_is_not_retried_on_another_upstream() {
 #[tokio::test]
 async fn every_upstream_down_makes_ready_503() {
     let app = spawn_app(config(&format!("{},{}", dead_upstream().await, dead_upstream().await), &[])).await;
-    let ready = app.client.get(format!("{}/ready", app.base)).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: Value = ready.json().await.unwrap();
+    // The prober runs from start-up; /ready reads what it found.
+    let start = std::time::Instant::now();
+    let body = loop {
+        let (status, body) = ready(&app).await;
+        if status == 503 {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(body["status"], "upstream_down");
     assert_eq!(body["upstreams"].as_array().unwrap().len(), 2);
     app.stop().await;

@@ -43,7 +43,7 @@ def test_a_pool_with_a_dead_member_answers_every_best_of_4_with_four_scored_cand
         assert len(bon["candidates"]) == 4 and all(c["message"]["content"] for c in bon["candidates"])
         scores = raw.headers["x-bon-scores"].split(",")
         assert len(scores) == 4 and all(s != "-" for s in scores), scores
-    # The dead member was found out by /ready's first probe (scripts/e2e waits on /ready): native n was split over
+    # The dead member was found out by the health prober, which runs from start-up: native n was split over
     # the two live members (n=2 each), and nothing went to the dead one.
     assert metric(POOL, 'bon_upstream_requests_total{outcome="ok",upstream="llama-a"}') >= 3
     assert metric(POOL, 'bon_upstream_requests_total{outcome="ok",upstream="llama-b"}') >= 3

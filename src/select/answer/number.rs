@@ -85,7 +85,7 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
 /// How many times `f` divides `n`.
 fn factor(mut n: u128, f: u128) -> u32 {
     let mut k = 0;
-    while n != 0 && n % f == 0 {
+    while n != 0 && n.is_multiple_of(f) {
         n /= f;
         k += 1;
     }
