@@ -49,9 +49,9 @@ impl PartialEq for Extractor {
     }
 }
 
-/// The text after `answer:`, `answer =` or `answer is` on a line (case-insensitive).
-static ANSWER_LINE: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"(?i)\banswer\s*(?::|=|\bis\s)\s*(.*)$").ok());
+/// The text after `answer:` on a line (case-insensitive). Not `answer is`: prose says "a multi-step answer is
+/// indeed a problem" (seen in SmolLM2's answers); "The answer is **42**." is found as its last number.
+static ANSWER_LINE: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?i)\banswer\s*:\s*(.*)$").ok());
 /// Something an answer's number can be, the first alternative that matches at a position wins: a `\frac`, a time, a
 /// date, a range, a fraction, a number (optional sign, thousands separators, decimals, exponent).
 static NUMBER: LazyLock<Option<Regex>> = LazyLock::new(|| {
