@@ -63,6 +63,9 @@ pub struct BonOptions {
     /// vote: stop the unfinished candidates once the vote is decided (default: `--stop-on-agreement`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_on_agreement: Option<bool>,
+    /// `confidence-vote`: the share of the candidates, most confident first, whose answers vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence_keep: Option<Value>,
 }
 
 /// One chat message. `content` may be a string, an array of parts, or null (assistant tool calls).

@@ -226,3 +226,51 @@ async fn requests_that_cannot_mean_what_they_say_are_400s() {
     }
     app.stop().await;
 }
+
+/// A completion of `text` whose `logprobs` give each word the token confidence `confidence` (five alternatives).
+fn sure(text: &str, confidence: f64) -> Behaviour {
+    let tokens: Vec<Value> = text
+        .split_whitespace()
+        .map(|w| {
+            let top: Vec<Value> = (0..5).map(|k| json!({"token": format!("{w}{k}"), "logprob": -confidence})).collect();
+            json!({"token": w, "logprob": -0.01, "top_logprobs": top})
+        })
+        .collect();
+    let mut body = completion(text, tokens.len() as u64);
+    body["choices"][0]["logprobs"] = json!({"content": tokens});
+    Behaviour::Body(body)
+}
+
+#[tokio::test]
+async fn confidence_asks_for_logprobs_picks_by_them_and_returns_only_what_the_client_asked_for() {
+    let behaviours = vec![sure("Lyon!!! for sure", 1.0), sure("It is Paris", 7.0), sure("Nice maybe", 2.0)];
+    let responder = BySeed::new(0, behaviours);
+    let upstream = mock_upstream(responder.clone(), 6).await;
+    let app = spawn_app(config(&upstream.uri(), &["--strategy", "confidence"])).await;
+    // Not asked for by the client: used to pick, then left out of the answer.
+    let mut body = capital_request();
+    body["seed"] = json!(0);
+    body["bon"] = json!({"return_candidates": true});
+    let resp = app.chat(body.clone(), &[("x-bon-n", "3"), ("cache-control", "no-store")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!((header(&resp, "x-bon-selection"), header(&resp, "x-bon-winner")), ("confidence".into(), "1".into()));
+    assert_eq!(header(&resp, "x-bon-confidence"), "7.000");
+    let out: Value = resp.json().await.unwrap();
+    assert!(out["choices"][0].get("logprobs").is_none(), "{out}");
+    assert_eq!(out["bon"]["candidates"][1]["confidence"], json!({"lowest": 7.0, "tail": 7.0, "mean": 7.0, "tokens": 3}));
+    for sent in responder.bodies.lock().unwrap().iter() {
+        assert_eq!((&sent["logprobs"], &sent["top_logprobs"]), (&json!(true), &json!(5)), "{sent}");
+    }
+    // Asked for with 2 alternatives: the winner's, cut to 2.
+    body["logprobs"] = json!(true);
+    body["top_logprobs"] = json!(2);
+    let resp = app.chat(body, &[("x-bon-n", "3"), ("cache-control", "no-store")]).await;
+    let out: Value = resp.json().await.unwrap();
+    let content = out["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len(), 3);
+    assert!(content.iter().all(|t| t["top_logprobs"].as_array().unwrap().len() == 2), "{out}");
+    let page = app.metrics().await;
+    assert_eq!(metric(&page, "bon_candidate_confidence_count"), 6.0);
+    app.stop().await;
+    upstream.verify().await;
+}

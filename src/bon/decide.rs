@@ -52,28 +52,41 @@ pub(super) async fn refine(
             if strategy == Strategy::WeightedVote && !scored {
                 sel.fallback = Some(Fallback::Unscored);
             }
-            let weighting = if weighted {
-                Weighting::Softmax { temperature: plan.select.vote_temperature }
+            let (weighting, by) = if weighted {
+                (Weighting::Softmax { temperature: plan.select.vote_temperature }, Strategy::WeightedVote)
             } else {
-                Weighting::Count
+                (Weighting::Count, Strategy::Vote)
             };
-            match vote::tally(&ballots, weighting, plan.guard) {
-                Some(t) => {
-                    sel.decided_by = if weighted { Strategy::WeightedVote } else { Strategy::Vote };
-                    metrics.vote_share.observe(t.winner_weight / t.total_weight);
-                    let order = vote::order(&reward_order, &t);
-                    sel.vote = Some(VoteSummary {
-                        answer: t.answer,
-                        winner_weight: t.winner_weight,
-                        total_weight: t.total_weight,
-                        winner_voters: t.winner_voters,
-                        voters: t.voters,
-                    });
-                    order
-                }
-                None => {
-                    sel.fallback = Some(Fallback::NoAnswers);
+            voted(&mut sel, &ballots, weighting, by, reward_order, plan.guard, metrics)
+        }
+        Strategy::Confidence | Strategy::ConfidenceVote => {
+            let confidence: Vec<Option<f64>> = ok.iter().map(|&i| candidates[i].confidence.map(|c| c.lowest)).collect();
+            let tiers: Vec<_> = ok.iter().map(|&i| candidates[i].flags.tier()).collect();
+            let flagged: Vec<bool> = tiers.iter().map(|&t| t > 0).collect();
+            let answers: Vec<Option<String>> = ok.iter().map(|&i| candidates[i].answer.clone()).collect();
+            if confidence.iter().all(Option::is_none) {
+                // No `logprobs` came back: `reward` decides for `confidence`, a plain count for `confidence-vote`.
+                sel.fallback = Some(Fallback::NoLogprobs);
+                if strategy == Strategy::Confidence {
                     reward_order
+                } else {
+                    let ballots = ballots(&answers, &flagged, |_| None, |_| true);
+                    voted(&mut sel, &ballots, Weighting::Count, Strategy::Vote, reward_order, plan.guard, metrics)
+                }
+            } else {
+                let order = confidence_order(&reward_order, &confidence, &tiers, plan.guard);
+                if strategy == Strategy::Confidence {
+                    sel.decided_by = Strategy::Confidence;
+                    order
+                } else {
+                    // The most confident `keep` share of the candidates with an answer and a confidence vote.
+                    let eligible: Vec<usize> =
+                        order.iter().copied().filter(|&p| answers[p].is_some() && confidence[p].is_some()).collect();
+                    let kept = ((eligible.len() as f64 * plan.select.confidence_keep).ceil() as usize).max(1);
+                    let voters = &eligible[..kept.min(eligible.len())];
+                    let score = |p: usize| confidence[p].map(|c| c as f32);
+                    let ballots = ballots(&answers, &flagged, score, |p| voters.contains(&p));
+                    voted(&mut sel, &ballots, Weighting::Score, Strategy::ConfidenceVote, order, plan.guard, metrics)
                 }
             }
         }
@@ -99,6 +112,60 @@ pub(super) async fn refine(
         metrics.selection_fallbacks.with_label_values(&[strategy.as_str(), f.as_str()]).inc();
     }
     (order, sel, usage)
+}
+
+/// Ballots of the candidates at positions 0.., those `votes` leaves out without an answer.
+fn ballots(
+    answers: &[Option<String>],
+    flagged: &[bool],
+    score: impl Fn(usize) -> Option<f32>,
+    votes: impl Fn(usize) -> bool,
+) -> Vec<Ballot> {
+    (0..answers.len())
+        .map(|p| Ballot { answer: answers[p].clone().filter(|_| votes(p)), score: score(p), flagged: flagged[p] })
+        .collect()
+}
+
+/// A vote over `ballots`: `base` (positions, best first) re-ordered by it and `decided_by` recorded, or `base` and
+/// the `no-answers` fallback when nobody voted.
+fn voted(
+    sel: &mut Selection,
+    ballots: &[Ballot],
+    weighting: Weighting,
+    decided_by: Strategy,
+    base: Vec<usize>,
+    guard: bool,
+    metrics: &Metrics,
+) -> Vec<usize> {
+    let Some(t) = vote::tally(ballots, weighting, guard) else {
+        sel.fallback = Some(Fallback::NoAnswers);
+        return base;
+    };
+    sel.decided_by = decided_by;
+    metrics.vote_share.observe(t.winner_weight / t.total_weight);
+    let order = vote::order(&base, &t);
+    sel.vote = Some(VoteSummary {
+        answer: t.answer,
+        winner_weight: t.winner_weight,
+        total_weight: t.total_weight,
+        winner_voters: t.winner_voters,
+        voters: t.voters,
+    });
+    order
+}
+
+/// `reward_order` re-ordered by confidence, most confident first (no confidence last), the guard's tiers before
+/// that when on: a confident loop must not win. Ties keep reward order.
+fn confidence_order(reward_order: &[usize], confidence: &[Option<f64>], tiers: &[u8], guard: bool) -> Vec<usize> {
+    let mut order = reward_order.to_vec();
+    order.sort_by(|&a, &b| {
+        let tier = |p: usize| if guard { tiers[p] } else { 0 };
+        tier(a).cmp(&tier(b)).then_with(|| match (confidence[a], confidence[b]) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (x, y) => y.is_some().cmp(&x.is_some()),
+        })
+    });
+    order
 }
 
 /// The judge's order of `shortlist`, what it cost (logged and counted when it failed).

@@ -34,7 +34,7 @@ use crate::{
     cache::{Degraded, Shared, Weigh},
     error::ApiError,
     openai::{ChatCompletion, Message, Usage},
-    select::{Fallback, Select, Selection, Strategy},
+    select::{Confidence, Fallback, Select, Selection, Strategy, confidence},
     upstream::UpstreamError,
 };
 
@@ -85,13 +85,16 @@ pub struct Candidate {
     /// The final answer extracted for the vote strategies (None: not extracted, or none found).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
+    /// The upstream's token confidence in it (the confidence strategies; None: not asked, or no `logprobs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
 }
 
 impl Candidate {
     /// A candidate as generated: flagged, not yet scored.
     pub fn new(result: Result<ChatCompletion, UpstreamError>, latency: Duration) -> Self {
         let flags = result.as_ref().map(guard::Flags::of).unwrap_or_default();
-        Self { result, latency, score: None, flags, pruned: false, answer: None }
+        Self { result, latency, score: None, flags, pruned: false, answer: None, confidence: None }
     }
 
     /// A finished answer that can be selected.
@@ -155,7 +158,7 @@ impl Degraded for Arc<Outcome> {
         }
         match self.selection.fallback {
             Some(f @ (Fallback::Unscored | Fallback::JudgeFailed)) => return Some(f.as_str()),
-            Some(Fallback::NoAnswers) | None => {}
+            Some(Fallback::NoAnswers | Fallback::NoLogprobs) | None => {}
         }
         let failed = |c: &Candidate| {
             c.result.as_ref().is_err_and(|e| !matches!(e, UpstreamError::Straggler(_) | UpstreamError::Agreed))
@@ -196,6 +199,13 @@ impl Shared for Arc<Outcome> {
             && outcome.winner().is_some();
         valid.then(|| Arc::new(outcome))
     }
+}
+
+/// A completion's token confidence, from its first choice's `logprobs` (None when it has none).
+fn confidence_of(c: &ChatCompletion, plan: &Plan) -> Option<Confidence> {
+    let logprobs = c.choices.first()?.extra.get("logprobs")?;
+    let tokens = confidence::token_confidences(logprobs, plan.select.confidence_top_k as usize)?;
+    confidence::summarise(&tokens, plan.select.confidence_window)
 }
 
 /// Runs generation and selection for `plan`. With pruning and `live`, the last candidate standing is handed to
@@ -253,6 +263,14 @@ pub async fn run(
         for &i in &ok {
             let text = candidates[i].result.as_ref().map(|c| response_message(c).text()).unwrap_or_default();
             candidates[i].answer = plan.select.answer.extract(&text);
+        }
+    }
+    if plan.select.strategy.reads_confidence() {
+        for &i in &ok {
+            candidates[i].confidence = candidates[i].result.as_ref().ok().and_then(|c| confidence_of(c, plan));
+            if let Some(c) = candidates[i].confidence {
+                metrics.candidate_confidence.observe(c.lowest);
+            }
         }
     }
     for f in &flags {

@@ -9,7 +9,9 @@ use super::{Extractor, JudgeMode, Select, Strategy};
 pub struct SelectArgs {
     /// How the winner is chosen: reward (the reward model), vote (most common extracted answer), weighted-vote
     /// (answers weighted by softmax of rewards), judge (an LLM judge), reward+judge (the judge picks among the
-    /// reward model's top --shortlist). Per request: `x-bon-strategy` or `"bon": {"strategy": ...}`.
+    /// reward model's top --shortlist), confidence (the upstream's own token confidence), confidence-vote (answers
+    /// of the most confident candidates weighted by confidence). Per request: `x-bon-strategy` or
+    /// `"bon": {"strategy": ...}`.
     #[arg(long, env = "BON_STRATEGY", value_enum, default_value_t = Strategy::Reward)]
     pub strategy: Strategy,
 
@@ -50,6 +52,21 @@ pub struct SelectArgs {
     /// Longest the judge may take for one request; then the reward model decides.
     #[arg(long, env = "BON_JUDGE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "60s")]
     pub judge_timeout: Duration,
+
+    /// Confidence strategies: how many top log-probabilities each candidate is asked for (`top_logprobs`, 1-20;
+    /// OpenAI and vLLM allow at most 20). A token's confidence is minus their mean.
+    #[arg(long, env = "BON_CONFIDENCE_TOP_K", default_value_t = 5)]
+    pub confidence_top_k: u32,
+
+    /// Confidence strategies: tokens per group; a candidate's confidence is its lowest group's mean. 16 suits
+    /// chat-length answers (DeepConf's 2,048 is for long reasoning traces, longer than most answers here).
+    #[arg(long, env = "BON_CONFIDENCE_WINDOW", default_value_t = 16)]
+    pub confidence_window: usize,
+
+    /// confidence-vote: the share of the candidates, most confident first, whose answers vote (per request:
+    /// `bon.confidence_keep`).
+    #[arg(long, env = "BON_CONFIDENCE_KEEP", default_value_t = 0.5)]
+    pub confidence_keep: f64,
 }
 
 impl SelectArgs {
@@ -68,6 +85,15 @@ impl SelectArgs {
                  candidate has finished",
                 self.strategy.as_str()
             ));
+        }
+        if !(1..=20).contains(&self.confidence_top_k) {
+            return Err(format!("--confidence-top-k must be within 1..=20 (got {})", self.confidence_top_k));
+        }
+        if self.confidence_window == 0 {
+            return Err("--confidence-window must be at least 1".into());
+        }
+        if !(self.confidence_keep > 0.0 && self.confidence_keep <= 1.0) {
+            return Err(format!("--confidence-keep must be within (0, 1] (got {})", self.confidence_keep));
         }
         if self.judge_timeout.is_zero() {
             return Err("--judge-timeout must be longer than 0s".into());
@@ -90,6 +116,9 @@ impl SelectArgs {
             stop_on_agreement: self.stop_on_agreement,
             vote_temperature: self.vote_temperature,
             judge_mode: self.judge_mode,
+            confidence_top_k: self.confidence_top_k,
+            confidence_window: self.confidence_window,
+            confidence_keep: self.confidence_keep,
         }
     }
 }

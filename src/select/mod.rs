@@ -4,11 +4,14 @@
 //! - `vote`: the most common extracted answer (`answer`), returned as that group's best-scored member;
 //! - `weighted-vote`: each candidate votes with weight softmax(score / T) (`vote`);
 //! - `judge`: an LLM judge picks, pointwise (expected 1-9 rating) or by a pairwise knockout (`judge`);
-//! - `reward+judge`: the reward model shortlists the top k, the judge picks among them.
+//! - `reward+judge`: the reward model shortlists the top k, the judge picks among them;
+//! - `confidence`: the candidate the upstream was most confident in (`confidence`: its lowest group confidence);
+//! - `confidence-vote`: a vote over the most confident candidates, each weighted by its confidence.
 //!
 //! Below `bon/` (which runs them) and above `upstream/` (the judge is an upstream); knows nothing about HTTP.
 
 pub mod answer;
+pub mod confidence;
 mod config;
 pub mod judge;
 pub mod vote;
@@ -17,6 +20,7 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 pub use answer::Extractor;
+pub use confidence::Confidence;
 pub use config::SelectArgs;
 pub use judge::{Judge, JudgeError, Judged};
 
@@ -41,6 +45,13 @@ pub enum Strategy {
     #[value(name = "reward+judge")]
     #[serde(rename = "reward+judge")]
     RewardJudge,
+    /// The candidate the upstream was most confident in (its lowest group confidence; the guard still ranks first).
+    #[serde(rename = "confidence")]
+    Confidence,
+    /// Answers of the most confident --confidence-keep of the candidates, each weighted by its confidence.
+    #[value(name = "confidence-vote")]
+    #[serde(rename = "confidence-vote")]
+    ConfidenceVote,
 }
 
 impl Strategy {
@@ -52,6 +63,8 @@ impl Strategy {
             Self::WeightedVote => "weighted-vote",
             Self::Judge => "judge",
             Self::RewardJudge => "reward+judge",
+            Self::Confidence => "confidence",
+            Self::ConfidenceVote => "confidence-vote",
         }
     }
 
@@ -62,7 +75,12 @@ impl Strategy {
 
     /// Whether answers are extracted and voted on.
     pub fn votes(self) -> bool {
-        matches!(self, Self::Vote | Self::WeightedVote)
+        matches!(self, Self::Vote | Self::WeightedVote | Self::ConfidenceVote)
+    }
+
+    /// Whether it reads the upstream's token confidence (each candidate is asked for `logprobs`).
+    pub fn reads_confidence(self) -> bool {
+        matches!(self, Self::Confidence | Self::ConfidenceVote)
     }
 
     /// Whether an LLM judge is asked.
@@ -105,6 +123,11 @@ pub struct Select {
     /// `weighted-vote`: the softmax temperature over rewards.
     pub vote_temperature: f64,
     pub judge_mode: JudgeMode,
+    /// The confidence strategies: how many top log-probabilities each candidate is asked for, and the window.
+    pub confidence_top_k: u32,
+    pub confidence_window: usize,
+    /// `confidence-vote`: the share of the candidates, most confident first, whose answers vote.
+    pub confidence_keep: f64,
 }
 
 impl Default for Select {
@@ -116,6 +139,9 @@ impl Default for Select {
             stop_on_agreement: false,
             vote_temperature: 1.0,
             judge_mode: JudgeMode::Pointwise,
+            confidence_top_k: 5,
+            confidence_window: 16,
+            confidence_keep: 0.5,
         }
     }
 }
@@ -151,6 +177,9 @@ pub enum Fallback {
     Unscored,
     /// The judge failed or timed out.
     JudgeFailed,
+    /// A confidence strategy without log-probabilities (the upstream returned none): `reward` decides for
+    /// `confidence`, a plain count for `confidence-vote`.
+    NoLogprobs,
 }
 
 impl Fallback {
@@ -159,6 +188,7 @@ impl Fallback {
             Self::NoAnswers => "no-answers",
             Self::Unscored => "unscored",
             Self::JudgeFailed => "judge-failed",
+            Self::NoLogprobs => "no-logprobs",
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum Weighting {
     Count,
     /// softmax(score / temperature) over the voters.
     Softmax { temperature: f64 },
+    /// The score itself (`confidence-vote`: a candidate's confidence, never below a tiny positive weight).
+    Score,
 }
 
 /// The result of a vote.
@@ -59,6 +61,10 @@ pub fn tally(ballots: &[Ballot], weighting: Weighting, guard: bool) -> Option<Ta
                 .collect::<Option<_>>()?;
             softmax(&scores, temperature)
         }
+        Weighting::Score => voters
+            .iter()
+            .map(|&i| ballots[i].score.map(f64::from).filter(|s| s.is_finite()).map(|s| s.max(1e-9)))
+            .collect::<Option<_>>()?,
     };
     struct Group {
         weight: f64,

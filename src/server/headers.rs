@@ -13,7 +13,8 @@ pub const HEADER_N: &str = "x-bon-n";
 pub const HEADER_PRUNE_EVERY: &str = "x-bon-prune-every";
 /// Asks for every candidate in the response (`true`/`1`).
 pub const HEADER_RETURN_CANDIDATES: &str = "x-bon-return-candidates";
-/// Sets the strategy (`reward`, `vote`, `weighted-vote`, `judge`, `reward+judge`); also reported back.
+/// Sets the strategy (`reward`, `vote`, `weighted-vote`, `judge`, `reward+judge`, `confidence`, `confidence-vote`);
+/// also reported back.
 pub const HEADER_STRATEGY: &str = "x-bon-strategy";
 
 // Response headers (`HEADER_N` is reported back too).
@@ -25,6 +26,8 @@ pub const HEADER_WINNER_TOKENS: &str = "x-bon-winner-completion-tokens";
 pub const HEADER_SELECTION: &str = "x-bon-selection";
 pub const HEADER_PRUNED: &str = "x-bon-pruned";
 pub const HEADER_VOTES: &str = "x-bon-votes";
+/// The winner's lowest group confidence (the confidence strategies).
+pub const HEADER_CONFIDENCE: &str = "x-bon-confidence";
 
 /// The client's bearer token, when `--forward-client-auth` says to pass it upstream.
 pub fn forwarded_auth(headers: &HeaderMap, cfg: &Config) -> Option<Arc<str>> {

@@ -11,6 +11,7 @@ use crate::{
     config::Config,
     error::ApiError,
     openai::{BonOptions, ChatRequest, ROLES},
+    select::Select,
 };
 
 /// A validated request, ready to run.
@@ -36,6 +37,19 @@ pub struct Reply {
     pub return_candidates: bool,
     /// The client's `model`, used when an upstream answer does not name one.
     pub model: String,
+    /// What of the winner's `logprobs` the client gets.
+    pub logprobs: Logprobs,
+}
+
+/// What of the winner's `logprobs` goes back: the client's own ask, whatever the proxy asked candidates for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logprobs {
+    /// As the upstream returned them (the proxy asked for what the client asked).
+    AsReturned,
+    /// None: the client did not ask, the proxy did (a confidence strategy).
+    Drop,
+    /// The client asked for fewer top log-probabilities than the proxy did: each position's first `k`.
+    Top(usize),
 }
 
 /// Validates `req` and works out N, seeds and the body every candidate is sent.
@@ -98,6 +112,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     let prune = prune.filter(|_| n > choices);
 
     let mut body = req.extra;
+    let logprobs = confidence_logprobs(&mut body, &select);
     // Per-candidate requests are never streamed upstream, and never ask for several choices; seeds are per candidate.
     body.remove("stream_options");
     body.remove("n");
@@ -152,8 +167,26 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
             select,
         },
         key_extra,
-        reply: Reply { choices, stream, include_usage, return_candidates, model: req.model },
+        reply: Reply { choices, stream, include_usage, return_candidates, model: req.model, logprobs },
     })
+}
+
+/// A confidence strategy reads every candidate's token log-probabilities: ask for them (`logprobs`, `top_logprobs`
+/// at least `--confidence-top-k`), and say what of them the client itself asked for.
+fn confidence_logprobs(body: &mut Map<String, Value>, select: &Select) -> Logprobs {
+    if !select.strategy.reads_confidence() {
+        return Logprobs::AsReturned;
+    }
+    let asked = body.get("logprobs").and_then(Value::as_bool).unwrap_or(false);
+    let client_top = body.get("top_logprobs").and_then(Value::as_u64).unwrap_or(0);
+    let top = client_top.max(u64::from(select.confidence_top_k));
+    body.insert("logprobs".into(), json!(true));
+    body.insert("top_logprobs".into(), json!(top));
+    match (asked, client_top < top) {
+        (false, _) => Logprobs::Drop,
+        (true, true) => Logprobs::Top(client_top as usize),
+        (true, false) => Logprobs::AsReturned,
+    }
 }
 
 /// Pruning (`x-bon-prune-every`, else `bon.prune_every`, else `--prune-every`; `bon.prune_keep`, else

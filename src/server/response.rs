@@ -1,12 +1,15 @@
 //! What a Best-of-N response is made of, JSON or SSE alike: the `chat.completion` body, the `bon` extension
 //! object and the `x-bon-*` headers. Below both `chat` (the handler) and `sse` (the stream); depends on neither.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::prepare::Logprobs;
 use super::headers::{
-    HEADER_CACHE, HEADER_N, HEADER_PRUNED, HEADER_REWARD_MODEL, HEADER_SCORES, HEADER_SELECTION, HEADER_STRATEGY,
+    HEADER_CACHE, HEADER_CONFIDENCE, HEADER_N, HEADER_PRUNED, HEADER_REWARD_MODEL, HEADER_SCORES, HEADER_SELECTION, HEADER_STRATEGY,
     HEADER_VOTES, HEADER_WINNER, HEADER_WINNER_TOKENS,
 };
 use crate::{
@@ -35,9 +38,15 @@ pub struct CompletionBody<'a> {
 }
 
 impl<'a> CompletionBody<'a> {
-    pub fn new(outcome: &'a Outcome, choices: u32, requested_model: &'a str, bon: Option<Value>) -> Self {
+    pub fn new(
+        outcome: &'a Outcome,
+        choices: u32,
+        requested_model: &'a str,
+        logprobs: Logprobs,
+        bon: Option<Value>,
+    ) -> Self {
         const OURS: &[&str] = &["id", "object", "created", "model", "choices", "usage", "bon"];
-        const OURS_IN_A_CHOICE: &[&str] = &["index", "message", "finish_reason"];
+        const OURS_IN_A_CHOICE: &[&str] = &["index", "message", "finish_reason", "logprobs"];
         Self {
             id: &outcome.id,
             object: "chat.completion",
@@ -49,6 +58,7 @@ impl<'a> CompletionBody<'a> {
                     index,
                     message: &c.message,
                     finish_reason: c.finish_reason.as_deref(),
+                    logprobs: client_logprobs(c.extra.get("logprobs"), logprobs),
                     extra: Rest { map: Some(&c.extra), ours: OURS_IN_A_CHOICE },
                 })
                 .collect(),
@@ -64,8 +74,30 @@ struct ChoiceBody<'a> {
     index: usize,
     message: &'a Message,
     finish_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<Cow<'a, Value>>,
     #[serde(flatten)]
     extra: Rest<'a>,
+}
+
+/// A choice's `logprobs` as the client asked for them (see `Logprobs`); borrowed unless cut to fewer alternatives.
+fn client_logprobs(upstream: Option<&Value>, ask: Logprobs) -> Option<Cow<'_, Value>> {
+    let value = upstream?;
+    match ask {
+        Logprobs::AsReturned => Some(Cow::Borrowed(value)),
+        Logprobs::Drop => None,
+        Logprobs::Top(k) => {
+            let mut cut = value.clone();
+            if let Some(content) = cut.get_mut("content").and_then(Value::as_array_mut) {
+                for entry in content {
+                    if let Some(top) = entry.get_mut("top_logprobs").and_then(Value::as_array_mut) {
+                        top.truncate(k);
+                    }
+                }
+            }
+            Some(Cow::Owned(cut))
+        }
+    }
 }
 
 /// An upstream's extra fields, less the names the proxy writes itself.
@@ -173,6 +205,9 @@ pub fn bon_object(outcome: &Outcome, cache: CacheResult, reward_model: &str, can
                         if let Some(a) = &c.answer {
                             one["answer"] = json!(a);
                         }
+                        if let Some(conf) = &c.confidence {
+                            one["confidence"] = json!(conf);
+                        }
                         one
                     }
                     Err(e) => json!({"index": i, "score": null, "latency_ms": latency_ms, "error": e.to_string()}),
@@ -205,6 +240,9 @@ pub fn bon_headers(h: &mut HeaderMap, outcome: &Outcome, cache: CacheResult, rew
     set(HEADER_STRATEGY, Some(HeaderValue::from_static(outcome.selection.strategy.as_str())));
     if let Some(v) = &outcome.selection.vote {
         set(HEADER_VOTES, text(&format!("{}/{}", v.winner_voters, v.voters)));
+    }
+    if let Some(c) = outcome.winner().and_then(|(i, _)| outcome.candidates[i].confidence) {
+        set(HEADER_CONFIDENCE, text(&format!("{:.3}", c.lowest)));
     }
     let pruned = outcome.pruned();
     if !pruned.is_empty() {
@@ -244,7 +282,7 @@ mod tests {
             unscored: None,
             selection: Selection::default(),
         };
-        let body = serde_json::to_value(CompletionBody::new(&outcome, 2, "asked", None)).unwrap();
+        let body = serde_json::to_value(CompletionBody::new(&outcome, 2, "asked", Logprobs::AsReturned, None)).unwrap();
         let choice = |index: usize, text: &str| {
             json!({"index": index, "message": {"role": "assistant", "content": text}, "finish_reason": "stop",
                 "logprobs": {"content": []}})
@@ -258,7 +296,7 @@ mod tests {
                 "system_fingerprint": "fp"})
         );
         // OpenAI's key order, the upstream's additions after ours, then `bon`.
-        let text = serde_json::to_string(&CompletionBody::new(&outcome, 1, "asked", Some(json!({"n": 2})))).unwrap();
+        let text = serde_json::to_string(&CompletionBody::new(&outcome, 1, "asked", Logprobs::AsReturned, Some(json!({"n": 2})))).unwrap();
         assert!(
             text.starts_with(r#"{"id":"chatcmpl-bon-x","object":"chat.completion","created":9,"model":"asked","choices":[{"index":0,"#),
             "{text}"

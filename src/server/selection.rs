@@ -14,7 +14,7 @@ use crate::{
     select::{Extractor, Select, Strategy},
 };
 
-const NAMES: &str = "reward, vote, weighted-vote, judge, reward+judge";
+const NAMES: &str = "reward, vote, weighted-vote, judge, reward+judge, confidence, confidence-vote";
 
 /// The selection settings of a request.
 pub fn options(headers: &HeaderMap, bon: &BonOptions, cfg: &Config) -> Result<Select, ApiError> {
@@ -59,7 +59,13 @@ pub fn options(headers: &HeaderMap, bon: &BonOptions, cfg: &Config) -> Result<Se
         Some(on) => on,
         None => defaults.stop_on_agreement,
     };
-    Ok(Select { strategy, answer, shortlist, stop_on_agreement, ..defaults })
+    let confidence_keep = match &bon.confidence_keep {
+        Some(v) => v.as_f64().filter(|k| *k > 0.0 && *k <= 1.0).ok_or_else(|| {
+            bad("bon.confidence_keep", format!("bon.confidence_keep must be a number within (0, 1] (got {v})"))
+        })?,
+        None => defaults.confidence_keep,
+    };
+    Ok(Select { strategy, answer, shortlist, stop_on_agreement, confidence_keep, ..defaults })
 }
 
 /// Pruning stops candidates by their reward-model prefix scores: it serves `reward` and `reward+judge`. For the
@@ -95,6 +101,13 @@ pub fn key_part(select: &Select, judge_model: &str) -> Option<Value> {
             "shortlist": select.shortlist,
             "judge_mode": select.judge_mode,
             "judge_model": judge_model,
+        })),
+        Strategy::Confidence | Strategy::ConfidenceVote => Some(json!({
+            "strategy": select.strategy.as_str(),
+            "answer": select.answer.spec(),
+            "top_k": select.confidence_top_k,
+            "window": select.confidence_window,
+            "keep": select.confidence_keep,
         })),
     }
 }

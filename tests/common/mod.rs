@@ -119,6 +119,8 @@ pub enum Behaviour {
     Delay(Duration, String),
     Garbage,
     NoChoices,
+    /// This whole completion body.
+    Body(Value),
 }
 
 /// Answers each request according to `(seed - base) mod len`, and records the seeds it saw.
@@ -160,6 +162,7 @@ impl Respond for BySeed {
             }
             Behaviour::Garbage => ResponseTemplate::new(200).set_body_string("{\"choices\": [oops"),
             Behaviour::NoChoices => ResponseTemplate::new(200).set_body_json(json!({"choices": []})),
+            Behaviour::Body(body) => ResponseTemplate::new(200).set_body_json(body.clone()),
         }
     }
 }

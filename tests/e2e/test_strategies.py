@@ -182,3 +182,25 @@ def test_stop_on_agreement_only_stops_what_cannot_change_the_answer(client):
             assert counts[0] > runner_up + len(stopped), (counts, stopped)
             stops += 1
     assert stops > 0, "no call of five stopped a candidate on agreement"
+
+
+def test_confidence_reads_the_real_upstreams_logprobs_and_returns_them_only_when_asked(client):
+    raw, completion = ask(client, "What is the capital of France? Answer in one word.", 4, {"strategy": "confidence"})
+    assert raw.headers["x-bon-selection"] == "confidence", raw.headers
+    bon = completion.model_extra["bon"]
+    finished = [c for c in bon["candidates"] if "error" not in c]
+    assert finished and all(c["confidence"]["lowest"] > 0 and c["confidence"]["tokens"] > 0 for c in finished), bon
+    best = max(finished, key=lambda c: c["confidence"]["lowest"])
+    winner = bon["candidates"][int(raw.headers["x-bon-winner"])]
+    assert float(raw.headers["x-bon-confidence"]) == round(winner["confidence"]["lowest"], 3)
+    if not winner["flags"]:
+        assert winner["confidence"]["lowest"] == best["confidence"]["lowest"]
+    assert completion.choices[0].logprobs is None, "not asked for, not returned"
+    # Asked for: the winner's, with the client's own number of alternatives.
+    raw = client.chat.completions.with_raw_response.create(
+        model="smollm2", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=16, seed=3,
+        logprobs=True, top_logprobs=2, extra_headers={"x-bon-n": "3", **NO_STORE},
+        extra_body={"bon": {"strategy": "confidence"}},
+    )
+    content = raw.parse().choices[0].logprobs.content
+    assert content and all(len(t.top_logprobs) <= 2 for t in content), content

@@ -26,6 +26,9 @@ enum Act {
     SayOwned(String),
     Fail(UpstreamError),
     Hang,
+    /// Says this with `logprobs`: every word a token whose top log-probabilities are all minus the given
+    /// confidence (so that is its token confidence); `true`: stopped by the length limit.
+    Sure(&'static str, f64, bool),
 }
 
 struct FakeUpstream {
@@ -97,6 +100,7 @@ impl Upstream for FakeUpstream {
                 }
                 Act::Fail(e) => Err(e),
                 Act::Hang => futures::future::pending().await,
+                Act::Sure(text, confidence, cut) => Ok(sure(text, confidence, cut)),
             }
         }
         .boxed()
@@ -119,7 +123,7 @@ impl Upstream for FakeUpstream {
         let i = (body["seed"].as_i64().unwrap() - self.base) as usize;
         self.seen.lock().unwrap().push(body);
         let text = match self.acts[i].clone() {
-            Act::Say(t) | Act::Cut(t) => t.to_owned(),
+            Act::Say(t) | Act::Cut(t) | Act::Sure(t, _, _) => t.to_owned(),
             Act::SayOwned(t) => t,
             Act::Fail(e) => return async move { Err(e) }.boxed(),
             Act::Hang => return async { Ok(Streamed::Chunks(futures::stream::pending().boxed())) }.boxed(),
@@ -174,6 +178,23 @@ fn completion(text: &str) -> ChatCompletion {
         }),
         extra: Map::new(),
     }
+}
+
+/// A completion whose `logprobs` give every token the confidence `confidence` (five alternatives each).
+fn sure(text: &str, confidence: f64, cut: bool) -> ChatCompletion {
+    let mut c = completion(text);
+    let tokens: Vec<Value> = text
+        .split_whitespace()
+        .map(|w| {
+            let top: Vec<Value> = (0..5).map(|_| json!({"token": w, "logprob": -confidence})).collect();
+            json!({"token": w, "logprob": -0.01, "top_logprobs": top})
+        })
+        .collect();
+    c.choices[0].extra.insert("logprobs".into(), json!({"content": tokens}));
+    if cut {
+        c.choices[0].finish_reason = Some("length".into());
+    }
+    c
 }
 
 /// Scores a candidate by the number of `!` in it; can be told to fail.
@@ -273,6 +294,7 @@ fn status(code: u16, message: &str) -> UpstreamError {
     }
 }
 
+mod confidence;
 mod encoding;
 mod prune;
 mod run;

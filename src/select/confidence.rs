@@ -1,0 +1,102 @@
+//! The upstream's own token confidence (DeepConf, Fu et al. 2025, "Deep Think with Confidence"), read from the
+//! `logprobs` every upstream bon-proxy targets returns with an answer (llama.cpp's server, vLLM, Ollama since
+//! 0.12.11, OpenAI):
+//!
+//! - token confidence C = −(mean of the top-k log-probabilities at a position): high when the alternatives to the
+//!   chosen token are unlikely;
+//! - group confidence = the mean of C over a sliding window of W tokens (`--confidence-window`);
+//! - a candidate's **lowest** group confidence (its weakest stretch; the whole answer's mean when it is shorter than
+//!   W), its **tail** (the mean of its last W tokens) and its **mean** (all tokens).
+//!
+//! Pure functions; `bon/` asks the upstream for the log-probabilities and attaches the result to each candidate.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One candidate's confidence (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Confidence {
+    pub lowest: f64,
+    pub tail: f64,
+    pub mean: f64,
+    /// Tokens it was computed over.
+    pub tokens: usize,
+}
+
+/// Per token of a choice's `logprobs` object (`{"content": [{"token", "logprob", "top_logprobs": [...]}, ...]}`),
+/// −(mean of its first `top_k` top log-probabilities); the chosen token's own log-probability stands in when a
+/// position lists no alternatives. None when there are no token entries, or one is not a finite number.
+pub fn token_confidences(logprobs: &Value, top_k: usize) -> Option<Vec<f64>> {
+    let content = logprobs.get("content")?.as_array()?;
+    if content.is_empty() {
+        return None;
+    }
+    content
+        .iter()
+        .map(|entry| {
+            let top = entry.get("top_logprobs").and_then(Value::as_array).filter(|t| !t.is_empty());
+            let values: Vec<f64> = match top {
+                Some(top) => top.iter().take(top_k.max(1)).map(|t| t.get("logprob")?.as_f64()).collect::<Option<_>>()?,
+                None => vec![entry.get("logprob")?.as_f64()?],
+            };
+            let c = -values.iter().sum::<f64>() / values.len() as f64;
+            c.is_finite().then_some(c)
+        })
+        .collect()
+}
+
+/// Lowest, tail and mean confidence of `tokens` over windows of `window` tokens. None for no tokens.
+pub fn summarise(tokens: &[f64], window: usize) -> Option<Confidence> {
+    let n = tokens.len();
+    if n == 0 {
+        return None;
+    }
+    let w = window.clamp(1, n);
+    let mut prefix = Vec::with_capacity(n + 1);
+    prefix.push(0.0);
+    for c in tokens {
+        prefix.push(prefix[prefix.len() - 1] + c);
+    }
+    let mean_of = |from: usize, to: usize| (prefix[to] - prefix[from]) / (to - from) as f64;
+    let lowest = (0..=n - w).map(|start| mean_of(start, start + w)).fold(f64::INFINITY, f64::min);
+    Some(Confidence { lowest, tail: mean_of(n - w, n), mean: mean_of(0, n), tokens: n })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn entry(chosen: f64, top: &[f64]) -> Value {
+        let top: Vec<Value> = top.iter().map(|l| json!({"token": "x", "logprob": l})).collect();
+        json!({"token": "x", "logprob": chosen, "top_logprobs": top})
+    }
+
+    #[test]
+    fn token_confidence_is_minus_the_mean_of_the_top_k() {
+        let lp = json!({"content": [entry(-0.01, &[-0.01, -6.0, -8.0]), entry(-0.7, &[-0.7, -0.8, -2.5]), entry(-0.2, &[])]});
+        let c = token_confidences(&lp, 5).unwrap();
+        assert!((c[0] - (0.01 + 6.0 + 8.0) / 3.0).abs() < 1e-12);
+        assert!((c[1] - (0.7 + 0.8 + 2.5) / 3.0).abs() < 1e-12);
+        assert!((c[2] - 0.2).abs() < 1e-12, "no alternatives: the chosen token's own");
+        // Only the first k count.
+        assert!((token_confidences(&lp, 2).unwrap()[0] - 3.005).abs() < 1e-12);
+        assert_eq!(token_confidences(&json!({"content": []}), 5), None);
+        assert_eq!(token_confidences(&json!(null), 5), None);
+        assert_eq!(token_confidences(&json!({"content": [{"token": "x"}]}), 5), None, "no numbers");
+    }
+
+    #[test]
+    fn lowest_tail_and_mean_over_sliding_windows() {
+        let tokens = [5.0, 5.0, 5.0, 1.0, 1.0, 5.0, 5.0, 3.0];
+        let c = summarise(&tokens, 2).unwrap();
+        assert_eq!((c.lowest, c.tail, c.mean, c.tokens), (1.0, 4.0, 30.0 / 8.0, 8));
+        let c = summarise(&tokens, 4).unwrap();
+        assert_eq!(c.lowest, 3.0, "the lowest of the five 4-token windows: 12/4");
+        // Shorter than the window: one group, the whole answer.
+        let c = summarise(&[2.0, 4.0], 16).unwrap();
+        assert_eq!((c.lowest, c.tail, c.mean), (3.0, 3.0, 3.0));
+        assert_eq!(summarise(&[], 16), None);
+    }
+}
