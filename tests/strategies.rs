@@ -229,8 +229,9 @@ async fn requests_that_cannot_mean_what_they_say_are_400s() {
 
 /// A completion of `text` whose `logprobs` give each word the token confidence `confidence` (five alternatives).
 fn sure(text: &str, confidence: f64) -> Behaviour {
+    // Tokens as an upstream writes them, spaces included: they spell the text.
     let tokens: Vec<Value> = text
-        .split_whitespace()
+        .split_inclusive(' ')
         .map(|w| {
             let top: Vec<Value> = (0..5).map(|k| json!({"token": format!("{w}{k}"), "logprob": -confidence})).collect();
             json!({"token": w, "logprob": -0.01, "top_logprobs": top})
@@ -245,7 +246,7 @@ fn sure(text: &str, confidence: f64) -> Behaviour {
 async fn confidence_asks_for_logprobs_picks_by_them_and_returns_only_what_the_client_asked_for() {
     let behaviours = vec![sure("Lyon!!! for sure", 1.0), sure("It is Paris", 7.0), sure("Nice maybe", 2.0)];
     let responder = BySeed::new(0, behaviours);
-    let upstream = mock_upstream(responder.clone(), 6).await;
+    let upstream = mock_upstream(responder.clone(), 9).await;
     let app = spawn_app(config(&upstream.uri(), &["--strategy", "confidence"])).await;
     // Not asked for by the client: used to pick, then left out of the answer.
     let mut body = capital_request();
@@ -257,7 +258,10 @@ async fn confidence_asks_for_logprobs_picks_by_them_and_returns_only_what_the_cl
     assert_eq!(header(&resp, "x-bon-confidence"), "7.000");
     let out: Value = resp.json().await.unwrap();
     assert!(out["choices"][0].get("logprobs").is_none(), "{out}");
-    assert_eq!(out["bon"]["candidates"][1]["confidence"], json!({"lowest": 7.0, "tail": 7.0, "mean": 7.0, "tokens": 3}));
+    assert_eq!(
+        out["bon"]["candidates"][1]["confidence"],
+        json!({"lowest": 7.0, "tail": 7.0, "mean": 7.0, "tokens": 3})
+    );
     for sent in responder.bodies.lock().unwrap().iter() {
         assert_eq!((&sent["logprobs"], &sent["top_logprobs"]), (&json!(true), &json!(5)), "{sent}");
     }
@@ -269,8 +273,30 @@ async fn confidence_asks_for_logprobs_picks_by_them_and_returns_only_what_the_cl
     let content = out["choices"][0]["logprobs"]["content"].as_array().unwrap();
     assert_eq!(content.len(), 3);
     assert!(content.iter().all(|t| t["top_logprobs"].as_array().unwrap().len() == 2), "{out}");
+    // Streamed: one token a chunk, each with its own entry, cut to the client's 2 alternatives.
+    let mut body = capital_request();
+    body["seed"] = json!(0);
+    body["stream"] = json!(true);
+    body["logprobs"] = json!(true);
+    body["top_logprobs"] = json!(2);
+    let text = app.chat(body, &[("x-bon-n", "3")]).await.text().await.unwrap();
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let mut spelt = String::new();
+    for c in chunks.iter().filter(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty())) {
+        let piece = c["choices"][0]["delta"]["content"].as_str().unwrap();
+        let entries = c["choices"][0]["logprobs"]["content"].as_array().unwrap();
+        assert_eq!((entries.len(), entries[0]["token"].as_str()), (1, Some(piece)), "{c}");
+        assert_eq!(entries[0]["top_logprobs"].as_array().unwrap().len(), 2);
+        spelt.push_str(piece);
+    }
+    assert_eq!(spelt, "It is Paris");
     let page = app.metrics().await;
-    assert_eq!(metric(&page, "bon_candidate_confidence_count"), 6.0);
+    assert_eq!(metric(&page, "bon_candidate_confidence_count"), 9.0);
     app.stop().await;
     upstream.verify().await;
 }

@@ -36,7 +36,9 @@ pub fn token_confidences(logprobs: &Value, top_k: usize) -> Option<Vec<f64>> {
         .map(|entry| {
             let top = entry.get("top_logprobs").and_then(Value::as_array).filter(|t| !t.is_empty());
             let values: Vec<f64> = match top {
-                Some(top) => top.iter().take(top_k.max(1)).map(|t| t.get("logprob")?.as_f64()).collect::<Option<_>>()?,
+                Some(top) => {
+                    top.iter().take(top_k.max(1)).map(|t| t.get("logprob")?.as_f64()).collect::<Option<_>>()?
+                }
                 None => vec![entry.get("logprob")?.as_f64()?],
             };
             let c = -values.iter().sum::<f64>() / values.len() as f64;

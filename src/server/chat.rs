@@ -61,7 +61,8 @@ pub async fn chat_completions(
     match result {
         Ok((outcome, cache)) => {
             let bon = reply.return_candidates.then(|| bon_object(&outcome, cache, &state.reward_model_id, true));
-            let mut response = Json(CompletionBody::new(&outcome, reply.choices, &reply.model, reply.logprobs, bon)).into_response();
+            let mut response =
+                Json(CompletionBody::new(&outcome, reply.choices, &reply.model, reply.logprobs, bon)).into_response();
             bon_headers(response.headers_mut(), &outcome, cache, &state.reward_model_id);
             response
         }

@@ -7,11 +7,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::prepare::Logprobs;
 use super::headers::{
-    HEADER_CACHE, HEADER_CONFIDENCE, HEADER_N, HEADER_PRUNED, HEADER_REWARD_MODEL, HEADER_SCORES, HEADER_SELECTION, HEADER_STRATEGY,
-    HEADER_VOTES, HEADER_WINNER, HEADER_WINNER_TOKENS,
+    HEADER_CACHE, HEADER_CONFIDENCE, HEADER_N, HEADER_PRUNED, HEADER_REWARD_MODEL, HEADER_SCORES, HEADER_SELECTION,
+    HEADER_STRATEGY, HEADER_VOTES, HEADER_WINNER, HEADER_WINNER_TOKENS,
 };
+use super::prepare::Logprobs;
 use crate::{
     bon::{Outcome, Unscored},
     cache::CacheResult,
@@ -81,7 +81,7 @@ struct ChoiceBody<'a> {
 }
 
 /// A choice's `logprobs` as the client asked for them (see `Logprobs`); borrowed unless cut to fewer alternatives.
-fn client_logprobs(upstream: Option<&Value>, ask: Logprobs) -> Option<Cow<'_, Value>> {
+pub fn client_logprobs(upstream: Option<&Value>, ask: Logprobs) -> Option<Cow<'_, Value>> {
     let value = upstream?;
     match ask {
         Logprobs::AsReturned => Some(Cow::Borrowed(value)),
@@ -296,7 +296,14 @@ mod tests {
                 "system_fingerprint": "fp"})
         );
         // OpenAI's key order, the upstream's additions after ours, then `bon`.
-        let text = serde_json::to_string(&CompletionBody::new(&outcome, 1, "asked", Logprobs::AsReturned, Some(json!({"n": 2})))).unwrap();
+        let text = serde_json::to_string(&CompletionBody::new(
+            &outcome,
+            1,
+            "asked",
+            Logprobs::AsReturned,
+            Some(json!({"n": 2})),
+        ))
+        .unwrap();
         assert!(
             text.starts_with(r#"{"id":"chatcmpl-bon-x","object":"chat.completion","created":9,"model":"asked","choices":[{"index":0,"#),
             "{text}"

@@ -28,8 +28,8 @@ use tokio::sync::mpsc;
 use super::{
     headers::{HEADER_N, HEADER_REWARD_MODEL},
     inflight::{Finished, Held},
-    prepare::Reply,
-    response::{bon_headers, bon_object, model_name, ranked_choices, usage_json},
+    prepare::{Logprobs, Reply},
+    response::{bon_headers, bon_object, client_logprobs, model_name, ranked_choices, usage_json},
 };
 
 use crate::{
@@ -49,6 +49,7 @@ struct Shape {
     include_usage: bool,
     return_candidates: bool,
     reward_model: String,
+    logprobs: Logprobs,
 }
 
 /// The streaming response for `work` (`n` candidates). `updates` brings the last candidate standing while it
@@ -67,6 +68,7 @@ pub async fn respond(
         include_usage: reply.include_usage,
         return_candidates: reply.return_candidates,
         reward_model: state.reward_model_id.clone(),
+        logprobs: reply.logprobs,
     };
     let keepalive = state.config.server.sse_keepalive;
     let mut work: Work = Box::pin(work);
@@ -236,11 +238,13 @@ fn chunks(outcome: &Outcome, cache: CacheResult, shape: &Shape, streamed: bool) 
     };
     let mut out = Vec::new();
     for (index, choice) in ranked_choices(outcome, shape.choices).enumerate() {
-        let delta = |d: Value| json!([{"index": index, "delta": d, "logprobs": null, "finish_reason": null}]);
+        let with = |d: Value, lp: Value| json!([{"index": index, "delta": d, "logprobs": lp, "finish_reason": null}]);
+        let delta = |d: Value| with(d, Value::Null);
         if !(streamed && index == 0) {
             out.push(chunk(delta(json!({"role": "assistant", "content": ""}))));
-            for piece in split_text(&choice.message.text()) {
-                out.push(chunk(delta(json!({"content": piece}))));
+            let logprobs = client_logprobs(choice.extra.get("logprobs"), shape.logprobs);
+            for (piece, lp) in content_pieces(&choice.message.text(), logprobs.as_deref()) {
+                out.push(chunk(with(json!({"content": piece}), lp)));
             }
         }
         if let Some(Value::Array(calls)) = choice.message.extra.get("tool_calls") {
@@ -274,6 +278,26 @@ fn chunks(outcome: &Outcome, cache: CacheResult, shape: &Shape, streamed: bool) 
 
 /// Splits text into pieces of about `CHUNK_CHARS` characters, cutting after whitespace where it can, so that the
 /// pieces concatenate back to the text exactly.
+/// The content deltas of a streamed answer and the `logprobs` each carries, as OpenAI streams them: with the
+/// client's log-probabilities, one token a chunk with its entry when the tokens spell the text; when they do not
+/// (byte-level pieces), the text in pieces and every entry on the first. Without, the text in pieces, `null` each.
+fn content_pieces(text: &str, logprobs: Option<&Value>) -> Vec<(String, Value)> {
+    let entries = logprobs.and_then(|l| l.get("content")).and_then(Value::as_array).filter(|e| !e.is_empty());
+    let Some(entries) = entries else {
+        return split_text(text).into_iter().map(|p| (p.to_owned(), Value::Null)).collect();
+    };
+    let tokens: Option<Vec<&str>> = entries.iter().map(|e| e.get("token").and_then(Value::as_str)).collect();
+    if let Some(tokens) = tokens.filter(|t| t.concat() == text) {
+        return tokens.iter().zip(entries).map(|(t, e)| ((*t).to_owned(), json!({"content": [e]}))).collect();
+    }
+    let mut pieces: Vec<(String, Value)> = split_text(text).into_iter().map(|p| (p.to_owned(), Value::Null)).collect();
+    match pieces.first_mut() {
+        Some(first) => first.1 = json!({"content": entries}),
+        None => pieces.push((String::new(), json!({"content": entries}))),
+    }
+    pieces
+}
+
 pub fn split_text(text: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut start = 0;

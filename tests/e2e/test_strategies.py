@@ -204,3 +204,20 @@ def test_confidence_reads_the_real_upstreams_logprobs_and_returns_them_only_when
     )
     content = raw.parse().choices[0].logprobs.content
     assert content and all(len(t.top_logprobs) <= 2 for t in content), content
+
+
+def test_a_streamed_winner_keeps_its_logprobs_when_asked(client):
+    stream = client.chat.completions.create(
+        model="smollm2", messages=[{"role": "user", "content": "Name a colour."}], max_tokens=16, seed=5,
+        logprobs=True, top_logprobs=2, stream=True, extra_headers={"x-bon-n": "3", **NO_STORE},
+        extra_body={"bon": {"strategy": "confidence"}},
+    )
+    text, entries = "", []
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            text += chunk.choices[0].delta.content
+        if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+            entries += chunk.choices[0].logprobs.content
+    assert text and entries, (text, entries)
+    assert all(len(e.top_logprobs) <= 2 for e in entries)
+    assert "".join(e.token for e in entries) == text, "one token a chunk, spelling the answer"
