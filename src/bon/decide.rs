@@ -80,10 +80,8 @@ pub(super) async fn refine(
                     order
                 } else {
                     // The most confident `keep` share of the candidates with an answer and a confidence vote.
-                    let eligible: Vec<usize> =
-                        order.iter().copied().filter(|&p| answers[p].is_some() && confidence[p].is_some()).collect();
-                    let kept = ((eligible.len() as f64 * plan.select.confidence_keep).ceil() as usize).max(1);
-                    let voters = &eligible[..kept.min(eligible.len())];
+                    let eligible = |p: usize| answers[p].is_some() && confidence[p].is_some();
+                    let voters = crate::select::confidence::voters(&order, eligible, plan.select.confidence_keep);
                     let score = |p: usize| confidence[p].map(|c| c as f32);
                     let ballots = ballots(&answers, &flagged, score, |p| voters.contains(&p));
                     voted(&mut sel, &ballots, Weighting::Score, Strategy::ConfidenceVote, order, plan.guard, metrics)

@@ -9,6 +9,8 @@
 //! - reward: the proxy's reward pick (guard tier, then reward; `stats::expected_pick`);
 //! - vote, weighted-vote: `select::vote` over the subset, returned as the proxy returns it (fallback: reward);
 //! - judge: the highest judge rating (pointwise), when every sample was rated;
+//! - confidence: the proxy's `confidence` pick (guard tier, then the lowest group confidence), when samples carry a
+//!   confidence; confidence vote: `confidence-vote` over the subset, as the proxy runs it (fallback: a count);
 //! - any correct: some sample of the subset is right (pass@n, the ceiling of any selection);
 //! - stop-on-agreement tokens: completion tokens a `vote` with stop on agreement spends, as a share of all n
 //!   answers'. Candidates run side by side, so they finish in order of length: the stop comes when the shortest k
@@ -21,6 +23,7 @@ use serde::Serialize;
 use super::{Sample, keys, stats};
 use crate::select::{
     answer::normalise,
+    confidence,
     vote::{self, Ballot, Weighting},
 };
 
@@ -34,6 +37,8 @@ pub struct Accuracy {
     pub vote: Option<f64>,
     pub weighted_vote: Option<f64>,
     pub judge: Option<f64>,
+    pub confidence: Option<f64>,
+    pub confidence_vote: Option<f64>,
     pub any_correct: Option<f64>,
     /// Completion tokens spent with stop on agreement / without (vote).
     pub agreement_tokens: Option<f64>,
@@ -64,6 +69,7 @@ pub const DRAWS: usize = 2_000;
 pub struct Simulate {
     pub guard: bool,
     pub vote_temperature: f64,
+    pub confidence_keep: f64,
 }
 
 /// Per-prompt values, averaged by `accuracy`.
@@ -76,6 +82,8 @@ struct Acc {
     vote: Vec<f64>,
     weighted: Vec<f64>,
     judge: Vec<f64>,
+    confidence: Vec<f64>,
+    confidence_vote: Vec<f64>,
     any: Vec<f64>,
     tokens: Vec<f64>,
     /// Prompts estimated from draws, and their summed squared standard errors (vote, weighted, any, tokens).
@@ -104,6 +112,15 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
             let judge_keys: Vec<(u8, f32)> = ok.iter().map(|s| (0, s.rating.unwrap_or(0.0) as f32)).collect();
             acc.judge.extend(stats::expected_pick(&judge_keys, &right, n));
         }
+        let confident = ok.iter().any(|s| s.confidence.is_some());
+        if confident {
+            let keys: Vec<(u8, f32)> = reward_keys
+                .iter()
+                .zip(&ok)
+                .map(|(k, s)| (k.0, s.confidence.map_or(f32::NAN, |c| c.lowest as f32)))
+                .collect();
+            acc.confidence.extend(stats::expected_pick(&keys, &right, n));
+        }
         let exact = binomial(ok.len(), n) <= EXACT_SUBSETS;
         let subsets: Box<dyn Iterator<Item = Vec<usize>>> = if exact {
             Box::new(combinations(ok.len(), n))
@@ -114,13 +131,18 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
         };
         // Per subset: vote right, weighted vote right, any right, stop-on-agreement token share.
         let mut values: [Vec<f64>; 4] = Default::default();
+        let mut confidence_votes = Vec::new();
         for subset in subsets {
             let pick = |weighting| vote_pick(&ok, &reward_keys, &subset, weighting, sim.guard);
             values[0].push(right[pick(Weighting::Count)]);
             values[1].push(right[pick(Weighting::Softmax { temperature: sim.vote_temperature })]);
             values[2].push(f64::from(u8::from(subset.iter().any(|&i| right[i] > 0.0))));
             values[3].push(agreement_share(&ok, &subset, sim.guard));
+            if confident {
+                confidence_votes.push(right[confidence_vote_pick(&ok, &reward_keys, &subset, sim)]);
+            }
         }
+        acc.confidence_vote.extend(stats::mean(confidence_votes));
         let [v, w, a, t] = values.map(|xs| mean_and_variance_of_mean(&xs));
         acc.vote.push(v.0);
         acc.weighted.push(w.0);
@@ -151,10 +173,83 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
         vote: stats::mean(acc.vote),
         weighted_vote: stats::mean(acc.weighted),
         judge: stats::mean(acc.judge),
+        confidence: stats::mean(acc.confidence),
+        confidence_vote: stats::mean(acc.confidence_vote),
         any_correct: stats::mean(acc.any),
         agreement_tokens: stats::mean(acc.tokens),
         sampled,
     }
+}
+
+/// Accuracy of the samples whose confidence falls in one band (a reliability table: does a sure answer tend to
+/// be right?).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Reliability {
+    /// The band's lowest and highest lowest-group confidence.
+    pub from: f64,
+    pub to: f64,
+    pub samples: usize,
+    pub accuracy: f64,
+}
+
+/// Every successful sample with a confidence, of the prompts with a reference answer, in `bands` bands of equal
+/// count, least confident first.
+pub fn reliability(prompts: &[(Option<&str>, &[Sample], &Sample)], bands: usize) -> Vec<Reliability> {
+    let mut points: Vec<(f64, bool)> = prompts
+        .iter()
+        .filter_map(|&(reference, samples, _)| Some((normalise(reference?), samples)))
+        .flat_map(|(reference, samples)| {
+            samples
+                .iter()
+                .filter(|s| s.ok())
+                .filter_map(|s| Some((s.confidence?.lowest, s.answer.as_deref() == Some(reference.as_str()))))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let per = points.len().div_ceil(bands.max(1)).max(1);
+    points
+        .chunks(per)
+        .map(|band| Reliability {
+            from: band[0].0,
+            to: band[band.len() - 1].0,
+            samples: band.len(),
+            accuracy: band.iter().filter(|p| p.1).count() as f64 / band.len() as f64,
+        })
+        .collect()
+}
+
+/// The sample `confidence-vote` returns among `subset` (indices into `ok`), as the proxy runs it (`bon::decide`):
+/// subset positions in reward order re-ordered by guard tier and confidence; the most confident `confidence_keep`
+/// of those with an answer and a confidence vote, weighted by confidence; the winning answer's most confident
+/// sample. Without any confidence, a count vote.
+fn confidence_vote_pick(ok: &[&Sample], keys: &[(u8, f32)], subset: &[usize], sim: Simulate) -> usize {
+    let conf = |p: usize| ok[subset[p]].confidence.map(|c| c.lowest);
+    if (0..subset.len()).all(|p| conf(p).is_none()) {
+        return vote_pick(ok, keys, subset, Weighting::Count, sim.guard);
+    }
+    let sub_keys: Vec<(u8, f32)> = subset.iter().map(|&i| keys[i]).collect();
+    let mut order: Vec<usize> = stats::ascending(&sub_keys).into_iter().rev().collect();
+    order.sort_by(|&a, &b| {
+        sub_keys[a].0.cmp(&sub_keys[b].0).then_with(|| match (conf(a), conf(b)) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (x, y) => y.is_some().cmp(&x.is_some()),
+        })
+    });
+    let answer = |p: usize| ok[subset[p]].answer.clone();
+    let voters = confidence::voters(&order, |p| answer(p).is_some() && conf(p).is_some(), sim.confidence_keep);
+    let ballots: Vec<Ballot> = (0..subset.len())
+        .map(|p| Ballot {
+            answer: answer(p).filter(|_| voters.contains(&p)),
+            score: conf(p).map(|c| c as f32),
+            flagged: sub_keys[p].0 > 0,
+        })
+        .collect();
+    let best = match vote::tally(&ballots, Weighting::Score, sim.guard) {
+        Some(t) => vote::order(&order, &t)[0],
+        None => order[0],
+    };
+    subset[best]
 }
 
 /// The mean of `xs` and the variance of that mean (sample variance / count; 0 for fewer than two).
@@ -264,7 +359,7 @@ mod tests {
         x
     }
 
-    const SIM: Simulate = Simulate { guard: true, vote_temperature: 1.0 };
+    const SIM: Simulate = Simulate { guard: true, vote_temperature: 1.0, confidence_keep: 0.5 };
 
     #[test]
     fn many_subsets_are_drawn_not_enumerated_and_the_estimate_says_so() {
@@ -302,6 +397,38 @@ mod tests {
             subsets.iter().map(|sub| right[vote_pick(&ok, &keys, sub, Weighting::Count, SIM.guard)]).collect();
         let (mean, var) = mean_and_variance_of_mean(&drawn);
         assert!((mean - exact.vote.unwrap()).abs() < 4.0 * var.sqrt() + 1e-9, "{mean} vs {:?}", exact.vote);
+    }
+
+    fn sure(answer: &str, reward: f32, confidence: f64) -> Sample {
+        let c = crate::select::Confidence { lowest: confidence, tail: confidence, mean: confidence, tokens: 4 };
+        Sample { confidence: Some(c), ..s(answer, reward, 10) }
+    }
+
+    #[test]
+    fn confidence_strategies_as_the_proxy_runs_them_and_their_reliability() {
+        // Three unsure 7s (the reward model likes them) against two sure 8s; the reference says 8.
+        let samples = vec![
+            sure("7", 3.0, 1.0),
+            sure("8", 0.0, 5.0),
+            sure("7", 2.0, 1.1),
+            sure("8", 0.5, 5.5),
+            sure("7", 1.0, 0.9),
+        ];
+        let greedy = s("8", 0.0, 10);
+        let a = accuracy(&[(Some("8"), &samples, &greedy)], 5, SIM);
+        assert_eq!((a.vote, a.reward), (Some(0.0), Some(0.0)), "a count and the reward model say 7");
+        assert_eq!((a.confidence, a.confidence_vote), (Some(1.0), Some(1.0)), "{a:?}");
+        // n = 1: every strategy is one sample.
+        let one = accuracy(&[(Some("8"), &samples, &greedy)], 1, SIM);
+        assert_eq!((one.confidence, one.confidence_vote), (Some(0.4), Some(0.4)));
+        // Without confidences the columns are empty.
+        let plain: Vec<Sample> = samples.iter().map(|x| Sample { confidence: None, ..x.clone() }).collect();
+        let a = accuracy(&[(Some("8"), &plain, &greedy)], 5, SIM);
+        assert_eq!((a.confidence, a.confidence_vote), (None, None));
+        let bands = reliability(&[(Some("8"), &samples, &greedy)], 2);
+        assert_eq!(bands.len(), 2);
+        assert_eq!((bands[0].samples, bands[0].accuracy, bands[0].from, bands[0].to), (3, 0.0, 0.9, 1.1));
+        assert_eq!((bands[1].samples, bands[1].accuracy), (2, 1.0));
     }
 
     #[test]

@@ -61,6 +61,17 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 1.0)]
     pub vote_temperature: f64,
 
+    /// Ask every sample for this many top log-probabilities and measure the confidence strategies (as the proxy's
+    /// --confidence-top-k; 0: do not ask).
+    #[arg(long, default_value_t = 5)]
+    pub confidence_top_k: u32,
+    /// Tokens per confidence group (as the proxy's --confidence-window).
+    #[arg(long, default_value_t = 16)]
+    pub confidence_window: usize,
+    /// confidence-vote: the share of the samples, most confident first, whose answers vote (as --confidence-keep).
+    #[arg(long, default_value_t = 0.5)]
+    pub confidence_keep: f64,
+
     /// Also measure how well the reward model's scores of partial answers (16-128 tokens) predict its scores of
     /// the whole ones, and write the calibration `--prune-confidence` needs (prune_report.md / .json).
     #[arg(long)]

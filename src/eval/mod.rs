@@ -31,7 +31,7 @@ use crate::{
     config::reward_model_spec,
     openai::Message,
     reward::{Score, ScoreInput, Scorer, hub::HubOptions, source},
-    select::Extractor,
+    select::{Confidence, confidence},
     upstream::{Client, Upstream},
 };
 
@@ -75,6 +75,9 @@ pub struct Sample {
     /// The final answer extracted by `--answer` (normalised).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
+    /// The upstream's token confidence in it (`--confidence-top-k` above 0 and the upstream returned `logprobs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<Confidence>,
     pub error: Option<String>,
     /// What the guard saw (`flags` holds their names); whether it ranks by them is `--degenerate-guard`.
     #[serde(skip)]
@@ -123,6 +126,12 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
     }
     if !(args.vote_temperature.is_finite() && args.vote_temperature > 0.0) {
         return Err(EvalError::Args("--vote-temperature must be a finite number > 0".into()));
+    }
+    if args.confidence_top_k > 20 || args.confidence_window == 0 {
+        return Err(EvalError::Args("--confidence-top-k must be within 0..=20, --confidence-window at least 1".into()));
+    }
+    if !(args.confidence_keep > 0.0 && args.confidence_keep <= 1.0) {
+        return Err(EvalError::Args("--confidence-keep must be within (0, 1]".into()));
     }
     let prompts = read_prompts(&args.prompts, args.limit)?;
     std::fs::create_dir_all(&args.out).map_err(|e| EvalError::Io(args.out.display().to_string(), e))?;
@@ -232,11 +241,15 @@ async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Prompt], 
             body.insert("temperature".into(), json!(if greedy { 0.0 } else { args.temperature }));
             body.insert("seed".into(), json!(seed.unwrap_or(args.seed)));
             body.insert("stream".into(), json!(false));
+            if args.confidence_top_k > 0 {
+                body.insert("logprobs".into(), json!(true));
+                body.insert("top_logprobs".into(), json!(args.confidence_top_k));
+            }
             let bar = &bar;
             async move {
                 let result = upstream.chat(body.into(), None).await;
                 bar.inc(1);
-                (p, i, sample(result, seed, &args.answer))
+                (p, i, sample(result, seed, args))
             }
         })
         .buffer_unordered(args.concurrency)
@@ -268,17 +281,23 @@ async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Prompt], 
 fn sample(
     result: Result<crate::openai::ChatCompletion, crate::upstream::UpstreamError>,
     seed: Option<i64>,
-    extractor: &Extractor,
+    args: &EvalArgs,
 ) -> Sample {
     match result {
         Ok(c) => {
             let flags = Flags::of(&c);
             let message = response_message(&c);
             let text = message.text();
+            let confidence = c.choices[0]
+                .extra
+                .get("logprobs")
+                .and_then(|l| confidence::token_confidences(l, args.confidence_top_k as usize))
+                .and_then(|tokens| confidence::summarise(&tokens, args.confidence_window));
             Sample {
                 seed,
                 words: text.split_whitespace().count(),
-                answer: extractor.extract(&text),
+                answer: args.answer.extract(&text),
+                confidence,
                 text,
                 finish_reason: c.choices[0].finish_reason.clone(),
                 completion_tokens: c.usage.map(|u| u.completion_tokens),
@@ -305,6 +324,7 @@ fn sample_err(error: &str) -> Sample {
         reward: None,
         rating: None,
         answer: None,
+        confidence: None,
         error: Some(error.to_owned()),
         guard: Flags::default(),
         message: None,

@@ -32,6 +32,9 @@ pub struct Results {
     pub answer: Option<String>,
     pub vote_temperature: f64,
     pub by_n: Vec<NResult>,
+    /// Accuracy by the samples' confidence, least confident first (when samples carry one and prompts an answer).
+    pub reliability: Vec<accuracy::Reliability>,
+    pub confidence_window: usize,
 }
 
 /// The numbers for one n, averaged over the prompts with at least n successful samples.
@@ -93,7 +96,7 @@ fn win_rate(prefs: &[f64]) -> Option<WinRate> {
 pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &EvalArgs, judged: bool) -> Results {
     let guard = args.degenerate_guard == crate::bon::Switch::On;
     let referenced = runs.iter().any(|r| r.answer.is_some());
-    let sim = Simulate { guard, vote_temperature: args.vote_temperature };
+    let sim = Simulate { guard, vote_temperature: args.vote_temperature, confidence_keep: args.confidence_keep };
     let with_answers: Vec<(Option<&str>, &[Sample], &Sample)> =
         runs.iter().map(|r| (r.answer.as_deref(), r.samples.as_slice(), &r.greedy)).collect();
     let by_n = ns
@@ -137,6 +140,8 @@ pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &Eval
         answer: referenced.then(|| args.answer.spec()),
         vote_temperature: args.vote_temperature,
         by_n,
+        confidence_window: args.confidence_window,
+        reliability: if referenced { accuracy::reliability(&with_answers, 5) } else { Vec::new() },
     }
 }
 
@@ -226,14 +231,14 @@ fn accuracy_section(s: &mut String, r: &Results, answer: &str) {
     );
     let _ = writeln!(
         s,
-        "| n | prompts | single | greedy | reward | vote | weighted vote | judge | any | stop tokens |\n\
-         |---|---|---|---|---|---|---|---|---|---|"
+        "| n | prompts | single | greedy | reward | vote | weighted vote | judge | confidence | confidence vote | any | \
+         stop tokens |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for x in &r.by_n {
         let Some(a) = &x.accuracy else { continue };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             x.n,
             a.prompts,
             num(a.single, 3),
@@ -242,6 +247,8 @@ fn accuracy_section(s: &mut String, r: &Results, answer: &str) {
             num(a.vote, 3),
             num(a.weighted_vote, 3),
             num(a.judge, 3),
+            num(a.confidence, 3),
+            num(a.confidence_vote, 3),
             num(a.any_correct, 3),
             num(a.agreement_tokens, 2)
         );
@@ -264,6 +271,19 @@ fn accuracy_section(s: &mut String, r: &Results, answer: &str) {
         );
     }
     let _ = writeln!(s, "\n![accuracy vs n](accuracy_vs_n.png)\n");
+    if !r.reliability.is_empty() {
+        let _ = writeln!(
+            s,
+            "Reliability: the samples in five bands of equal count by their lowest group confidence (window {}), \
+             and how often each band is right. A confidence worth selecting by rises with accuracy.\n\n\
+             | confidence | samples | accuracy |\n|---|---|---|",
+            r.confidence_window
+        );
+        for b in &r.reliability {
+            let _ = writeln!(s, "| {:.2}–{:.2} | {} | {:.3} |", b.from, b.to, b.samples, b.accuracy);
+        }
+        let _ = writeln!(s);
+    }
 }
 
 /// The report: setup, the reward table, the judge table, plots, and how to read them.

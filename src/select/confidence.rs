@@ -64,6 +64,14 @@ pub fn summarise(tokens: &[f64], window: usize) -> Option<Confidence> {
     Some(Confidence { lowest, tail: mean_of(n - w, n), mean: mean_of(0, n), tokens: n })
 }
 
+/// Who votes in `confidence-vote`: of `order` (positions, most confident first), those `eligible` (with an answer
+/// and a confidence), the first ceil(`keep` × their number), at least one.
+pub fn voters(order: &[usize], eligible: impl Fn(usize) -> bool, keep: f64) -> Vec<usize> {
+    let eligible: Vec<usize> = order.iter().copied().filter(|&p| eligible(p)).collect();
+    let kept = ((eligible.len() as f64 * keep).ceil() as usize).max(1).min(eligible.len());
+    eligible[..kept].to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -87,6 +95,15 @@ mod tests {
         assert_eq!(token_confidences(&json!({"content": []}), 5), None);
         assert_eq!(token_confidences(&json!(null), 5), None);
         assert_eq!(token_confidences(&json!({"content": [{"token": "x"}]}), 5), None, "no numbers");
+    }
+
+    #[test]
+    fn the_most_confident_share_of_the_eligible_votes() {
+        let order = [4, 0, 3, 1, 2];
+        assert_eq!(voters(&order, |p| p != 0, 0.5), vec![4, 3], "ceil(4 x 0.5) of those eligible, in order");
+        assert_eq!(voters(&order, |_| true, 0.01), vec![4], "at least one");
+        assert_eq!(voters(&order, |_| true, 1.0), order.to_vec());
+        assert!(voters(&order, |_| false, 0.5).is_empty());
     }
 
     #[test]
