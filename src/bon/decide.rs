@@ -84,7 +84,20 @@ pub(super) async fn refine(
                     let voters = crate::select::confidence::voters(&order, eligible, plan.select.confidence_keep);
                     let score = |p: usize| confidence[p].map(|c| c as f32);
                     let ballots = ballots(&answers, &flagged, score, |p| voters.contains(&p));
-                    voted(&mut sel, &ballots, Weighting::Score, Strategy::ConfidenceVote, order, plan.guard, metrics)
+                    let order = voted(
+                        &mut sel,
+                        &ballots,
+                        Weighting::Score,
+                        Strategy::ConfidenceVote,
+                        order,
+                        plan.guard,
+                        metrics,
+                    );
+                    if sel.fallback == Some(Fallback::NoAnswers) {
+                        // Nothing to vote on: the confidence order stands (`confidence; fallback=no-answers`).
+                        sel.decided_by = Strategy::Confidence;
+                    }
+                    order
                 }
             }
         }

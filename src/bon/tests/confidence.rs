@@ -69,3 +69,18 @@ async fn without_logprobs_the_confidence_strategies_fall_back_and_say_so() {
     // Not a degraded result: the upstream does not return logprobs, a retry would not either.
     assert_eq!(crate::cache::Degraded::degraded(&Arc::new(out)), None);
 }
+
+#[tokio::test]
+async fn a_confidence_vote_without_answers_leaves_the_confidence_order() {
+    let mut p = with(Strategy::ConfidenceVote, 3);
+    p.select.answer = Extractor::LastNumber;
+    let acts = vec![
+        Act::Sure("no digits!!", 1.0, false),
+        Act::Sure("none here", 4.0, false),
+        Act::Sure("nor here", 2.0, false),
+    ];
+    let m = Metrics::new().unwrap();
+    let out = go(&upstream(0, acts), &scorer(false), &p, LIMIT, &m).await.unwrap();
+    assert_eq!((out.selection.decided_by, out.selection.fallback), (Strategy::Confidence, Some(Fallback::NoAnswers)));
+    assert_eq!(out.ranked, vec![1, 2, 0]);
+}
