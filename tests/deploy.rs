@@ -118,3 +118,25 @@ fn profiler_dumps_stay_out_of_the_repository_and_the_image() {
     assert!(lines(".gitignore").iter().any(|l| l == "onnxruntime_profile_*.json"), ".gitignore");
     assert!(lines(".dockerignore").iter().any(|l| l == "**/onnxruntime_profile_*.json"), ".dockerignore");
 }
+
+#[test]
+fn every_kubernetes_probe_sets_its_timeout() {
+    // The kubelet's default timeoutSeconds is 1 s: a probe that takes longer counts as failed. /ready answers from
+    // state (it never probes an upstream inline), but the timeout is written down, never left to the default.
+    for path in ["deploy/k8s/deployment.yaml", "deploy/k8s/upstreams.yaml", "deploy/k8s/redis.yaml"] {
+        let text = read(path);
+        let lines: Vec<&str> = text.lines().collect();
+        let probes: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].trim_end().ends_with("Probe:")).collect();
+        assert!(!probes.is_empty(), "{path} has no probe");
+        for &i in &probes {
+            let indent = lines[i].len() - lines[i].trim_start().len();
+            let body =
+                lines[i + 1..].iter().take_while(|l| l.len() - l.trim_start().len() > indent || l.trim().is_empty());
+            assert!(
+                body.clone().any(|l| l.trim_start().starts_with("timeoutSeconds:")),
+                "{path}: {} without timeoutSeconds",
+                lines[i].trim()
+            );
+        }
+    }
+}
