@@ -84,3 +84,21 @@ async fn a_confidence_vote_without_answers_leaves_the_confidence_order() {
     assert_eq!((out.selection.decided_by, out.selection.fallback), (Strategy::Confidence, Some(Fallback::NoAnswers)));
     assert_eq!(out.ranked, vec![1, 2, 0]);
 }
+
+#[tokio::test]
+async fn two_fairly_sure_agreeing_voters_outweigh_the_single_surest() {
+    let acts = vec![
+        Act::Sure("5", 5.0, false),
+        Act::Sure("6", 4.0, false),
+        Act::Sure("It is 6", 3.9, false),
+        Act::Sure("7", 1.0, false),
+        Act::Sure("8", 0.5, false),
+    ];
+    let m = Metrics::new().unwrap();
+    let sure = go(&upstream(0, acts.clone()), &scorer(false), &with(Strategy::Confidence, 5), LIMIT, &m).await.unwrap();
+    assert_eq!(sure.winner().unwrap().0, 0, "the single surest");
+    let out = go(&upstream(0, acts), &scorer(false), &with(Strategy::ConfidenceVote, 5), LIMIT, &m).await.unwrap();
+    let v = out.selection.vote.clone().unwrap();
+    assert_eq!((v.answer.as_str(), v.voters), ("6", 3), "6 weighs 7.9 against 5's 5.0 among the surest three");
+    assert_eq!(out.winner().unwrap().0, 1, "the surer of the two 6s");
+}
