@@ -280,12 +280,7 @@ async fn confidence_asks_for_logprobs_picks_by_them_and_returns_only_what_the_cl
     body["logprobs"] = json!(true);
     body["top_logprobs"] = json!(2);
     let text = app.chat(body, &[("x-bon-n", "3")]).await.text().await.unwrap();
-    let chunks: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let chunks = sse_chunks(&text);
     let mut spelt = String::new();
     for c in chunks.iter().filter(|c| c["choices"][0]["delta"]["content"].as_str().is_some_and(|t| !t.is_empty())) {
         let piece = c["choices"][0]["delta"]["content"].as_str().unwrap();

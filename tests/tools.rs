@@ -86,12 +86,7 @@ async fn a_tool_call_winner_streams_as_delta_tool_calls() {
     let mut streamed = request();
     streamed["stream"] = json!(true);
     let text = app.chat(streamed, &[("x-bon-n", "2")]).await.text().await.unwrap();
-    let chunks: Vec<Value> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect();
+    let chunks = sse_chunks(&text);
     let calls: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"].get("tool_calls")).collect();
     assert_eq!(calls[0][0]["index"], 0);
     assert_eq!(calls[0][0]["id"], "call_1");

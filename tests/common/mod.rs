@@ -188,6 +188,15 @@ pub fn header(resp: &reqwest::Response, name: &str) -> String {
     resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
 }
 
+/// The JSON chunks of an SSE body (`data:` lines, `[DONE]` left out).
+pub fn sse_chunks(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
 /// Reads one metric sample (`name{labels} value`) from a Prometheus text page; 0 when absent.
 pub fn metric(page: &str, series: &str) -> f64 {
     page.lines()
