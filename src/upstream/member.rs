@@ -50,8 +50,9 @@ impl Member {
         }
     }
 
-    /// Counts one finished request; an answer marks the upstream up (the best proof of health there is), a transient
-    /// failure down, except a timeout while it answered other requests (busy, not dead).
+    /// Counts one finished request; an answer marks the upstream up (the best proof of health there is); a failure that
+    /// says it is gone (`UpstreamError::says_down`) marks it down, and so does a timeout, unless it answered other
+    /// requests meanwhile (busy, not dead). A busy answer (429, 408) is an answer: retried elsewhere, never down.
     pub(super) fn record<T>(&self, result: &Result<T, UpstreamError>, latency: Duration, backoff: Backoff) {
         let outcome = match result {
             Ok(_) => "ok",
@@ -73,7 +74,7 @@ impl Member {
             Err(UpstreamError::Timeout(_)) if self.answered_since(Instant::now() - latency) => {
                 tracing::debug!(upstream = %self.name, "a request timed out while the upstream answered others; kept");
             }
-            Err(e) if e.is_transient() => self.fail(backoff, e),
+            Err(e) if e.says_down() || matches!(e, UpstreamError::Timeout(_)) => self.fail(backoff, e),
             Err(_) => {}
         }
     }

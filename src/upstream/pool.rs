@@ -1,7 +1,8 @@
 //! A pool of upstreams behind one `Upstream`: each request goes to the healthy upstream with the fewest requests in
 //! flight from this proxy (ties: round-robin), so the N candidates of one call spread over the pool. A transient
-//! failure (transport error, timeout, 5xx, 429, 408) marks that upstream down with exponential back-off and the
-//! request is retried once on another healthy upstream, body and seed unchanged, within the same deadline. A down
+//! failure (transport error, timeout, 5xx, 429, 408) is retried once on another healthy upstream, body and seed
+//! unchanged, within the same deadline; the ones that say the upstream is gone (see `health`) also mark it down with
+//! exponential back-off (a busy 429 or 408 does not). A down
 //! upstream gets traffic again once a probe (`GET /v1/models`) answers. When every upstream is down, requests still
 //! go out (to the least loaded, and a failure is retried on another): refusing them would turn a flapping pool into
 //! a dead one.
@@ -291,7 +292,7 @@ impl Upstream for Pool {
                         chunks
                             .inspect(move |item| {
                                 if let Err(e) = item
-                                    && e.is_transient()
+                                    && e.says_down()
                                 {
                                     lease.member.fail(backoff, e);
                                 }

@@ -270,6 +270,25 @@ async fn a_slow_upstream_is_not_taken_for_a_dead_one() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_busy_answer_is_retried_elsewhere_but_never_marks_down() {
+    let fakes = [Fake::new(Does::Fail(429)), Fake::new(Does::Answer)];
+    let (pool, _) = pool(&fakes, None);
+    assert!(pool.chat(body(1), None).await.is_ok(), "retried on the other member");
+    assert_eq!(fakes[1].seeds(), [1]);
+    assert_eq!(pool.routable(), 2, "busy, not down");
+    for seed in 2..6 {
+        assert!(pool.chat(body(seed), None).await.is_ok());
+    }
+    assert!(fakes[0].seeds().len() > 1, "member 0 got more busy answers: {:?}", fakes[0].seeds());
+    assert_eq!(pool.routable(), 2, "still busy, not down");
+    fakes[0].set(Does::Fail(503));
+    for seed in 6..10 {
+        assert!(pool.chat(body(seed), None).await.is_ok());
+    }
+    assert_eq!(pool.routable(), 1, "a 503 is a broken upstream");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_candidate_timeout_marks_down_only_an_upstream_that_answered_nothing_meanwhile() {
     let fakes = [Fake::new(Does::Hang)];
     let (pool, _) = pool(&fakes, Some(Duration::from_secs(5)));
