@@ -119,8 +119,8 @@ impl UpstreamError {
         }
     }
 
-    /// A failure that says more about the upstream than about the request: worth marking it down and retrying on
-    /// another one (transport errors, timeouts, 5xx, 429, 408).
+    /// A failure that says more about the upstream than about the request: worth retrying on another one
+    /// (transport errors, timeouts, 5xx, 429, 408). Which of them also mark it down: `says_down` and the pool.
     pub fn is_transient(&self) -> bool {
         match self {
             UpstreamError::Transport(_) | UpstreamError::Timeout(_) => true,
