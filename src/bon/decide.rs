@@ -40,14 +40,9 @@ pub(super) async fn refine(
     let order = match strategy {
         Strategy::Reward => reward_order,
         Strategy::Vote | Strategy::WeightedVote => {
-            let ballots: Vec<Ballot> = ok
-                .iter()
-                .map(|&i| Ballot {
-                    answer: candidates[i].answer.clone(),
-                    score: candidates[i].score,
-                    flagged: candidates[i].flags.tier() > 0,
-                })
-                .collect();
+            let answers: Vec<Option<String>> = ok.iter().map(|&i| candidates[i].answer.clone()).collect();
+            let flagged: Vec<bool> = ok.iter().map(|&i| candidates[i].flags.tier() > 0).collect();
+            let ballots = ballots(&answers, &flagged, |p| candidates[ok[p]].score, |_| true);
             let weighted = strategy == Strategy::WeightedVote && scored;
             if strategy == Strategy::WeightedVote && !scored {
                 sel.fallback = Some(Fallback::Unscored);

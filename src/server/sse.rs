@@ -242,8 +242,9 @@ fn chunks(outcome: &Outcome, cache: CacheResult, shape: &Shape, streamed: bool) 
         let delta = |d: Value| with(d, Value::Null);
         if !(streamed && index == 0) {
             out.push(chunk(delta(json!({"role": "assistant", "content": ""}))));
-            let logprobs = client_logprobs(choice.extra.get("logprobs"), shape.logprobs);
-            for (piece, lp) in content_pieces(&choice.message.text(), logprobs.as_deref()) {
+            let (text, logprobs) =
+                (choice.message.text(), client_logprobs(choice.extra.get("logprobs"), shape.logprobs));
+            for (piece, lp) in content_pieces(&text, logprobs.as_deref()) {
                 out.push(chunk(with(json!({"content": piece}), lp)));
             }
         }
@@ -281,19 +282,17 @@ fn chunks(outcome: &Outcome, cache: CacheResult, shape: &Shape, streamed: bool) 
 /// The content deltas of a streamed answer and the `logprobs` each carries, as OpenAI streams them: with the
 /// client's log-probabilities, one token a chunk with its entry when the tokens spell the text; when they do not
 /// (byte-level pieces), the text in pieces and every entry on the first. Without, the text in pieces, `null` each.
-fn content_pieces(text: &str, logprobs: Option<&Value>) -> Vec<(String, Value)> {
+fn content_pieces<'a>(text: &'a str, logprobs: Option<&'a Value>) -> Vec<(&'a str, Value)> {
+    let mut pieces: Vec<(&str, Value)> = split_text(text).into_iter().map(|p| (p, Value::Null)).collect();
     let entries = logprobs.and_then(|l| l.get("content")).and_then(Value::as_array).filter(|e| !e.is_empty());
-    let Some(entries) = entries else {
-        return split_text(text).into_iter().map(|p| (p.to_owned(), Value::Null)).collect();
-    };
+    let Some(entries) = entries else { return pieces };
     let tokens: Option<Vec<&str>> = entries.iter().map(|e| e.get("token").and_then(Value::as_str)).collect();
     if let Some(tokens) = tokens.filter(|t| t.concat() == text) {
-        return tokens.iter().zip(entries).map(|(t, e)| ((*t).to_owned(), json!({"content": [e]}))).collect();
+        return tokens.into_iter().zip(entries).map(|(t, e)| (t, json!({"content": [e]}))).collect();
     }
-    let mut pieces: Vec<(String, Value)> = split_text(text).into_iter().map(|p| (p.to_owned(), Value::Null)).collect();
     match pieces.first_mut() {
         Some(first) => first.1 = json!({"content": entries}),
-        None => pieces.push((String::new(), json!({"content": entries}))),
+        None => pieces.push(("", json!({"content": entries}))),
     }
     pieces
 }
