@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::{
+    chunks,
     inflight::{Finished, Held, InFlight},
     prepare::{Prepared, prepare},
     response::{CompletionBody, bon_headers, bon_object},
@@ -52,7 +53,8 @@ pub async fn chat_completions(
         };
         let n = plan.n;
         let work = best_of_n(state.clone(), &headers, plan, &key_extra, &reply.model, live);
-        return sse::respond(work, updates, Held { inflight, permit }, reply, n, state).await;
+        let frames = chunks::Shape::new(reply, &state.reward_model_id);
+        return sse::respond(work, updates, Held { inflight, permit }, frames, n, state).await;
     }
     let work = best_of_n(state.clone(), &headers, plan, &key_extra, &reply.model, None);
     let result = work.await;
@@ -70,7 +72,7 @@ pub async fn chat_completions(
     }
 }
 
-fn admit(
+pub(super) fn admit(
     state: &AppState,
     headers: &HeaderMap,
     req: ChatRequest,
@@ -94,7 +96,7 @@ fn admit(
 /// identifies it and the client's model). Owns what it needs, so a stream can carry it; dropping it cancels
 /// every upstream call. `live` gets the last candidate standing while it generates (not when the result comes from
 /// the cache or from an identical request already in flight: those arrive whole).
-fn best_of_n(
+pub(super) fn best_of_n(
     state: AppState,
     headers: &HeaderMap,
     plan: Plan,

@@ -2,12 +2,14 @@
 
 pub mod auth;
 pub mod chat;
+pub mod chunks;
 pub mod headers;
 mod health;
 mod inflight;
 mod params;
 pub mod prepare;
 pub mod response;
+pub mod responses;
 pub mod selection;
 pub mod sse;
 
@@ -28,6 +30,7 @@ use crate::{error::ApiError, state::AppState};
 pub fn router(state: AppState) -> Router {
     let openai = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/responses", post(responses::create))
         .route("/v1/models", get(health::models))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
