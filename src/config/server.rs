@@ -7,6 +7,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::ValueEnum;
 
+use crate::bon::Switch;
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -55,6 +57,11 @@ pub struct ServerArgs {
     /// Time given to in-flight requests after the listener closes before exiting.
     #[arg(long, env = "BON_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, default_value = "30s")]
     pub shutdown_grace: Duration,
+
+    /// Pass every `/v1` route bon-proxy does not serve itself (embeddings, legacy completions, audio, ...) through to
+    /// the upstream pool untouched, streamed both ways; `off` answers them 404 (chat completions and responses only).
+    #[arg(long, env = "BON_PASSTHROUGH", value_enum, default_value_t = Switch::On)]
+    pub passthrough: Switch,
 
     /// Log format.
     #[arg(long, env = "BON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -7,6 +7,7 @@ pub mod headers;
 mod health;
 mod inflight;
 mod params;
+mod passthrough;
 pub mod prepare;
 pub mod response;
 pub mod responses;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::{DefaultBodyLimit, Request},
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/responses", post(responses::create))
         .route("/v1/models", get(health::models))
+        .route("/v1/{*path}", any(passthrough::pass))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(openai)

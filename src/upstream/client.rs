@@ -7,7 +7,10 @@ use futures::{FutureExt, StreamExt, future::BoxFuture};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::{Streamed, Upstream, UpstreamError, UpstreamRequest};
+use super::{
+    Streamed, Upstream, UpstreamError, UpstreamRequest,
+    forward::{Forward, ForwardBody, Forwarded, end_to_end},
+};
 use crate::openai::ChatCompletion;
 
 /// Largest upstream response body read (a chat completion is far smaller; this stops a broken upstream).
@@ -22,6 +25,8 @@ pub struct Client {
     /// request's CPU).
     chat_url: reqwest::Url,
     models_url: reqwest::Url,
+    /// The root every passed-through path is joined to.
+    base: String,
     api_key: Option<String>,
     slots: Arc<Semaphore>,
 }
@@ -52,6 +57,7 @@ impl Client {
             http,
             chat_url: url("/v1/chat/completions")?,
             models_url: url("/v1/models")?,
+            base: base.to_owned(),
             api_key,
             slots: Arc::new(Semaphore::new(concurrency)),
         })
@@ -161,6 +167,38 @@ impl Upstream for Client {
                 return Err(status_error(status, &bytes));
             }
             serde_json::from_slice(&bytes).map_err(|e| UpstreamError::Decode(e.to_string()))
+        }
+        .boxed()
+    }
+
+    fn forward(&self, req: Forward) -> BoxFuture<'_, Result<Forwarded, UpstreamError>> {
+        async move {
+            let head = &req.head;
+            let url = reqwest::Url::parse(&format!("{}{}", self.base, head.path_and_query))
+                .map_err(|e| UpstreamError::Transport(format!("the passed-through path is not valid: {e}")))?;
+            // Held as long as the answer streams, as a streamed chat candidate holds its slot.
+            let permit = self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| UpstreamError::Transport("client closed".into()))?;
+            let builder = self.request(head.method.clone(), &url, head.auth.as_deref()).headers(head.headers.clone());
+            let builder = match req.body {
+                ForwardBody::Whole(bytes) => builder.body(bytes),
+                ForwardBody::Stream(body) => builder.body(body),
+            };
+            let resp = builder.send().await.map_err(transport)?;
+            let status = resp.status().as_u16();
+            let headers = end_to_end(resp.headers(), false);
+            let body = resp
+                .bytes_stream()
+                .map(move |chunk| {
+                    let _held = &permit;
+                    chunk.map_err(std::io::Error::other)
+                })
+                .boxed();
+            Ok(Forwarded { status, headers, body })
         }
         .boxed()
     }

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod client;
+pub mod forward;
 pub mod health;
 mod member;
 pub mod pool;
@@ -10,6 +11,7 @@ mod request;
 
 pub use args::{UpstreamArgs, UpstreamN};
 pub use client::{Client, decode_chat};
+pub use forward::{Forward, ForwardBody, Forwarded, Head};
 pub use pool::{Pool, PoolOptions};
 pub use request::UpstreamRequest;
 
@@ -43,6 +45,22 @@ pub trait Upstream: Send + Sync + 'static {
 
     /// `GET /v1/models`, passed through.
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>>;
+
+    /// Any other request, passed through untouched: the answer whatever its status (a 4xx or 5xx is the upstream's
+    /// to say), an error only when none came. Upstreams that pass nothing through answer 404 (this default).
+    fn forward(&self, req: Forward) -> BoxFuture<'_, Result<Forwarded, UpstreamError>> {
+        let _ = req;
+        async move {
+            Err(UpstreamError::Status {
+                status: 404,
+                message: "this upstream passes nothing through".into(),
+                kind: "not_found_error".into(),
+                param: None,
+                code: None,
+            })
+        }
+        .boxed()
+    }
 
     /// A health probe: is the upstream there? Any HTTP answer below 500 (401, 404, and 429 and 408: busy) says it
     /// is; a transport error or a 5xx says it is not (the HTTP client also counts a 503 with `Retry-After` as busy).

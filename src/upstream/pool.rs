@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 pub use super::member::MemberStatus;
 use super::{
-    Streamed, Upstream, UpstreamError, UpstreamRequest,
+    Forward, Forwarded, Streamed, Upstream, UpstreamError, UpstreamRequest,
     health::{Backoff, Health},
     member::{Lease, Member},
 };
@@ -305,6 +305,10 @@ impl Upstream for Pool {
         .boxed()
     }
 
+    fn forward(&self, req: Forward) -> BoxFuture<'_, Result<Forwarded, UpstreamError>> {
+        self.forward_request(req).boxed()
+    }
+
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
         async move {
             let call = per_upstream(|u: &dyn Upstream, auth| u.models(auth));
@@ -339,6 +343,9 @@ pub fn split(n: u32, parts: usize) -> Vec<u32> {
     let parts = u32::try_from(parts).unwrap_or(u32::MAX).clamp(1, n.max(1));
     (0..parts).map(|i| n / parts + u32::from(i < n % parts)).collect()
 }
+
+#[path = "pool_forward.rs"]
+mod forward;
 
 #[cfg(test)]
 #[path = "pool_tests.rs"]
