@@ -44,3 +44,45 @@ test("a bad N is a 400 BadRequestError", async () => {
     (err) => err instanceof OpenAI.BadRequestError && err.status === 400,
   );
 });
+
+test("responses.create and the responses.stream helper return the same Best-of-N winner", async () => {
+  const ask = { model: "smollm2", input: "Name a colour and say why you like it, in one sentence.", max_output_tokens: 200, seed: 8 };
+  const { data, response } = await client.responses.create(ask, { headers: { "x-bon-n": "3" } }).withResponse();
+  assert.equal(response.headers.get("x-bon-n"), "3");
+  assert.equal(data.object, "response");
+  assert.ok(data.output_text.length > 0);
+
+  const stream = client.responses.stream(ask, { headers: { "x-bon-n": "3" } });
+  let streamed = "";
+  let deltas = 0;
+  for await (const event of stream) {
+    if (event.type === "response.output_text.delta") {
+      streamed += event.delta;
+      deltas += 1;
+    }
+  }
+  const final = await stream.finalResponse();
+  assert.ok(deltas > 1);
+  assert.equal(streamed, data.output_text);
+  assert.equal(final.output_text, data.output_text);
+  assert.equal(final.bon.winner, Number(response.headers.get("x-bon-winner")));
+});
+
+test("a Responses request the proxy cannot serve is a 400 BadRequestError", async () => {
+  await assert.rejects(
+    client.responses.create({ model: "smollm2", input: "Hi", previous_response_id: "resp_1" }),
+    (err) => err instanceof OpenAI.BadRequestError && err.param === "previous_response_id",
+  );
+});
+
+test("embeddings pass through to the upstream behind the proxy's key", async () => {
+  const pass = new OpenAI({ baseURL: `${process.env.BON_E2E_PASS_PROXY}/v1`, apiKey: "e2e-key", maxRetries: 0 });
+  const direct = new OpenAI({ baseURL: `${process.env.BON_E2E_EMBED_UPSTREAM}/v1`, apiKey: "unused", maxRetries: 0 });
+  const input = ["The cat found a key.", "Paris"];
+  const through = await pass.embeddings.create({ model: "smollm2", input, encoding_format: "float" });
+  const straight = await direct.embeddings.create({ model: "smollm2", input, encoding_format: "float" });
+  assert.equal(through.data.length, 2);
+  assert.deepEqual(through.data.map((d) => d.embedding), straight.data.map((d) => d.embedding));
+  const wrong = new OpenAI({ baseURL: `${process.env.BON_E2E_PASS_PROXY}/v1`, apiKey: "wrong", maxRetries: 0 });
+  await assert.rejects(wrong.embeddings.create({ model: "smollm2", input }), (err) => err instanceof OpenAI.AuthenticationError);
+});
