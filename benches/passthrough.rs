@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let worst = |v: &[(Duration, u64)]| v.iter().map(|&(_, m)| m).max().unwrap_or(0);
     let ((d_time, _), (t_time, _)) = (median(&mut direct), median(&mut through));
-    say(&format!("| path | median wall | peak RSS above start (worst round) |"));
+    say("| path | median wall | peak RSS above start (worst round) |");
     say("|---|---|---|");
     say(&format!("| direct | {:.2} s | {:.1} MiB |", d_time.as_secs_f64(), worst(&direct) as f64 / 1048576.0));
     say(&format!(
