@@ -97,3 +97,21 @@ def test_bad_input_raises_bad_request_error(client):
     assert err.value.param == "input[0].content"
     with pytest.raises(openai.BadRequestError):
         client.responses.create(model="smollm2", input="Hi", extra_headers={"x-bon-n": "0"})
+
+
+def test_with_pruning_the_survivor_streams_live_through_the_helper(client):
+    with client.responses.stream(
+        model="smollm2", input="Write a short story about a cat who finds a key.", max_output_tokens=64,
+        extra_headers={"x-bon-n": "4", "x-bon-prune-every": "8", **NO_STORE},
+        extra_body={"seed": 707, "bon": {"return_candidates": True}},
+    ) as stream:
+        events = list(stream)
+    # A 64-token story usually stops at the limit: the last event is then response.incomplete, which the helper
+    # passes on (its get_final_response() wants response.completed, as with OpenAI's own API).
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    final = events[-1].response
+    bon = final.model_extra["bon"]
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    assert len(bon["pruned"]) >= 1 and bon["winner"] not in bon["pruned"], bon
+    assert "".join(deltas) == final.output_text == bon["candidates"][bon["winner"]]["message"]["content"]
+    assert final.status == ("incomplete" if bon["candidates"][bon["winner"]]["finish_reason"] == "length" else "completed")
