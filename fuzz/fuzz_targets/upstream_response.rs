@@ -2,7 +2,7 @@
 //! text always re-assembles from its SSE pieces.
 #![no_main]
 
-use bon_proxy::{server::sse::split_text, upstream::decode_chat};
+use bon_proxy::{server::chunks::split_text, upstream::decode_chat};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
