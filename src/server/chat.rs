@@ -14,13 +14,13 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use super::{
     chunks,
     inflight::{Finished, Held, InFlight},
-    prepare::{Prepared, prepare},
+    prepare::{Prepared, Reply, prepare},
     response::{CompletionBody, bon_headers, bon_object},
-    sse,
+    sse::{self, Frames},
 };
 use crate::{
-    bon::{self, LiveTx, Plan},
-    cache::{CacheKey, CacheMode},
+    bon::{self, LiveTx, Outcome, Plan},
+    cache::{CacheKey, CacheMode, CacheResult},
     error::{ApiError, ApiJson},
     openai::ChatRequest,
     select::Judge,
@@ -35,14 +35,33 @@ pub async fn chat_completions(
     body: Result<ApiJson<ChatRequest>, ApiError>,
 ) -> Response {
     let mut inflight = InFlight::new(state.metrics.clone());
-    let (permit, Prepared { plan, key_extra, reply }) = match body.and_then(|ApiJson(req)| admit(&state, &headers, req))
-    {
+    let (permit, prepared) = match body.and_then(|ApiJson(req)| admit(&state, &headers, req)) {
         Ok(ready) => ready,
         Err(e) => {
             inflight.finish(Err(&e));
             return e.into_response();
         }
     };
+    let state_for_body = state.clone();
+    let frames = |reply: Reply| chunks::Shape::new(reply, &state_for_body.reward_model_id);
+    let whole = |outcome: &Outcome, cache: CacheResult, reply: Reply| {
+        let bon = reply.return_candidates.then(|| bon_object(outcome, cache, &state_for_body.reward_model_id, true));
+        Json(CompletionBody::new(outcome, reply.choices, &reply.model, reply.logprobs, bon)).into_response()
+    };
+    answer(state.clone(), &headers, Held { inflight, permit }, prepared, frames, whole).await
+}
+
+/// Runs a prepared Best-of-N call and answers it: as an event stream written by `frames` when the client asked for
+/// one, else with the body `whole` makes, `x-bon-*` headers added. Counts the request when it finishes.
+pub(super) async fn answer<F: Frames>(
+    state: AppState,
+    headers: &HeaderMap,
+    mut held: Held,
+    prepared: Prepared,
+    frames: impl FnOnce(Reply) -> F,
+    whole: impl FnOnce(&Outcome, CacheResult, Reply) -> Response,
+) -> Response {
+    let Prepared { plan, key_extra, reply } = prepared;
     if reply.stream {
         // With pruning and one choice, the last candidate standing is streamed while it generates.
         let (live, updates) = if plan.prune.is_some() && reply.choices == 1 {
@@ -52,19 +71,15 @@ pub async fn chat_completions(
             (None, None)
         };
         let n = plan.n;
-        let work = best_of_n(state.clone(), &headers, plan, &key_extra, &reply.model, live);
-        let frames = chunks::Shape::new(reply, &state.reward_model_id);
-        return sse::respond(work, updates, Held { inflight, permit }, frames, n, state).await;
+        let work = best_of_n(state.clone(), headers, plan, &key_extra, &reply.model, live);
+        return sse::respond(work, updates, held, frames(reply), n, state).await;
     }
-    let work = best_of_n(state.clone(), &headers, plan, &key_extra, &reply.model, None);
-    let result = work.await;
-    inflight.finish(result.as_ref().map(|(_, cache)| *cache));
-    drop(permit);
+    let result = best_of_n(state.clone(), headers, plan, &key_extra, &reply.model, None).await;
+    held.inflight.finish(result.as_ref().map(|(_, cache)| *cache));
+    drop(held);
     match result {
         Ok((outcome, cache)) => {
-            let bon = reply.return_candidates.then(|| bon_object(&outcome, cache, &state.reward_model_id, true));
-            let mut response =
-                Json(CompletionBody::new(&outcome, reply.choices, &reply.model, reply.logprobs, bon)).into_response();
+            let mut response = whole(&outcome, cache, reply);
             bon_headers(response.headers_mut(), &outcome, cache, &state.reward_model_id);
             response
         }

@@ -71,6 +71,11 @@ impl Client {
         }
     }
 
+    /// One of the upstream's slots, held by the caller for as long as it streams.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, UpstreamError> {
+        self.slots.clone().acquire_owned().await.map_err(|_| UpstreamError::Transport("client closed".into()))
+    }
+
     /// Sends `req` while holding one of the upstream's slots and returns the status and body.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), UpstreamError> {
         // The permit is held until the body is read; dropping this future (client gone) frees it.
@@ -114,12 +119,7 @@ impl Upstream for Client {
         async move {
             // The slot is held for as long as the stream lives: dropping the stream frees it and closes the
             // connection, which is what stops the upstream generating (llama.cpp's server frees its slot).
-            let permit = self
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| UpstreamError::Transport("client closed".into()))?;
+            let permit = self.slot().await?;
             let req = self.request(reqwest::Method::POST, &self.chat_url, auth.as_deref()).json(&body);
             let resp = req.send().await.map_err(transport)?;
             let status = resp.status().as_u16();
@@ -177,12 +177,7 @@ impl Upstream for Client {
             let url = reqwest::Url::parse(&format!("{}{}", self.base, head.path_and_query))
                 .map_err(|e| UpstreamError::Transport(format!("the passed-through path is not valid: {e}")))?;
             // Held as long as the answer streams, as a streamed chat candidate holds its slot.
-            let permit = self
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| UpstreamError::Transport("client closed".into()))?;
+            let permit = self.slot().await?;
             let builder = self.request(head.method.clone(), &url, head.auth.as_deref()).headers(head.headers.clone());
             let builder = match req.body {
                 ForwardBody::Whole(bytes) => builder.body(bytes),

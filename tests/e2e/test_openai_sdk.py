@@ -13,7 +13,7 @@ import os
 import openai
 import pytest
 
-from reference_scorer import ReferenceScorer, guard_flags
+from reference_scorer import guard_flags
 
 PROXY = os.environ["BON_E2E_PROXY"]
 NATIVE_PROXY = os.environ["BON_E2E_NATIVE_PROXY"]
@@ -23,16 +23,6 @@ MESSAGES = [
 ]
 # Every call gets its own seed: distinct seeds give distinct candidates, and a repeat of a seed must reproduce them.
 NO_STORE = {"cache-control": "no-store"}
-
-
-@pytest.fixture(scope="module")
-def client():
-    return openai.OpenAI(base_url=f"{PROXY}/v1", api_key="unused", max_retries=0, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def scorer():
-    return ReferenceScorer(os.environ["BON_E2E_MODEL_DIR"])
 
 
 def ranking(bon, scores):

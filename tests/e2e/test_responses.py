@@ -8,20 +8,9 @@ import os
 import openai
 import pytest
 
-from reference_scorer import ReferenceScorer, guard_flags
+from reference_scorer import guard_flags
 
-PROXY = os.environ["BON_E2E_PROXY"]
 NO_STORE = {"cache-control": "no-store"}
-
-
-@pytest.fixture(scope="module")
-def client():
-    return openai.OpenAI(base_url=f"{PROXY}/v1", api_key="unused", max_retries=0, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def scorer():
-    return ReferenceScorer(os.environ["BON_E2E_MODEL_DIR"])
 
 
 def test_best_of_4_response_with_instructions_is_the_best_scored_candidate(client, scorer):

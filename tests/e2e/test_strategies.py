@@ -34,11 +34,6 @@ RANGE = re.compile(r"([-+\u2212]?[\d,]*\.?\d+)\s*[-\u2013\u2014]\s*([-+\u2212]?[
 TIME = re.compile(r"0?(\d{1,2}):(\d{2}(?::\d{2})?)")
 
 
-@pytest.fixture(scope="module")
-def client():
-    return openai.OpenAI(base_url=f"{PROXY}/v1", api_key="unused", max_retries=0, timeout=300)
-
-
 def exact(x):
     """A Fraction as the README says answers are written: the decimal it equals when it terminates, else p/q."""
     p, q = x.numerator, x.denominator

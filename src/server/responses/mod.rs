@@ -14,24 +14,23 @@ mod object;
 mod tests;
 mod translate;
 
+use super::{
+    chat::{admit, answer},
+    inflight::{Held, InFlight},
+    prepare::Reply,
+    response::bon_object,
+};
+use crate::{
+    bon::Outcome,
+    cache::CacheResult,
+    error::{ApiError, ApiJson},
+    state::AppState,
+};
 use axum::{
     Json,
     extract::State,
     http::HeaderMap,
     response::{IntoResponse, Response},
-};
-use tokio::sync::mpsc;
-
-use super::{
-    chat::{admit, best_of_n},
-    inflight::{Held, InFlight},
-    prepare::Prepared,
-    response::{bon_headers, bon_object},
-    sse,
-};
-use crate::{
-    error::{ApiError, ApiJson},
-    state::AppState,
 };
 pub use translate::{Echo, ResponsesRequest, to_chat};
 
@@ -46,50 +45,30 @@ pub async fn create(
         let (chat, echo) = to_chat(req)?;
         Ok((admit(&state, &headers, chat)?, echo))
     });
-    let ((permit, Prepared { plan, key_extra, reply }), echo) = match admitted {
+    let ((permit, prepared), echo) = match admitted {
         Ok(ready) => ready,
         Err(e) => {
             inflight.finish(Err(&e));
             return e.into_response();
         }
     };
-    if reply.stream {
-        let (live, updates) = if plan.prune.is_some() {
-            let (tx, rx) = mpsc::unbounded_channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
+    let reward_model = state.reward_model_id.clone();
+    let stream_echo = echo.clone();
+    let frames = |reply: Reply| {
+        let Reply { model, logprobs, return_candidates, .. } = reply;
+        events::ResponseEvents::new(stream_echo, model, logprobs, return_candidates, &reward_model)
+    };
+    let whole = |outcome: &Outcome, cache: CacheResult, reply: Reply| {
+        let bon = reply.return_candidates.then(|| bon_object(outcome, cache, &reward_model, true));
+        let ids = object::Ids::fresh();
+        let frame = object::Frame {
+            ids: &ids,
+            echo: &echo,
+            model: object::model(outcome, &reply.model),
+            created: outcome.created,
+            logprobs: reply.logprobs,
         };
-        let n = plan.n;
-        let frames = events::ResponseEvents::new(
-            echo,
-            reply.model.clone(),
-            reply.logprobs,
-            reply.return_candidates,
-            &state.reward_model_id,
-        );
-        let work = best_of_n(state.clone(), &headers, plan, &key_extra, &reply.model, live);
-        return sse::respond(work, updates, Held { inflight, permit }, frames, n, state).await;
-    }
-    let work = best_of_n(state.clone(), &headers, plan, &key_extra, &reply.model, None);
-    let result = work.await;
-    inflight.finish(result.as_ref().map(|(_, cache)| *cache));
-    drop(permit);
-    match result {
-        Ok((outcome, cache)) => {
-            let bon = reply.return_candidates.then(|| bon_object(&outcome, cache, &state.reward_model_id, true));
-            let ids = object::Ids::fresh();
-            let frame = object::Frame {
-                ids: &ids,
-                echo: &echo,
-                model: object::model(&outcome, &reply.model),
-                created: outcome.created,
-                logprobs: reply.logprobs,
-            };
-            let mut response = Json(frame.finished(&outcome, bon)).into_response();
-            bon_headers(response.headers_mut(), &outcome, cache, &state.reward_model_id);
-            response
-        }
-        Err(e) => e.into_response(),
-    }
+        Json(frame.finished(outcome, bon)).into_response()
+    };
+    answer(state.clone(), &headers, Held { inflight, permit }, prepared, frames, whole).await
 }
