@@ -102,6 +102,51 @@ impl ApiError {
         }
     }
 
+    /// When a client gets this error (the generated reference, `docs/reference/errors.md`). A match: a new variant
+    /// cannot go undescribed.
+    pub fn when(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest { .. } => {
+                "bad JSON, wrong types, an out-of-range OpenAI parameter, a bad N or `bon` field, a Responses field that needs stored state; `param` names the field"
+            }
+            ApiError::PayloadTooLarge => "the body is over `--max-body-bytes`",
+            ApiError::Unauthorized(_) => "`--api-key` is set and the bearer token is missing or not one of the keys",
+            ApiError::Overloaded => "more than `--max-inflight` requests in flight (with `Retry-After: 1`)",
+            ApiError::NotFound { .. } => "no such route (under `/v1` only with `--passthrough off`)",
+            ApiError::MethodNotAllowed => "a known route with another method",
+            ApiError::AllCandidatesFailed { .. } => "every candidate failed; the message lists each one's cause",
+            ApiError::UpstreamRejected { .. } => {
+                "every candidate got the same 4xx from the upstream (an unknown model, a bad parameter): its status, type and message"
+            }
+            ApiError::Timeout => "the whole call ran past `--request-timeout`",
+            ApiError::Upstream(_) => "a call outside Best-of-N (`/v1/models`, a pass-through) reached no upstream",
+            ApiError::Internal(_) => "something broke inside the proxy (the detail is logged, never sent)",
+        }
+    }
+
+    /// One error of every kind, in the order the reference lists them.
+    pub fn every_kind() -> Vec<ApiError> {
+        vec![
+            ApiError::invalid("", None),
+            ApiError::Unauthorized(""),
+            ApiError::NotFound { method: String::new(), path: String::new() },
+            ApiError::MethodNotAllowed,
+            ApiError::PayloadTooLarge,
+            ApiError::Overloaded,
+            ApiError::Internal(String::new()),
+            ApiError::AllCandidatesFailed { errors: Vec::new() },
+            ApiError::Upstream(UpstreamError::Transport(String::new())),
+            ApiError::Timeout,
+            ApiError::UpstreamRejected {
+                status: 404,
+                message: String::new(),
+                kind: String::new(),
+                param: None,
+                code: None,
+            },
+        ]
+    }
+
     fn body(&self) -> ErrorBody {
         let (message, param, code) = match self {
             ApiError::InvalidRequest { message, param, code } => {

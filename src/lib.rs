@@ -12,6 +12,7 @@ pub mod eval;
 pub mod keys;
 pub mod metrics;
 pub mod openai;
+pub mod reference;
 pub mod reward;
 pub mod select;
 pub mod server;

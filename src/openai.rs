@@ -68,6 +68,32 @@ pub struct BonOptions {
     pub confidence_keep: Option<Value>,
 }
 
+/// Every field of the `bon` object and what it sets (the generated reference; `BonOptions` denies any other).
+pub const BON_FIELDS: [(&str, &str); 13] = [
+    ("n", "number of candidates (the header `x-bon-n` wins)"),
+    (
+        "return_candidates",
+        "`true`: every candidate (text, score, finish reason, latency, flags) in the response's `bon` object",
+    ),
+    ("guard", "the degenerate-text guard for this request (default `--degenerate-guard`)"),
+    ("prune_every", "content tokens between pruning rounds, 0 for none (default `--prune-every`; the header wins)"),
+    ("prune_keep", "share of candidates kept per pruning round, in (0, 1) (default `--prune-keep`)"),
+    ("prune_confidence", "margin rule confidence in (0.5, 1), or `false` (default `--prune-confidence`)"),
+    ("prune_at", "`tokens` or `sentence` (default `--prune-at`)"),
+    ("straggler_wait_ms", "milliseconds the last candidates get once half have finished (default `--straggler-wait`)"),
+    ("strategy", "what decides the winner (default `--strategy`; the header `x-bon-strategy` wins)"),
+    ("answer", "how the vote strategies extract a final answer (default `--answer`)"),
+    ("shortlist", "reward+judge: candidates the judge sees (default `--shortlist`)"),
+    (
+        "stop_on_agreement",
+        "vote: stop the unfinished candidates once the vote is decided (default `--stop-on-agreement`)",
+    ),
+    (
+        "confidence_keep",
+        "`confidence-vote`: the share of the candidates, most confident first, whose answers vote (default `--confidence-keep`)",
+    ),
+];
+
 /// One chat message. `content` may be a string, an array of parts, or null (assistant tool calls).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 pub struct Message {

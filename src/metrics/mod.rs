@@ -19,6 +19,7 @@ use names::{
 pub struct Metrics {
     registry: Registry,
     names: Vec<String>,
+    catalogue: Vec<Described>,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub inflight: IntGauge,
@@ -83,7 +84,7 @@ pub struct Metrics {
 impl Metrics {
     /// Builds and registers every metric.
     pub fn new() -> Result<Self, prometheus::Error> {
-        let mut r = Registering { registry: Registry::new(), names: Vec::new() };
+        let mut r = Registering { registry: Registry::new(), names: Vec::new(), catalogue: Vec::new() };
         let m = Self {
             requests: r.counter_vec(REQUESTS, "Chat completion requests by outcome (ok, or the error type).", &["outcome"])?,
             request_duration: r.hist_vec(REQUEST_DURATION, "End-to-end latency of chat completion requests.", &LATENCY_BUCKETS, &["cache"])?,
@@ -145,6 +146,7 @@ impl Metrics {
             reward_worker_panics: r.counter_vec(REWARD_WORKER_PANICS, "Panics caught in the reward model's threads, by thread: scoring (each failed one batch and restarted the reward model), tokenizer (each failed one scoring call).", &["thread"])?,
             reward_worker_restarts: r.counter(REWARD_WORKER_RESTARTS, "Times the reward model was reopened and warmed up again after a panic.")?,
             names: r.names,
+            catalogue: r.catalogue,
             registry: r.registry,
         };
         // Both threads' series exist from the start (a dashboard sees 0, not nothing).
@@ -159,6 +161,11 @@ impl Metrics {
         &self.names
     }
 
+    /// Every exported metric with its type, help and labels, in registration order (the generated reference).
+    pub fn catalogue(&self) -> &[Described] {
+        &self.catalogue
+    }
+
     /// Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();
@@ -171,33 +178,52 @@ impl Metrics {
 struct Registering {
     registry: Registry,
     names: Vec<String>,
+    catalogue: Vec<Described>,
+}
+
+/// One exported metric as the reference lists it.
+#[derive(Clone, Debug)]
+pub struct Described {
+    pub name: String,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    pub help: String,
+    pub labels: Vec<String>,
 }
 
 impl Registering {
-    fn add<C: Collector + Clone + 'static>(&mut self, c: C) -> Result<C, prometheus::Error> {
-        self.names.extend(c.desc().into_iter().map(|d| d.fq_name.clone()));
+    fn add<C: Collector + Clone + 'static>(&mut self, kind: &'static str, c: C) -> Result<C, prometheus::Error> {
+        for d in c.desc() {
+            self.names.push(d.fq_name.clone());
+            self.catalogue.push(Described {
+                name: d.fq_name.clone(),
+                kind,
+                help: d.help.clone(),
+                labels: d.variable_labels.clone(),
+            });
+        }
         self.registry.register(Box::new(c.clone()))?;
         Ok(c)
     }
 
     fn counter(&mut self, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
-        self.add(IntCounter::new(name, help)?)
+        self.add("counter", IntCounter::new(name, help)?)
     }
 
     fn counter_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
-        self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+        self.add("counter", IntCounterVec::new(Opts::new(name, help), labels)?)
     }
 
     fn gauge(&mut self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
-        self.add(IntGauge::new(name, help)?)
+        self.add("gauge", IntGauge::new(name, help)?)
     }
 
     fn gauge_vec(&mut self, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
-        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
+        self.add("gauge", IntGaugeVec::new(Opts::new(name, help), labels)?)
     }
 
     fn hist(&mut self, name: &str, help: &str, buckets: &[f64]) -> Result<Histogram, prometheus::Error> {
-        self.add(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?)
+        self.add("histogram", Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?)
     }
 
     fn hist_vec(
@@ -207,7 +233,7 @@ impl Registering {
         buckets: &[f64],
         labels: &[&str],
     ) -> Result<HistogramVec, prometheus::Error> {
-        self.add(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?)
+        self.add("histogram", HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?)
     }
 }
 
