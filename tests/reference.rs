@@ -63,3 +63,25 @@ fn every_header_constant_is_in_a_table() {
         assert!(tables.contains(&format!("`{value}`")), "{value} is in no table of headers.rs");
     }
 }
+
+#[test]
+fn the_readme_is_short_and_opens_with_the_two_commands() {
+    let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    assert!(lines.len() <= 250, "README.md has {} lines; the guide is docs/guide/", lines.len());
+    let first_screen = lines[..lines.len().min(50)].join("\n");
+    for command in ["scripts/run --upstream", "scripts/test"] {
+        assert!(first_screen.contains(command), "{command} is not in README.md's first 50 lines");
+    }
+    // Every relative link points at a file of the repository.
+    for link in readme.split("](").skip(1).filter_map(|rest| rest.split(')').next()) {
+        if link.starts_with("http") {
+            continue;
+        }
+        let path = link.split('#').next().unwrap();
+        assert!(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path).exists(),
+            "README.md links to {link}, which is not there"
+        );
+    }
+}

@@ -7,7 +7,7 @@
 //! window. A text with at least `MIN_WORDS` words whose share is at least `REPETITIVE_SHARE` is flagged
 //! `repetitive`; so is a shorter one, from `SHORT_MIN_WORDS` words, that is almost nothing but repetition
 //! (`SHORT_SHARE`: a short loop cut early, "A reminder, a reminder, a reminder, …"). How the numbers were set, on real answers and on real loops captured from llama-server
-//! (models/training/guard_calibration.py, tests/fixtures/loops.json), is in README.md ("Degenerate-text guard").
+//! (models/training/guard_calibration.py, tests/fixtures/loops.json), is in docs/guide/strategies.md ("Degenerate-text guard").
 
 use std::collections::HashSet;
 

@@ -5,7 +5,7 @@ Started by scripts/e2e, which sets:
   BON_E2E_NATIVE_PROXY  bon-proxy with --upstream-n native (one request with n = N)
   BON_E2E_MODEL_DIR     the reward model both proxies use
 The winner is checked against an independent scorer (reference_scorer.py), not against the proxy's own numbers,
-and the degenerate-text guard's ranking is recomputed here from its documented rule (README, "Degenerate-text guard").
+and the degenerate-text guard's ranking is recomputed here from its documented rule (docs/guide/strategies.md, "Degenerate-text guard").
 """
 
 import os

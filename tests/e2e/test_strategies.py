@@ -1,5 +1,5 @@
 """Selection strategies through bon-proxy in front of a real llama.cpp server (SmolLM2-135M-Instruct), driven by the
-official OpenAI Python SDK: the vote recomputed here from the candidates' texts by the rules README documents, the
+official OpenAI Python SDK: the vote recomputed here from the candidates' texts by the rules docs/guide/strategies.md documents, the
 judge being the same llama-server (its logprobs), and stop on agreement against real generations.
 
 Started by scripts/e2e (BON_E2E_PROXY: bon-proxy with --upstream-n fanout).
@@ -15,7 +15,7 @@ import pytest
 
 PROXY = os.environ["BON_E2E_PROXY"]
 NO_STORE = {"cache-control": "no-store"}
-# README, "Selection strategies": what the last number of a text can be, the first alternative that matches at a
+# docs/guide/strategies.md, "Selection strategies": what the last number of a text can be, the first alternative that matches at a
 # position wins: a \frac, a time, a date, a range, a fraction, a number.
 NUMBER = re.compile(
     r"""\\[dt]?frac\{\s*[-+\u2212]?\d+\s*\}\{\s*\d+\s*\}
@@ -35,7 +35,7 @@ TIME = re.compile(r"0?(\d{1,2}):(\d{2}(?::\d{2})?)")
 
 
 def exact(x):
-    """A Fraction as the README says answers are written: the decimal it equals when it terminates, else p/q."""
+    """A Fraction as docs/guide/strategies.md says answers are written: the decimal it equals when it terminates, else p/q."""
     p, q = x.numerator, x.denominator
     rest, twos, fives = q, 0, 0
     while rest % 2 == 0:
@@ -60,7 +60,7 @@ def decimal(s):
 
 
 def normalise(raw):
-    """README, "Selection strategies": whitespace, quotes, `**`, currency, `%`, case, trailing punctuation; numbers,
+    """docs/guide/strategies.md, "Selection strategies": whitespace, quotes, `**`, currency, `%`, case, trailing punctuation; numbers,
     fractions, ranges and times in their own exact forms."""
     s = " ".join(raw.split()).lower()
     while True:
