@@ -13,7 +13,7 @@ pub mod guard;
 mod outcome;
 pub mod prune;
 mod rank;
-pub mod strategy;
+pub mod scores;
 
 pub use args::{BonArgs, PruneAt, Switch};
 pub use decide::Selector;
@@ -259,17 +259,17 @@ fn fell_back(reason: &str) {
 /// Per-call score metrics: the winner's score, the reward model's own margin, and the over-optimisation signals
 /// (spread, the returned winner's z-score among the candidates, the KL bound log n - (n-1)/n of Best-of-n).
 fn observe_scores(metrics: &crate::metrics::Metrics, scores: &[f32], by_score: &[usize], winner: usize, n: u32) {
-    if let Some(m) = strategy::margin(scores, by_score) {
+    if let Some(m) = scores::margin(scores, by_score) {
         metrics.score_margin.observe(f64::from(m));
     }
     metrics.winner_score.observe(f64::from(scores[winner]));
-    if let Some(spread) = strategy::spread(scores) {
+    if let Some(spread) = scores::spread(scores) {
         metrics.score_spread.observe(f64::from(spread));
     }
-    if let Some(z) = strategy::z_score(scores, winner) {
+    if let Some(z) = scores::z_score(scores, winner) {
         metrics.winner_z.observe(z);
     }
-    metrics.kl_bound.observe(strategy::kl_bound(n));
+    metrics.kl_bound.observe(scores::kl_bound(n));
 }
 
 /// The assistant message a candidate proposes (first choice; upstreams that ignore `n` return one).

@@ -118,7 +118,7 @@ impl Config {
         }
         self.validate_names()?;
         self.select.validate().map_err(|e| ConfigError::Select(redact_url(&e)))?;
-        // The start-up twin of the per-request 400 (server/selection.rs `allows_pruning`).
+        // The start-up twin of the per-request 400 (server/prepare/selection.rs `allows_pruning`).
         if self.bon.prune_every > 0 && !self.select.strategy.prunes() {
             return Err(ConfigError::Select(format!(
                 "--prune-every ranks partial answers by reward and cannot serve --strategy {}; use reward or \

@@ -9,7 +9,7 @@ use super::{
     accuracy::{self, Accuracy, Simulate},
     keys, stats,
 };
-use crate::bon::strategy::kl_bound;
+use crate::bon::scores::kl_bound;
 
 /// Everything `eval` measured.
 #[derive(Clone, Debug, Serialize)]

@@ -11,8 +11,8 @@
 //! Below `bon/` (which runs them) and above `upstream/` (the judge is an upstream); knows nothing about HTTP.
 
 pub mod answer;
+mod args;
 pub mod confidence;
-mod config;
 pub mod judge;
 pub mod vote;
 
@@ -20,8 +20,8 @@ use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 pub use answer::Extractor;
+pub use args::SelectArgs;
 pub use confidence::Confidence;
-pub use config::SelectArgs;
 pub use judge::{Judge, JudgeError, Judged};
 
 /// What decides the winner.

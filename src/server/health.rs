@@ -1,18 +1,14 @@
-//! Liveness, readiness, metrics and the `/v1/models` pass-through.
+//! Liveness (`/health`) and readiness (`/ready`).
 
 use axum::{
     Json,
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde_json::{Value, json};
 
-use crate::{
-    error::ApiError,
-    state::AppState,
-    upstream::{Upstream, health::State as Health},
-};
+use crate::{state::AppState, upstream::health::State as Health};
 
 /// `GET /health`: the process is up.
 pub async fn health() -> Json<Value> {
@@ -38,16 +34,4 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     };
     let body = json!({"status": word, "reward_model": state.reward_model_id, "upstreams": upstreams});
     (status, Json(body)).into_response()
-}
-
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let text = state.metrics.render().map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
-}
-
-/// `GET /v1/models`: a healthy upstream's list, passed through.
-pub async fn models(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let auth = super::headers::forwarded_auth(&headers, &state.config);
-    Ok(Json(state.upstream.models(auth).await?))
 }

@@ -3,15 +3,15 @@
 pub mod auth;
 pub mod chat;
 pub mod chunks;
+mod exposition;
 pub mod headers;
 mod health;
 mod inflight;
-mod params;
+mod models;
 mod passthrough;
 pub mod prepare;
 pub mod response;
 pub mod responses;
-pub mod selection;
 pub mod sse;
 
 use std::time::Duration;
@@ -32,14 +32,14 @@ pub fn router(state: AppState) -> Router {
     let openai = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/responses", post(responses::create))
-        .route("/v1/models", get(health::models))
+        .route("/v1/models", get(models::models))
         .route("/v1/{*path}", any(passthrough::pass))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(openai)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(exposition::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.server.max_body_bytes))

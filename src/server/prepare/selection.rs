@@ -6,7 +6,7 @@
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::headers::HEADER_STRATEGY;
+use crate::server::headers::HEADER_STRATEGY;
 use crate::{
     config::Config,
     error::ApiError,

@@ -1,4 +1,5 @@
-//! Selection: pure functions over scores.
+//! Score statistics: the ranking by score, and the over-optimisation signals of a call (margin, spread, z-score, KL
+//! bound). Pure functions; what decides the winner is `decide` and `select`.
 
 /// Candidate indices (positions in `scores`) ordered best first: highest score wins, ties go to the lower index,
 /// a NaN score ranks below every number.

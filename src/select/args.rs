@@ -78,7 +78,7 @@ impl SelectArgs {
         if !(self.vote_temperature.is_finite() && self.vote_temperature > 0.0) {
             return Err(format!("--vote-temperature must be a finite number > 0 (got {})", self.vote_temperature));
         }
-        // The start-up twin of the per-request 400 (server/selection.rs).
+        // The start-up twin of the per-request 400 (server/prepare/selection.rs).
         if self.stop_on_agreement && !self.strategy.stops_on_agreement() {
             return Err(format!(
                 "--stop-on-agreement needs --strategy vote (got {}): only a count vote is decided before every \

@@ -1,5 +1,8 @@
 //! Turning a client's chat request into a Best-of-N plan: validation, N, sampling defaults, the forwarded body.
 
+mod ranges;
+mod selection;
+
 use std::{sync::Arc, time::Duration};
 
 use axum::http::HeaderMap;
@@ -68,7 +71,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
             ));
         }
     }
-    super::params::check(&req.extra)?;
+    ranges::check(&req.extra)?;
     // In range after `check`: integers where they must be.
     let temperature = req.extra.get("temperature").and_then(Value::as_f64);
     let seed = req.extra.get("seed").and_then(Value::as_i64);
@@ -102,10 +105,10 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
     let tools = req.extra.get("tools").filter(|t| !t.is_null()).cloned().map(Arc::new);
     let bon = req.bon.clone().unwrap_or_default();
     let (prune, straggler_wait) = speed_options(headers, &bon, cfg)?;
-    let select = super::selection::options(headers, &bon, cfg)?;
+    let select = selection::options(headers, &bon, cfg)?;
     let prune_asked = prune.is_some() && (headers.contains_key(HEADER_PRUNE_EVERY) || bon.prune_every.is_some());
     let prune = match prune {
-        Some(p) if super::selection::allows_pruning(select.strategy, prune_asked)? => Some(p),
+        Some(p) if selection::allows_pruning(select.strategy, prune_asked)? => Some(p),
         _ => None,
     };
     // Pruning works down to the choices returned; with nothing to prune it is off.
@@ -143,7 +146,7 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         bon_key.insert("straggler_wait_ms".into(), json!(wait.as_millis() as u64));
     }
     let judge_model = cfg.select.judge_model.as_deref().unwrap_or(&req.model);
-    if let Some(part) = super::selection::key_part(&select, judge_model) {
+    if let Some(part) = selection::key_part(&select, judge_model) {
         bon_key.insert("select".into(), part);
     }
     if !bon_key.is_empty() {
