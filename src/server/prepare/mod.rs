@@ -57,42 +57,12 @@ pub enum Logprobs {
 
 /// Validates `req` and works out N, seeds and the body every candidate is sent.
 pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Prepared, ApiError> {
-    if req.model.trim().is_empty() {
-        return Err(ApiError::invalid("`model` must be a non-empty string", "model".to_owned()));
-    }
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid("`messages` must contain at least one message", "messages".to_owned()));
-    }
-    for (i, m) in req.messages.iter().enumerate() {
-        if !ROLES.contains(&m.role.as_str()) {
-            return Err(ApiError::invalid(
-                format!("messages[{i}].role {:?} is not one of {}", m.role, ROLES.join(", ")),
-                format!("messages[{i}].role"),
-            ));
-        }
-    }
+    check_messages(&req)?;
     ranges::check(&req.extra)?;
     // In range after `check`: integers where they must be.
     let temperature = req.extra.get("temperature").and_then(Value::as_f64);
     let seed = req.extra.get("seed").and_then(Value::as_i64);
-    let choices = match req.extra.get("n").and_then(Value::as_u64) {
-        Some(n) if n > u64::from(cfg.bon.max_n) => {
-            return Err(ApiError::invalid(
-                format!("`n` = {n} is more than this proxy's --max-n ({})", cfg.bon.max_n),
-                "n".to_owned(),
-            ));
-        }
-        Some(n) => n as u32,
-        None => 1,
-    };
-
-    let mut n = requested_n(headers, &req, cfg)?;
-    // Returning the top `n` needs at least `n` candidates.
-    n = n.max(choices);
-    // Greedy decoding makes every candidate identical: generate only what is returned.
-    if temperature == Some(0.0) {
-        n = choices;
-    }
+    let (n, choices) = counts(&req, headers, cfg, temperature)?;
 
     let include_usage =
         req.extra.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
@@ -128,30 +98,8 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         body.insert("temperature".into(), json!(cfg.bon.temperature));
     }
 
-    // What decides the result besides the forwarded body: the client's seed and the Best-of-N options. The cache
-    // key hashes the two together (no second copy of the body).
-    let mut key_extra = Map::new();
-    if let Some(seed) = seed {
-        key_extra.insert("seed".into(), json!(seed));
-    }
-    // The guard decides the ranking a cached result holds. ("bon" is never forwarded, so it cannot collide.)
-    let mut bon_key = Map::new();
-    if !guard {
-        bon_key.insert("guard".into(), json!(false));
-    }
-    if let Some(p) = prune {
-        bon_key.insert("prune".into(), json!([p.every, p.keep, p.confidence, p.sentences]));
-    }
-    if let Some(wait) = straggler_wait {
-        bon_key.insert("straggler_wait_ms".into(), json!(wait.as_millis() as u64));
-    }
     let judge_model = cfg.select.judge_model.as_deref().unwrap_or(&req.model);
-    if let Some(part) = selection::key_part(&select, judge_model) {
-        bon_key.insert("select".into(), part);
-    }
-    if !bon_key.is_empty() {
-        key_extra.insert("bon".into(), Value::Object(bon_key));
-    }
+    let key_extra = key_extra(seed, guard, prune, straggler_wait, &select, judge_model);
     // Without a client seed, candidates still get distinct seeds; 31 bits suit every upstream's seed type.
     let base_seed = seed.unwrap_or_else(|| i64::from(rand::random::<u32>() >> 1));
 
@@ -172,6 +120,86 @@ pub fn prepare(req: ChatRequest, headers: &HeaderMap, cfg: &Config) -> Result<Pr
         key_extra,
         reply: Reply { choices, stream, include_usage, return_candidates, model: req.model, logprobs },
     })
+}
+
+/// The model is named and every message has a known role.
+fn check_messages(req: &ChatRequest) -> Result<(), ApiError> {
+    if req.model.trim().is_empty() {
+        return Err(ApiError::invalid("`model` must be a non-empty string", "model".to_owned()));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("`messages` must contain at least one message", "messages".to_owned()));
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].role {:?} is not one of {}", m.role, ROLES.join(", ")),
+                format!("messages[{i}].role"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// N (candidates generated) and the OpenAI `n` (choices returned).
+fn counts(
+    req: &ChatRequest,
+    headers: &HeaderMap,
+    cfg: &Config,
+    temperature: Option<f64>,
+) -> Result<(u32, u32), ApiError> {
+    let choices = match req.extra.get("n").and_then(Value::as_u64) {
+        Some(n) if n > u64::from(cfg.bon.max_n) => {
+            return Err(ApiError::invalid(
+                format!("`n` = {n} is more than this proxy's --max-n ({})", cfg.bon.max_n),
+                "n".to_owned(),
+            ));
+        }
+        Some(n) => n as u32,
+        None => 1,
+    };
+    let mut n = requested_n(headers, req, cfg)?;
+    // Returning the top `n` needs at least `n` candidates.
+    n = n.max(choices);
+    // Greedy decoding makes every candidate identical: generate only what is returned.
+    if temperature == Some(0.0) {
+        n = choices;
+    }
+    Ok((n, choices))
+}
+
+/// What decides the result besides the forwarded body: the client's seed and the Best-of-N options. The cache key
+/// hashes the two together (no second copy of the body).
+fn key_extra(
+    seed: Option<i64>,
+    guard: bool,
+    prune: Option<Prune>,
+    straggler_wait: Option<Duration>,
+    select: &Select,
+    judge_model: &str,
+) -> Map<String, Value> {
+    let mut key_extra = Map::new();
+    if let Some(seed) = seed {
+        key_extra.insert("seed".into(), json!(seed));
+    }
+    // The guard decides the ranking a cached result holds. ("bon" is never forwarded, so it cannot collide.)
+    let mut bon_key = Map::new();
+    if !guard {
+        bon_key.insert("guard".into(), json!(false));
+    }
+    if let Some(p) = prune {
+        bon_key.insert("prune".into(), json!([p.every, p.keep, p.confidence, p.sentences]));
+    }
+    if let Some(wait) = straggler_wait {
+        bon_key.insert("straggler_wait_ms".into(), json!(wait.as_millis() as u64));
+    }
+    if let Some(part) = selection::key_part(select, judge_model) {
+        bon_key.insert("select".into(), part);
+    }
+    if !bon_key.is_empty() {
+        key_extra.insert("bon".into(), Value::Object(bon_key));
+    }
+    key_extra
 }
 
 /// A confidence strategy reads every candidate's token log-probabilities: ask for them (`logprobs`, `top_logprobs`
@@ -267,122 +295,4 @@ fn requested_n(headers: &HeaderMap, req: &ChatRequest, cfg: &Config) -> Result<u
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn cfg() -> Config {
-        Config::try_parse_from(["bon-proxy", "--reward-model", "m"]).unwrap()
-    }
-
-    fn req(v: Value) -> ChatRequest {
-        serde_json::from_value(v).unwrap()
-    }
-
-    fn base() -> Value {
-        json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
-    }
-
-    fn with(extra: Value) -> ChatRequest {
-        let mut b = base();
-        for (k, v) in extra.as_object().unwrap() {
-            b[k] = v.clone();
-        }
-        req(b)
-    }
-
-    fn headers(n: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(HEADER_N, n.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn n_comes_from_header_then_body_then_default() {
-        let c = cfg();
-        assert_eq!(prepare(req(base()), &HeaderMap::new(), &c).unwrap().plan.n, 4);
-        assert_eq!(prepare(with(json!({"bon": {"n": 6}})), &HeaderMap::new(), &c).unwrap().plan.n, 6);
-        assert_eq!(prepare(with(json!({"bon": {"n": 6}})), &headers("3"), &c).unwrap().plan.n, 3);
-    }
-
-    #[test]
-    fn bad_n_names_the_value() {
-        let c = cfg();
-        for bad in ["0", "17", "abc", "2.5", "-1", ""] {
-            let e = prepare(req(base()), &headers(bad), &c).unwrap_err();
-            assert_eq!(e.status_code(), 400, "{bad}");
-            assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
-        }
-        let e = prepare(with(json!({"bon": {"n": 2.5}})), &HeaderMap::new(), &c).unwrap_err();
-        assert!(matches!(e, ApiError::InvalidRequest { ref param, .. } if param.as_deref() == Some("bon.n")));
-        assert!(e.to_string().contains("2.5"));
-    }
-
-    #[test]
-    fn forwarded_body_drops_stream_and_n_and_sets_temperature() {
-        let p = prepare(
-            with(json!({"stream": true, "stream_options": {"include_usage": true}, "n": 2, "top_p": 0.5})),
-            &HeaderMap::new(),
-            &cfg(),
-        )
-        .unwrap();
-        assert!(p.reply.stream && p.reply.include_usage);
-        assert_eq!(p.reply.choices, 2);
-        assert_eq!(p.plan.body["stream"], json!(false));
-        assert!(!p.plan.body.contains_key("n") && !p.plan.body.contains_key("stream_options"));
-        assert_eq!(p.plan.body["temperature"], json!(0.8));
-        assert_eq!(p.plan.body["top_p"], json!(0.5));
-        assert!(!p.plan.body.contains_key("bon"));
-    }
-
-    #[test]
-    fn temperature_zero_runs_one_candidate() {
-        let p = prepare(with(json!({"temperature": 0.0})), &headers("8"), &cfg()).unwrap();
-        assert_eq!(p.plan.n, 1);
-        assert_eq!(p.plan.body["temperature"], json!(0.0));
-    }
-
-    #[test]
-    fn n_choices_raise_n() {
-        let p = prepare(with(json!({"n": 5})), &headers("2"), &cfg()).unwrap();
-        assert_eq!((p.plan.n, p.reply.choices), (5, 5));
-        assert!(prepare(with(json!({"n": 17})), &HeaderMap::new(), &cfg()).is_err());
-    }
-
-    #[test]
-    fn client_seed_is_the_base_and_part_of_the_key() {
-        let p = prepare(with(json!({"seed": 42})), &HeaderMap::new(), &cfg()).unwrap();
-        assert_eq!(p.plan.base_seed, 42);
-        assert_eq!(p.key_extra["seed"], json!(42));
-        assert!(!p.plan.body.contains_key("seed"));
-    }
-
-    #[test]
-    fn guard_follows_the_flag_unless_the_request_says_and_splits_the_key() {
-        let on = prepare(req(base()), &HeaderMap::new(), &cfg()).unwrap();
-        assert!(on.plan.guard);
-        assert!(!on.key_extra.contains_key("bon"), "default keys are unchanged");
-        let off = prepare(with(json!({"bon": {"guard": false}})), &HeaderMap::new(), &cfg()).unwrap();
-        assert!(!off.plan.guard);
-        assert_ne!(on.key_extra, off.key_extra);
-        assert!(!off.plan.body.contains_key("bon"), "never forwarded");
-        let c = Config::try_parse_from(["bon-proxy", "--reward-model", "m", "--degenerate-guard", "off"]).unwrap();
-        assert!(!prepare(req(base()), &HeaderMap::new(), &c).unwrap().plan.guard);
-        assert!(prepare(with(json!({"bon": {"guard": true}})), &HeaderMap::new(), &c).unwrap().plan.guard);
-    }
-
-    #[test]
-    fn invalid_requests() {
-        let c = cfg();
-        let h = HeaderMap::new();
-        assert!(prepare(req(json!({"model": "m", "messages": []})), &h, &c).is_err());
-        assert!(prepare(req(json!({"model": "", "messages": [{"role": "user", "content": "x"}]})), &h, &c).is_err());
-        let e =
-            prepare(req(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]})), &h, &c).unwrap_err();
-        assert!(
-            matches!(e, ApiError::InvalidRequest { ref param, .. } if param.as_deref() == Some("messages[0].role"))
-        );
-        assert!(prepare(with(json!({"temperature": -1.0})), &h, &c).is_err());
-        assert!(prepare(with(json!({"n": 0})), &h, &c).is_err());
-    }
-}
+mod tests;
