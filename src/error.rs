@@ -107,7 +107,7 @@ impl ApiError {
     pub fn when(&self) -> &'static str {
         match self {
             ApiError::InvalidRequest { .. } => {
-                "bad JSON, wrong types, an out-of-range OpenAI parameter, a bad N or `bon` field, a Responses field that needs stored state; `param` names the field"
+                "bad JSON, wrong types, an out-of-range OpenAI parameter, a bad N or `bon` field, a Responses field that needs stored state with `--passthrough off`; `param` names the field"
             }
             ApiError::PayloadTooLarge => "the body is over `--max-body-bytes`",
             ApiError::Unauthorized(_) => "`--api-key` is set and the bearer token is missing or not one of the keys",

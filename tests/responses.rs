@@ -163,7 +163,7 @@ async fn bad_input_is_an_openai_shaped_400_and_nothing_goes_upstream() {
     let upstream = mock_upstream(BySeed::answers(0, &["x".to_owned()]), 0).await;
     let app = spawn_app(config(&upstream.uri(), &[])).await;
     for (body, param) in [
-        (json!({"model": "fake-llm", "input": "x", "previous_response_id": "resp_1"}), "previous_response_id"),
+        (json!({"model": "fake-llm", "input": "x", "tools": [{"type": "web_search"}]}), "tools[0]"),
         (json!({"model": "fake-llm", "input": [{"role": "user", "content": 5}]}), "input[0].content"),
         (json!({"model": "fake-llm", "input": "x", "temperature": 7}), "temperature"),
         (json!({"model": "", "input": "x"}), "model"),
@@ -180,6 +180,43 @@ async fn bad_input_is_an_openai_shaped_400_and_nothing_goes_upstream() {
     assert_eq!(resp.status(), 400);
     let page = app.metrics().await;
     assert_eq!(metric(&page, r#"bon_requests_total{outcome="invalid_request_error"}"#), 5.0);
+    app.stop().await;
+    upstream.verify().await;
+}
+
+#[tokio::test]
+async fn a_request_that_needs_stored_state_goes_to_the_upstreams_own_responses_api() {
+    let upstream = mock_upstream(BySeed::answers(0, &["x".to_owned()]), 0).await;
+    let stored = json!({"id": "resp_up", "object": "response", "status": "completed", "output": []});
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/responses"))
+        .and(wiremock::matchers::body_partial_json(json!({"previous_response_id": "resp_1", "input": "and then?"})))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(stored.clone()))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let app = spawn_app(config(&upstream.uri(), &[])).await;
+    let body = json!({"model": "fake-llm", "input": "and then?", "previous_response_id": "resp_1", "bon": {"n": 4}});
+    let resp = post(&app, body.clone(), &[("x-bon-n", "4")]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        (header(&resp, "x-bon-n"), header(&resp, "x-bon-selection")),
+        ("1".to_owned(), "passthrough".to_owned())
+    );
+    assert_eq!(resp.json::<Value>().await.unwrap(), stored, "the upstream's Response as it came");
+    let sent = upstream.received_requests().await.unwrap();
+    let sent: Vec<Value> =
+        sent.iter().filter(|r| r.url.path() == "/v1/responses").map(|r| r.body_json().unwrap()).collect();
+    assert!(sent[0].get("bon").is_none(), "`bon` is never forwarded: {}", sent[0]);
+    let page = app.metrics().await;
+    assert_eq!(metric(&page, r#"bon_passthrough_requests_total{route="/v1/responses",status="200"}"#), 1.0);
+    app.stop().await;
+
+    // With --passthrough off there is nowhere to send it: a 400 naming the field.
+    let app = spawn_app(config(&upstream.uri(), &["--passthrough", "off"])).await;
+    let resp = post(&app, body, &[]).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["param"], "previous_response_id");
     app.stop().await;
     upstream.verify().await;
 }

@@ -51,17 +51,22 @@ pub async fn pass(State(state): State<AppState>, req: Request) -> Response {
         },
         None => ForwardBody::Stream(reqwest::Body::wrap_stream(body.into_data_stream())),
     };
+    send(&state, &route, head, body, started).await
+}
+
+/// Sends one request through the pool and relays the answer as it came, counted under `route`.
+pub(super) async fn send(state: &AppState, route: &str, head: Head, body: ForwardBody, started: Instant) -> Response {
     let result = state.upstream.forward(Forward { head: head.into(), body }).await;
-    state.metrics.passthrough_duration.with_label_values(&[&route]).observe(started.elapsed().as_secs_f64());
+    state.metrics.passthrough_duration.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
     match result {
         Ok(answer) => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
             let mut response = Response::new(Body::from_stream(answer.body.map_err(axum::Error::new)));
             *response.status_mut() = status;
             *response.headers_mut() = answer.headers;
-            count(&state, &route, status.as_str(), response)
+            count(state, route, status.as_str(), response)
         }
-        Err(e) => count(&state, &route, "error", ApiError::Upstream(e).into_response()),
+        Err(e) => count(state, route, "error", ApiError::Upstream(e).into_response()),
     }
 }
 

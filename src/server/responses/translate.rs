@@ -8,12 +8,13 @@
 //! `top_logprobs` → `logprobs`; `temperature`, `top_p`, `seed`, `user`, `parallel_tool_calls` as they are; `bon` as
 //! for chat. Accepted and only echoed: `store` (nothing is stored: echoed `false`), `metadata`, `truncation`,
 //! `reasoning`, `service_tier`, `prompt_cache_key`, `safety_identifier`, `max_tool_calls`, `stream_options`.
-//! Refused with a 400 naming the field, because they need state or tools the upstream's chat API does not have:
-//! `previous_response_id`, `conversation`, `prompt` (stored prompts), `background: true`, `item_reference` items,
-//! file inputs, and tools other than functions (web search, file search, computer use, MCP, ...). Any other field
-//! is forwarded to the upstream as chat forwards unknown fields.
+//! A request that needs stored state (`previous_response_id`, `conversation`, `prompt`, `background: true`) is not
+//! translated: the handler passes it to the upstream's own Responses API (`needs_upstream_state`), and with
+//! `--passthrough off` it is refused here. Refused with a 400 naming the field, because the chat API has nothing
+//! for them: `item_reference` items, file inputs, and tools other than functions (web search, file search, computer
+//! use, MCP, ...). Any other field is forwarded to the upstream as chat forwards unknown fields.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::{
@@ -27,17 +28,18 @@ pub const MAX_INPUT_ITEMS: usize = 4096;
 /// The include value that asks for the output text's log-probabilities.
 const INCLUDE_LOGPROBS: &str = "message.output_text.logprobs";
 
-/// `POST /v1/responses` body as the proxy reads it.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/responses` body as the proxy reads it (and writes it back, less `bon`, when it passes it through).
+#[derive(Debug, Deserialize, Serialize)]
 pub struct ResponsesRequest {
     pub model: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instructions: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
-    #[serde(default)]
+    /// Never forwarded.
+    #[serde(default, skip_serializing)]
     pub bon: Option<BonOptions>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -142,6 +144,14 @@ pub fn to_chat(req: ResponsesRequest) -> Result<(ChatRequest, Echo), ApiError> {
         extra.remove("top_logprobs");
     }
     Ok((ChatRequest { model, messages, stream, bon, extra }, echo))
+}
+
+/// Whether the request needs state only the upstream's own Responses API can have (a stored response or
+/// conversation, a stored prompt, a background run): such a request is passed through, not translated.
+pub fn needs_upstream_state(req: &ResponsesRequest) -> bool {
+    let set = |field: &str| req.extra.get(field).is_some_and(|v| !v.is_null());
+    ["previous_response_id", "conversation", "prompt"].into_iter().any(set)
+        || req.extra.get("background").and_then(Value::as_bool) == Some(true)
 }
 
 /// 400 for what needs state the proxy does not keep (or tools only OpenAI runs).

@@ -68,10 +68,14 @@ test("responses.create and the responses.stream helper return the same Best-of-N
   assert.equal(final.bon.winner, Number(response.headers.get("x-bon-winner")));
 });
 
-test("a Responses request the proxy cannot serve is a 400 BadRequestError", async () => {
+test("bad Responses input is a 400 BadRequestError; stored state is the upstream's to refuse", async () => {
+  await assert.rejects(
+    client.responses.create({ model: "smollm2", input: [{ role: "user", content: 5 }] }),
+    (err) => err instanceof OpenAI.BadRequestError && err.param === "input[0].content",
+  );
   await assert.rejects(
     client.responses.create({ model: "smollm2", input: "Hi", previous_response_id: "resp_1" }),
-    (err) => err instanceof OpenAI.BadRequestError && err.param === "previous_response_id",
+    (err) => err instanceof OpenAI.BadRequestError && err.headers.get("x-bon-selection") === "passthrough",
   );
 });
 
