@@ -16,7 +16,7 @@ use super::{
     Upstream, UpstreamError,
     health::{Backoff, Health, State},
 };
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, openai::ChatCompletion};
 
 /// One upstream of the pool.
 pub struct Member {
@@ -27,6 +27,8 @@ pub struct Member {
     pub(super) metrics: Arc<Metrics>,
     /// Answered a request for several choices with fewer (see `PoolOptions::learn_n`).
     pub(super) ignores_n: AtomicBool,
+    /// Answered a request for `logprobs` without any (older Ollama, some gateways); an answer with them clears it.
+    pub(super) ignores_logprobs: AtomicBool,
 }
 
 impl Member {
@@ -79,6 +81,13 @@ impl Member {
         }
     }
 
+    /// Records whether an answer to a request for `logprobs` carried them; true when it newly says it ignores them.
+    pub(super) fn note_logprobs(&self, completion: &ChatCompletion) -> bool {
+        let carried = completion.choices.iter().any(|c| c.extra.get("logprobs").is_some_and(|l| !l.is_null()));
+        let was = self.ignores_logprobs.swap(!carried, Ordering::Relaxed);
+        !carried && !was
+    }
+
     /// Whether it answered a request after `t`.
     fn answered_since(&self, t: Instant) -> bool {
         self.health().last_success.is_some_and(|s| s > t)
@@ -115,4 +124,7 @@ pub struct MemberStatus {
     pub failures: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Known to answer requests for `logprobs` without them (reported only then).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_logprobs: bool,
 }

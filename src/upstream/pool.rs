@@ -85,6 +85,7 @@ impl Pool {
                     health: Mutex::new(Health::new(now)),
                     metrics: metrics.clone(),
                     ignores_n: AtomicBool::new(false),
+                    ignores_logprobs: AtomicBool::new(false),
                 })
             })
             .collect();
@@ -105,23 +106,29 @@ impl Pool {
         self.opts.learn_n && m.ignores_n.load(Ordering::Relaxed)
     }
 
+    /// Whether `m` is known not to serve what the request wants (`n` choices, log-probabilities).
+    fn lacks(&self, m: &Member, wants: Wants) -> bool {
+        (wants.n && self.skips_n(m)) || (wants.logprobs && m.ignores_logprobs.load(Ordering::Relaxed))
+    }
+
     /// The least loaded routable member (ties: round-robin); for a retry, other than the one that failed; for a
-    /// request with `n` (`wants_n`), one that honours it where one is routable. When no member is routable, any:
-    /// every upstream is down, and traffic still goes to the least loaded.
-    fn lease(&self, retry_of: Option<usize>, wants_n: bool) -> Option<Lease> {
+    /// request with `n` or `logprobs` (`wants`), one not known to ignore them where one is routable. When no member
+    /// is routable, any: every upstream is down, and traffic still goes to the least loaded.
+    fn lease(&self, retry_of: Option<usize>, wants: Wants) -> Option<Lease> {
         let len = self.members.len();
         // A retry looks on from the member that failed, without moving the round-robin on.
         let start = retry_of.map_or_else(|| self.next.fetch_add(1, Ordering::Relaxed), |i| i + 1);
         let avoid = retry_of;
-        // (healthy only, honouring `n` only), strictest first.
+        // (healthy only, serving what is wanted only), strictest first.
+        let picky = wants.n || wants.logprobs;
         let passes: &[(bool, bool)] =
-            if wants_n { &[(true, true), (true, false), (false, false)] } else { &[(true, false), (false, false)] };
-        for &(healthy_only, honours_n) in passes {
+            if picky { &[(true, true), (true, false), (false, false)] } else { &[(true, false), (false, false)] };
+        for &(healthy_only, serves) in passes {
             let mut best: Option<(usize, usize)> = None;
             for k in 0..len {
                 let i = (start + k) % len;
                 let m = &self.members[i];
-                if Some(i) == avoid || (healthy_only && !m.health().routable()) || (honours_n && self.skips_n(m)) {
+                if Some(i) == avoid || (healthy_only && !m.health().routable()) || (serves && self.lacks(m, wants)) {
                     continue;
                 }
                 let load = m.inflight.load(Ordering::Relaxed);
@@ -142,7 +149,7 @@ impl Pool {
     async fn with_failover<A, T, F>(
         &self,
         deadline: Option<Instant>,
-        wants_n: bool,
+        wants: Wants,
         args: A,
         call: F,
     ) -> Result<(T, Lease), UpstreamError>
@@ -150,8 +157,7 @@ impl Pool {
         A: Clone,
         F: for<'a> Fn(&'a dyn Upstream, A) -> BoxFuture<'a, Result<T, UpstreamError>>,
     {
-        let first =
-            self.lease(None, wants_n).ok_or_else(|| UpstreamError::Transport("no upstream configured".into()))?;
+        let first = self.lease(None, wants).ok_or_else(|| UpstreamError::Transport("no upstream configured".into()))?;
         let spare = (self.members.len() > 1).then(|| args.clone());
         let err = match self.attempt(&first, deadline, call(first.member.upstream.as_ref(), args)).await {
             Ok(v) => return Ok((v, first)),
@@ -161,7 +167,7 @@ impl Pool {
         if !err.is_transient() || deadline.is_some_and(|at| Instant::now() >= at) {
             return Err(err);
         }
-        let (Some(args), Some(second)) = (spare, self.lease(Some(first.index), wants_n)) else { return Err(err) };
+        let (Some(args), Some(second)) = (spare, self.lease(Some(first.index), wants)) else { return Err(err) };
         first.member.metrics.upstream_failovers.with_label_values(&[&first.member.name]).inc();
         tracing::debug!(from = %first.member.name, to = %second.member.name, error = %err, "retrying on another upstream");
         drop(first);
@@ -245,6 +251,7 @@ impl Pool {
                     inflight: m.inflight.load(Ordering::Relaxed),
                     failures: h.failures,
                     error: h.last_error.clone(),
+                    no_logprobs: m.ignores_logprobs.load(Ordering::Relaxed),
                 }
             })
             .collect()
@@ -260,11 +267,18 @@ impl Upstream for Pool {
         async move {
             let deadline = self.deadline();
             let asked = body.get("n").and_then(|n| n.as_u64()).unwrap_or(1);
-            let wants_n = self.opts.learn_n && asked > 1;
+            let wants = Wants {
+                n: self.opts.learn_n && asked > 1,
+                logprobs: body.get("logprobs").and_then(|l| l.as_bool()) == Some(true),
+            };
             let call = per_upstream(|u: &dyn Upstream, (body, auth)| u.chat(body, auth));
-            let (completion, lease) = self.with_failover(deadline, wants_n, (body, auth), call).await?;
+            let (completion, lease) = self.with_failover(deadline, wants, (body, auth), call).await?;
             let got = completion.choices.len() as u64;
-            if wants_n && got > 0 && got < asked && !lease.member.ignores_n.swap(true, Ordering::Relaxed) {
+            if wants.logprobs && lease.member.note_logprobs(&completion) {
+                tracing::info!(upstream = %lease.member.name,
+                    "upstream returns no `logprobs`; requests that need them go to the others where they can");
+            }
+            if wants.n && got > 0 && got < asked && !lease.member.ignores_n.swap(true, Ordering::Relaxed) {
                 tracing::info!(upstream = %lease.member.name, asked, got,
                     "upstream ignores `n`; its share of N fans out from now on");
             }
@@ -282,7 +296,7 @@ impl Upstream for Pool {
             // Failover covers opening the stream; a stream that breaks later is the caller's to handle.
             let deadline = self.deadline();
             let call = per_upstream(|u: &dyn Upstream, (body, auth)| u.chat_stream(body, auth));
-            let (streamed, lease) = self.with_failover(deadline, false, (body, auth), call).await?;
+            let (streamed, lease) = self.with_failover(deadline, Wants::default(), (body, auth), call).await?;
             Ok(match streamed {
                 Streamed::Whole(c) => Streamed::Whole(c),
                 Streamed::Chunks(chunks) => {
@@ -312,7 +326,7 @@ impl Upstream for Pool {
     fn models(&self, auth: Option<Arc<str>>) -> BoxFuture<'_, Result<Value, UpstreamError>> {
         async move {
             let call = per_upstream(|u: &dyn Upstream, auth| u.models(auth));
-            self.with_failover(None, false, auth, call).await.map(|(v, _)| v)
+            self.with_failover(None, Wants::default(), auth, call).await.map(|(v, _)| v)
         }
         .boxed()
     }
@@ -328,6 +342,15 @@ impl Upstream for Pool {
         }
         split(n, self.routable().max(1))
     }
+}
+
+/// What a request needs of the member that serves it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Wants {
+    /// Several choices from one request (`n`).
+    n: bool,
+    /// Token log-probabilities (`logprobs: true`).
+    logprobs: bool,
 }
 
 /// Pins a closure to the higher-ranked signature `with_failover` takes (closures do not infer it alone).
@@ -350,3 +373,7 @@ mod forward;
 #[cfg(test)]
 #[path = "pool_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "pool_logprobs_tests.rs"]
+mod logprobs_tests;

@@ -12,12 +12,14 @@ use super::{
         forward::{Forward, ForwardBody, Forwarded},
         member::Lease,
     },
-    Pool,
+    Pool, Wants,
 };
 
 impl Pool {
     pub(super) async fn forward_request(&self, req: Forward) -> Result<Forwarded, UpstreamError> {
-        let first = self.lease(None, false).ok_or_else(|| UpstreamError::Transport("no upstream configured".into()))?;
+        let first = self
+            .lease(None, Wants::default())
+            .ok_or_else(|| UpstreamError::Transport("no upstream configured".into()))?;
         let spare = match &req.body {
             ForwardBody::Whole(bytes) if self.members.len() > 1 => {
                 Some(Forward { head: req.head.clone(), body: ForwardBody::Whole(bytes.clone()) })
@@ -30,7 +32,7 @@ impl Pool {
         };
         // Only a failed connection: any answer, a 5xx included, is the upstream's to give.
         let (Some(req), Some(second), UpstreamError::Transport(_)) =
-            (spare, self.lease(Some(first.index), false), &err)
+            (spare, self.lease(Some(first.index), Wants::default()), &err)
         else {
             return Err(err);
         };
