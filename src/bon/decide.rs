@@ -3,7 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Candidate, Plan, response_message};
+use super::{
+    plan::{Candidate, Plan},
+    response_message,
+};
 use crate::{
     metrics::Metrics,
     openai::Usage,

@@ -11,7 +11,7 @@ use std::{
 
 use futures::{FutureExt, StreamExt, stream::FuturesUnordered};
 
-use super::{Candidate, Plan};
+use super::plan::{Candidate, Plan};
 use crate::{
     metrics::Metrics,
     openai::ChatCompletion,

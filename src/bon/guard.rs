@@ -92,7 +92,7 @@ pub fn is_repetitive(text: &str) -> bool {
 
 /// `order` (positions into `flags`, best first by score) re-ordered so that candidates with fewer flags come first;
 /// the sort is stable, so the score order holds among candidates with the same flags.
-pub fn rank(mut order: Vec<usize>, flags: &[Flags]) -> Vec<usize> {
+pub fn tiered(mut order: Vec<usize>, flags: &[Flags]) -> Vec<usize> {
     order.sort_by_key(|&i| flags[i].tier());
     order
 }
@@ -157,9 +157,9 @@ mod tests {
         let both = Flags { repetitive: true, truncated: true };
         // Score order 0,1,2,3,4: candidate 0 loops, 1 is cut, 2 and 4 are clean, 3 loops and is cut.
         let flags = [rep, cut, clean, both, clean];
-        assert_eq!(rank(vec![0, 1, 2, 3, 4], &flags), vec![2, 4, 1, 0, 3]);
+        assert_eq!(tiered(vec![0, 1, 2, 3, 4], &flags), vec![2, 4, 1, 0, 3]);
         // All flagged the same way: plain score order.
-        assert_eq!(rank(vec![2, 0, 1], &[cut, cut, cut]), vec![2, 0, 1]);
+        assert_eq!(tiered(vec![2, 0, 1], &[cut, cut, cut]), vec![2, 0, 1]);
         assert_eq!(both.names(), vec!["repetitive", "truncated"]);
     }
 }

@@ -11,6 +11,7 @@ mod decide;
 mod generate;
 pub mod guard;
 mod outcome;
+mod plan;
 pub mod prune;
 mod rank;
 pub mod scores;
@@ -19,97 +20,20 @@ pub use args::{BonArgs, PruneAt, Switch};
 pub use decide::Selector;
 pub use generate::Generation;
 pub use outcome::{Outcome, Unscored};
+pub use plan::{Candidate, Plan};
 pub use prune::{Live, LiveTx, Prune};
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    sync::atomic::{AtomicBool, Ordering},
+    time::{SystemTime, UNIX_EPOCH},
 };
-
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::{
     error::ApiError,
     openai::{ChatCompletion, Message, Usage},
-    select::{Confidence, Select, Selection, Strategy, confidence},
+    select::Selection,
     upstream::UpstreamError,
 };
-
-/// What to generate: the request body as every candidate gets it (except `seed`; shared, never copied), and how many.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// Forwarded body: the client's request with `stream: false`, no OpenAI `n`, no `bon`, sampling defaults set.
-    pub body: Arc<Map<String, Value>>,
-    /// Number of candidates.
-    pub n: u32,
-    /// Candidate `i` is sent with `seed = base_seed + i`.
-    pub base_seed: i64,
-    /// The conversation being answered (for the reward model).
-    pub conversation: Arc<[Message]>,
-    /// Tools the client offered (rendered by chat templates that know tools).
-    pub tools: Option<Arc<Value>>,
-    /// The client's bearer token, forwarded upstream (`--forward-client-auth`).
-    pub upstream_auth: Option<Arc<str>>,
-    /// Rank repetitive and length-cut candidates below the others (`--degenerate-guard`, `bon.guard`).
-    pub guard: bool,
-    /// Speculative rejection (`--prune-every`, `--prune-keep`); None: every candidate runs to the end.
-    pub prune: Option<Prune>,
-    /// Pruning never leaves fewer candidates than this (the OpenAI `n` choices asked for).
-    pub keep_at_least: u32,
-    /// Once half of the candidates have finished, how long the others get (`--straggler-wait`).
-    pub straggler_wait: Option<Duration>,
-    /// What decides the winner (`--strategy`, `x-bon-strategy`, `bon.strategy`, ...).
-    pub select: Select,
-}
-
-impl Plan {
-    /// Whether fan-out stops the unfinished candidates once the vote is decided.
-    pub fn stops_on_agreement(&self) -> bool {
-        self.select.strategy == Strategy::Vote && self.select.stop_on_agreement
-    }
-}
-
-/// One candidate's fate.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Candidate {
-    pub result: Result<ChatCompletion, UpstreamError>,
-    pub latency: Duration,
-    pub score: Option<f32>,
-    /// What the degenerate-text guard saw (always computed; it only decides the ranking when the plan says so).
-    pub flags: guard::Flags,
-    /// Stopped early by pruning: `result` holds the partial answer and `score` its last (prefix) score.
-    pub pruned: bool,
-    /// The final answer extracted for the vote strategies (None: not extracted, or none found).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<String>,
-    /// The upstream's token confidence in it (the confidence strategies; None: not asked, or no `logprobs`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub confidence: Option<Confidence>,
-}
-
-impl Candidate {
-    /// A candidate as generated: flagged, not yet scored.
-    pub fn new(result: Result<ChatCompletion, UpstreamError>, latency: Duration) -> Self {
-        let flags = result.as_ref().map(guard::Flags::of).unwrap_or_default();
-        Self { result, latency, score: None, flags, pruned: false, answer: None, confidence: None }
-    }
-
-    /// A finished answer that can be selected.
-    pub fn selectable(&self) -> bool {
-        self.result.is_ok() && !self.pruned
-    }
-}
-
-/// A completion's token confidence, from its first choice's `logprobs` (None when it has none).
-fn confidence_of(c: &ChatCompletion, plan: &Plan) -> Option<Confidence> {
-    let logprobs = c.choices.first()?.extra.get("logprobs")?;
-    let tokens = confidence::token_confidences(logprobs, plan.select.confidence_top_k as usize)?;
-    confidence::summarise(&tokens, plan.select.confidence_window)
-}
 
 /// Runs generation and selection for `plan`. With pruning and `live`, the last candidate standing is handed to
 /// `live` while it generates (when pruning leaves one).
@@ -124,28 +48,7 @@ pub async fn run(
     metrics.n_used.observe(f64::from(plan.n));
     let id = completion_id();
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut rounds = 0;
-    let mut candidates = match plan.prune {
-        None => generation.candidates(plan).await,
-        Some(prune) => {
-            match prune::candidates(generation, scorer, plan, prune, live.map(|tx| (tx, id.as_str(), created))).await {
-                Ok((candidates, report)) => {
-                    rounds = report.rounds;
-                    metrics.pruning_rounds.observe(f64::from(report.rounds));
-                    if report.unstreamed {
-                        fell_back("the upstream answered `stream: true` with a whole completion");
-                        metrics.pruning_fallbacks.inc();
-                    }
-                    candidates
-                }
-                Err(prune::Refused(e)) => {
-                    fell_back(&e.to_string());
-                    metrics.pruning_fallbacks.inc();
-                    generation.candidates(plan).await
-                }
-            }
-        }
-    };
+    let (mut candidates, rounds) = generate(generation, scorer, plan, live, &id, created).await;
 
     let mut usage = Usage::default();
     for c in &candidates {
@@ -162,25 +65,7 @@ pub async fn run(
     }
 
     let flags: Vec<guard::Flags> = ok.iter().map(|&i| candidates[i].flags).collect();
-    if plan.select.strategy.votes() {
-        for &i in &ok {
-            let text = candidates[i].result.as_ref().map(|c| response_message(c).text()).unwrap_or_default();
-            candidates[i].answer = plan.select.answer.extract(&text);
-        }
-    }
-    if plan.select.strategy.reads_confidence() {
-        for &i in &ok {
-            candidates[i].confidence = candidates[i].result.as_ref().ok().and_then(|c| confidence_of(c, plan));
-            if let Some(c) = candidates[i].confidence {
-                metrics.candidate_confidence.observe(c.lowest);
-            }
-        }
-    }
-    for f in &flags {
-        for name in f.names() {
-            metrics.guard_flags.with_label_values(&[name]).inc();
-        }
-    }
+    annotate(plan, &mut candidates, &ok, metrics);
     let mut selection = Selection { strategy: plan.select.strategy, ..Selection::default() };
     selection.stopped_on_agreement =
         (0..candidates.len()).filter(|&i| matches!(candidates[i].result, Err(UpstreamError::Agreed))).collect();
@@ -207,7 +92,7 @@ pub async fn run(
                 tracing::warn!(error = %reason, "scoring failed; the first successful candidate ranks first");
                 metrics.scorer_fallbacks.inc();
                 let order: Vec<usize> = (0..ok.len()).collect();
-                (if plan.guard { guard::rank(order, &flags) } else { order }, None)
+                (if plan.guard { guard::tiered(order, &flags) } else { order }, None)
             }
         };
         let scored = scores.is_some();
@@ -231,6 +116,59 @@ pub async fn run(
     }
 
     Ok(Outcome { id, created, n: plan.n, candidates, ranked, usage, unscored, selection })
+}
+
+/// The N candidates, pruned while they generate when the plan says so (falling back to plain generation when the
+/// upstream cannot stream); and how many pruning rounds ran.
+async fn generate(
+    generation: &Generation<'_>,
+    scorer: &dyn crate::reward::Score,
+    plan: &Plan,
+    live: Option<&LiveTx>,
+    id: &str,
+    created: u64,
+) -> (Vec<Candidate>, u32) {
+    let metrics = generation.metrics;
+    let Some(prune) = plan.prune else { return (generation.candidates(plan).await, 0) };
+    match prune::candidates(generation, scorer, plan, prune, live.map(|tx| (tx, id, created))).await {
+        Ok((candidates, report)) => {
+            metrics.pruning_rounds.observe(f64::from(report.rounds));
+            if report.unstreamed {
+                fell_back("the upstream answered `stream: true` with a whole completion");
+                metrics.pruning_fallbacks.inc();
+            }
+            (candidates, report.rounds)
+        }
+        Err(prune::Refused(e)) => {
+            fell_back(&e.to_string());
+            metrics.pruning_fallbacks.inc();
+            (generation.candidates(plan).await, 0)
+        }
+    }
+}
+
+/// What the strategy reads besides the text, on each selectable candidate: the extracted answer (vote strategies),
+/// the token confidence (confidence strategies); and the guard's flags counted.
+fn annotate(plan: &Plan, candidates: &mut [Candidate], ok: &[usize], metrics: &crate::metrics::Metrics) {
+    if plan.select.strategy.votes() {
+        for &i in ok {
+            let text = candidates[i].result.as_ref().map(|c| response_message(c).text()).unwrap_or_default();
+            candidates[i].answer = plan.select.answer.extract(&text);
+        }
+    }
+    if plan.select.strategy.reads_confidence() {
+        for &i in ok {
+            candidates[i].confidence = candidates[i].result.as_ref().ok().and_then(|c| plan::confidence_of(c, plan));
+            if let Some(c) = candidates[i].confidence {
+                metrics.candidate_confidence.observe(c.lowest);
+            }
+        }
+    }
+    for &i in ok {
+        for name in candidates[i].flags.names() {
+            metrics.guard_flags.with_label_values(&[name]).inc();
+        }
+    }
 }
 
 /// Candidates stopped because the vote was decided, and the completion tokens that saved: each stopped one counted

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Candidate, Selection};
+use super::plan::Candidate;
 use crate::{
     cache::{Degraded, Shared, Weigh},
     openai::{ChatCompletion, Usage},
-    select::Fallback,
+    select::{Fallback, Selection},
     upstream::UpstreamError,
 };
 

@@ -1,7 +1,7 @@
 //! The score-and-rank step both selection (`bon::run`) and pruning rounds (`prune`) take: the candidates' answers
 //! scored in one batch, ordered by score, then by the guard's tiers when the plan asks for it.
 
-use super::{Plan, guard, response_message, scores as statistics};
+use super::{guard, plan::Plan, response_message, scores as statistics};
 use crate::{
     openai::ChatCompletion,
     reward::{RewardError, Score, ScoreInput},
@@ -35,7 +35,7 @@ pub async fn score_and_rank(
     if scores.len() != n {
         return Err(RewardError::Runtime(format!("scorer returned {} scores for {n} candidates", scores.len())));
     }
-    let by_score = statistics::rank(&scores);
-    let order = if guard { guard::rank(by_score.clone(), flags) } else { by_score.clone() };
+    let by_score = statistics::order_by_score(&scores);
+    let order = if guard { guard::tiered(by_score.clone(), flags) } else { by_score.clone() };
     Ok(Ranked { scores, by_score, order })
 }

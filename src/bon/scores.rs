@@ -3,7 +3,7 @@
 
 /// Candidate indices (positions in `scores`) ordered best first: highest score wins, ties go to the lower index,
 /// a NaN score ranks below every number.
-pub fn rank(scores: &[f32]) -> Vec<usize> {
+pub fn order_by_score(scores: &[f32]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     // Stable sort on a total order keeps equal scores in index order.
     order.sort_by(|&a, &b| key(scores[b]).total_cmp(&key(scores[a])));
@@ -57,14 +57,14 @@ mod tests {
 
     #[test]
     fn highest_wins_and_ties_go_to_the_lowest_index() {
-        assert_eq!(rank(&[0.1, 0.9, 0.5]), vec![1, 2, 0]);
-        assert_eq!(rank(&[0.7, 0.9, 0.9, 0.1]), vec![1, 2, 0, 3]);
-        assert_eq!(rank(&[2.0, 2.0, 2.0]), vec![0, 1, 2]);
+        assert_eq!(order_by_score(&[0.1, 0.9, 0.5]), vec![1, 2, 0]);
+        assert_eq!(order_by_score(&[0.7, 0.9, 0.9, 0.1]), vec![1, 2, 0, 3]);
+        assert_eq!(order_by_score(&[2.0, 2.0, 2.0]), vec![0, 1, 2]);
     }
 
     #[test]
     fn nan_ranks_last() {
-        assert_eq!(rank(&[f32::NAN, -5.0, 1.0]), vec![2, 1, 0]);
+        assert_eq!(order_by_score(&[f32::NAN, -5.0, 1.0]), vec![2, 1, 0]);
     }
 
     #[test]
@@ -81,7 +81,7 @@ mod tests {
     #[test]
     fn margin_is_first_minus_second() {
         let s = [0.5, 2.0, 1.25];
-        assert_eq!(margin(&s, &rank(&s)), Some(0.75));
+        assert_eq!(margin(&s, &order_by_score(&s)), Some(0.75));
         assert_eq!(margin(&[1.0], &[0]), None);
     }
 }

@@ -26,7 +26,10 @@ mod round;
 use round::{competing, round, round_due};
 pub use round::{sentence_end, survivors};
 
-use super::{Candidate, Plan, assemble::Assembly};
+use super::{
+    assemble::Assembly,
+    plan::{Candidate, Plan},
+};
 use crate::{
     openai::{ChatCompletion, Usage},
     reward::Score,
