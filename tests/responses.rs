@@ -220,3 +220,24 @@ async fn a_request_that_needs_stored_state_goes_to_the_upstreams_own_responses_a
     app.stop().await;
     upstream.verify().await;
 }
+
+#[tokio::test]
+async fn a_stream_committed_before_the_result_opens_at_once_and_a_failure_is_an_error_event() {
+    // Every candidate outlives --candidate-timeout, which is past the first keep-alive: the stream has started.
+    let late = BySeed::new(0, vec![Behaviour::Delay(std::time::Duration::from_secs(3), "late".into())]);
+    let upstream = mock_upstream(late, 2).await;
+    let app = spawn_app(config(&upstream.uri(), &["--sse-keepalive", "100ms", "--candidate-timeout", "500ms"])).await;
+    let resp = post(&app, json!({"model": "fake-llm", "input": "x", "stream": true}), &[("x-bon-n", "2")]).await;
+    assert_eq!(resp.status(), 200, "committed to a stream before the failure");
+    let events = events(&resp.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["response.created", "response.in_progress", "error", "response.failed"]);
+    assert_eq!(events[0].1["response"]["status"], "in_progress", "opened as soon as the stream was committed");
+    let error = &events[2].1;
+    assert_eq!(error["error"]["type"], "all_candidates_failed", "an `error` object: the SDKs raise it");
+    assert_eq!(error["sequence_number"], 2);
+    assert_eq!(events[3].1["response"]["status"], "failed");
+    assert_eq!(events[3].1["response"]["error"]["code"], "all_candidates_failed");
+    assert_eq!(events[3].1["response"]["id"], events[0].1["response"]["id"]);
+    app.stop().await;
+}

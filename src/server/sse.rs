@@ -45,6 +45,10 @@ pub trait Frames: Send + 'static {
     fn error(&mut self, e: &ApiError) -> Vec<Event>;
     /// Whether a live update went out (then `finished` is told `streamed`).
     fn began(&self) -> bool;
+    /// The events that open a stream committed before the result (none by default).
+    fn committed(&mut self) -> Vec<Event> {
+        Vec::new()
+    }
 }
 
 /// The streaming response for `work` (`n` candidates), written by `frames`. `updates` brings the last candidate
@@ -69,6 +73,7 @@ pub async fn respond<F: Frames>(
         }
     })
     .await;
+    let mut opening = Vec::new();
     let pending = match first {
         Ok(Err(result)) => {
             held.inflight.finish(result.as_ref().map(|(_, cache)| *cache));
@@ -83,12 +88,16 @@ pub async fn respond<F: Frames>(
             };
         }
         Ok(Ok(update)) => Some(update),
-        Err(_) => None,
+        Err(_) => {
+            opening = frames.committed();
+            None
+        }
     };
     // Commit to a 200 stream; the work, the admission permit and the in-flight record travel inside it, so a
     // client that disconnects drops them all (cancelling the upstream calls).
     let start = Streaming { work, updates, pending, held: Some(held), frames, done: false };
-    let body = stream::unfold(start, Streaming::step)
+    let body = stream::iter(std::iter::once(opening))
+        .chain(stream::unfold(start, Streaming::step))
         .flat_map(|events| stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
     let mut response =
         Sse::new(body).keep_alive(KeepAlive::new().interval(keepalive).text("bon: generating")).into_response();

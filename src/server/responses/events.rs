@@ -5,7 +5,9 @@
 //! `response.output_item.done`; last `response.completed` (or `response.incomplete`) with the whole Response, usage
 //! over every candidate and the `bon` object. Every event has its `type`, a `sequence_number`, and the
 //! `item_id`/`output_index`/`content_index` the official SDKs' stream helpers read (llama-server's own stream lacks
-//! `content_index`, so relaying it would not do). With pruning the survivor's text goes out as it is generated.
+//! `content_index`, so relaying it would not do). A stream committed before the result (past the first keep-alive)
+//! opens with `response.created` at once; a failure then is an `error` event (with an `error` object, which the SDKs
+//! raise) and `response.failed`. With pruning the survivor's text goes out as it is generated.
 
 use axum::response::sse::Event;
 use serde_json::{Value, json};
@@ -33,6 +35,8 @@ pub struct ResponseEvents {
     sequence: u64,
     /// The message item and its text part are open (live text went out).
     began: bool,
+    /// `response.created` and `response.in_progress` went out.
+    opened: bool,
 }
 
 impl ResponseEvents {
@@ -48,6 +52,7 @@ impl ResponseEvents {
             reward_model: reward_model.to_owned(),
             sequence: 0,
             began: false,
+            opened: false,
         }
     }
 
@@ -63,8 +68,11 @@ impl ResponseEvents {
         Event::default().event(kind).data(data.to_string())
     }
 
-    /// `response.created` and `response.in_progress`.
+    /// `response.created` and `response.in_progress`, once.
     fn opening(&mut self) -> Vec<Event> {
+        if std::mem::replace(&mut self.opened, true) {
+            return Vec::new();
+        }
         let response = self.frame().response("in_progress", Vec::new(), Value::Null, Value::Null);
         vec![
             self.event("response.created", json!({"response": response})),
@@ -131,10 +139,7 @@ impl ResponseEvents {
 
 impl Frames for ResponseEvents {
     fn finished(&mut self, outcome: &Outcome, cache: CacheResult, streamed: bool) -> Vec<Event> {
-        let mut out = Vec::new();
-        if !streamed {
-            out.extend(self.opening());
-        }
+        let mut out = self.opening();
         let winner = crate::server::response::ranked_choices(outcome, 1).next();
         let (status, incomplete) = status_of(winner);
         let text = winner.map(|c| c.message.text()).unwrap_or_default();
@@ -202,5 +207,10 @@ impl Frames for ResponseEvents {
 
     fn began(&self) -> bool {
         self.began
+    }
+
+    /// A stream committed before the result opens as OpenAI's does: `response.created`, `response.in_progress`.
+    fn committed(&mut self) -> Vec<Event> {
+        self.opening()
     }
 }
