@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{EvalError, report::Results};
+use super::{EvalError, accuracy::Reliability, report::Results};
 
 const FONT: &[u8] = include_bytes!("font/DejaVuSans-subset.ttf");
 const FAMILY: &str = "sans-serif";
@@ -33,8 +33,11 @@ const GREY: RGBColor = RGBColor(150, 150, 150);
 const ORANGE: RGBColor = RGBColor(230, 120, 0);
 const PURPLE: RGBColor = RGBColor(140, 60, 170);
 const TEAL: RGBColor = RGBColor(0, 140, 140);
+const GREEN: RGBColor = RGBColor(40, 150, 60);
+const BROWN: RGBColor = RGBColor(140, 90, 40);
 
-/// `reward_vs_n.png`, `length_vs_n.png`, `judge_vs_n.png` when judged, `accuracy_vs_n.png` with reference answers.
+/// `reward_vs_n.png`, `length_vs_n.png`, `judge_vs_n.png` when judged, `accuracy_vs_n.png` with reference answers,
+/// `reliability.png` when the samples had confidences.
 pub fn write_all(out: &Path, r: &Results) -> Result<(), EvalError> {
     register_font()?;
     let pts = |f: &dyn Fn(&super::NResult) -> Option<f64>| -> Vec<(f64, f64)> {
@@ -88,6 +91,8 @@ pub fn write_all(out: &Path, r: &Results) -> Result<(), EvalError> {
                 Line::data("vote", RED, acc(&|a| a.vote)),
                 Line::data("weighted vote", ORANGE, acc(&|a| a.weighted_vote)),
                 Line::data("judge", PURPLE, acc(&|a| a.judge)),
+                Line::data("confidence", GREEN, acc(&|a| a.confidence)),
+                Line::data("confidence vote", BROWN, acc(&|a| a.confidence_vote)),
                 Line::data("any sample right", TEAL, acc(&|a| a.any_correct)),
                 Line::reference("single sample", GREY, acc(&|a| a.single)),
                 Line::reference("greedy", BLACK, acc(&|a| a.greedy)),
@@ -95,6 +100,47 @@ pub fn write_all(out: &Path, r: &Results) -> Result<(), EvalError> {
             true,
         )?;
     }
+    if !r.reliability.is_empty() {
+        reliability(&out.join("reliability.png"), &r.reliability)?;
+    }
+    Ok(())
+}
+
+/// The reliability plot: each confidence band's accuracy at the band's middle confidence (linear axes; accuracy on
+/// 0..1), labelled with its sample count. A confidence worth selecting by rises left to right.
+pub fn reliability(path: &Path, bands: &[Reliability]) -> Result<(), EvalError> {
+    register_font()?;
+    let err = |e: &dyn std::fmt::Display| EvalError::Plot(format!("{}: {e}", path.display()));
+    let points: Vec<(f64, f64)> = bands.iter().map(|b| (f64::midpoint(b.from, b.to), b.accuracy)).collect();
+    let (x_lo, x_hi) =
+        bands.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), b| (lo.min(b.from), hi.max(b.to)));
+    let (x_lo, x_hi) = if x_lo.is_finite() && x_hi > x_lo { (x_lo, x_hi) } else { (0.0, 1.0) };
+    let pad = (x_hi - x_lo) * 0.05;
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("Reliability: accuracy by the sample's confidence", (FAMILY, 22))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x_lo - pad..x_hi + pad, 0.0..1.0)
+        .map_err(|e| err(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("lowest group confidence (band middle)")
+        .y_desc("accuracy")
+        .label_style((FAMILY, 14))
+        .draw()
+        .map_err(|e| err(&e))?;
+    chart.draw_series(LineSeries::new(points.clone(), BLUE.stroke_width(2))).map_err(|e| err(&e))?;
+    chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, BLUE.filled()))).map_err(|e| err(&e))?;
+    for (b, &(x, y)) in bands.iter().zip(&points) {
+        let label = format!("{} samples", b.samples);
+        chart
+            .draw_series(std::iter::once(Text::new(label, (x, (y + 0.04).min(0.97)), (FAMILY, 13))))
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
     Ok(())
 }
 
@@ -184,3 +230,28 @@ fn chart(path: &Path, title: &str, y_label: &str, lines: &[Line], share: bool) -
 
 /// Width of the legend column.
 const LEGEND_WIDTH: u32 = 170;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reliability_plot_is_a_png_with_something_on_it() {
+        let dir = std::env::temp_dir().join(format!("bon-reliability-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.join("reliability.png");
+        let band = |from: f64, to: f64, accuracy: f64| Reliability { from, to, samples: 240, accuracy };
+        let bands = [
+            band(0.4, 1.1, 0.01),
+            band(1.1, 2.0, 0.03),
+            band(2.0, 3.5, 0.05),
+            band(3.5, 6.0, 0.09),
+            band(6.0, 9.0, 0.1),
+        ];
+        reliability(&path, &bands).unwrap_or_else(|e| panic!("{e}"));
+        let png = std::fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(png.len() > 5_000, "looks empty: {} bytes", png.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -282,7 +282,7 @@ fn accuracy_section(s: &mut String, r: &Results, answer: &str) {
         for b in &r.reliability {
             let _ = writeln!(s, "| {:.2}–{:.2} | {} | {:.3} |", b.from, b.to, b.samples, b.accuracy);
         }
-        let _ = writeln!(s);
+        let _ = writeln!(s, "\n![reliability](reliability.png)\n");
     }
 }
 
