@@ -187,3 +187,21 @@ async fn bodies_stream_both_ways_and_are_never_held_whole() {
     assert_eq!(rest, b"data: two\n\n");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_forward_client_auth_the_upstream_gets_the_clients_own_token() {
+    let upstream = MockServer::start().await;
+    Mock::given(matchers::method("POST"))
+        .and(matchers::path("/v1/embeddings"))
+        .and(matchers::header("authorization", "Bearer client-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"object": "list", "data": []})))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    let app = spawn_app(config(&upstream.uri(), &["--forward-client-auth"])).await;
+    let resp =
+        app.client.post(format!("{}/v1/embeddings", app.base)).bearer_auth("client-token").json(&json!({"input": "x"}));
+    assert_eq!(resp.send().await.unwrap().status(), 200);
+    app.stop().await;
+    upstream.verify().await;
+}
