@@ -1,8 +1,16 @@
-//! Request parsing and preparation: any body and any `x-bon-n` value give a plan or a 4xx, never a panic.
+//! Request parsing and preparation: any body and any `x-bon-n` value give a plan or a 4xx, never a panic, read as a
+//! chat request and as a Responses API request (translated to chat first).
 #![no_main]
 
 use axum::http::{HeaderMap, HeaderValue};
-use bon_proxy::{config::Config, openai::ChatRequest, server::prepare::prepare};
+use bon_proxy::{
+    config::Config,
+    openai::ChatRequest,
+    server::{
+        prepare::prepare,
+        responses::{ResponsesRequest, to_chat},
+    },
+};
 use clap::Parser;
 use libfuzzer_sys::fuzz_target;
 
@@ -20,6 +28,12 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(req) = serde_json::from_slice::<ChatRequest>(body) {
         match prepare(req, &headers, &cfg) {
             Ok(p) => assert!((1..=cfg.bon.max_n).contains(&p.plan.n) && p.reply.choices <= p.plan.n),
+            Err(e) => assert!(e.status_code().is_client_error()),
+        }
+    }
+    if let Ok(req) = serde_json::from_slice::<ResponsesRequest>(body) {
+        match to_chat(req).and_then(|(chat, _)| prepare(chat, &headers, &cfg)) {
+            Ok(p) => assert!((1..=cfg.bon.max_n).contains(&p.plan.n) && p.reply.choices == 1),
             Err(e) => assert!(e.status_code().is_client_error()),
         }
     }
