@@ -1,6 +1,6 @@
 //! A streamed candidate put back together: `chat.completion.chunk` deltas accumulate into the completion a
 //! non-streaming request would have returned (content, tool calls merged by index, other text fields such as
-//! `reasoning_content`, finish reason, usage).
+//! `reasoning_content`, token log-probabilities, finish reason, usage).
 
 use serde_json::{Map, Value, json};
 
@@ -25,6 +25,8 @@ pub struct Assembly {
     extra: Map<String, Value>,
     /// Content deltas received: one delta counts as one token.
     pub tokens: u64,
+    /// The `logprobs.content` entries of the chunks, in order (when the request asked for them).
+    logprobs: Vec<Value>,
 }
 
 impl Assembly {
@@ -56,6 +58,9 @@ impl Assembly {
         };
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish_reason = Some(reason.to_owned());
+        }
+        if let Some(entries) = choice.pointer("/logprobs/content").and_then(Value::as_array) {
+            self.logprobs.extend(entries.iter().cloned());
         }
         let Some(delta) = choice.get("delta").and_then(Value::as_object) else { return added };
         for (name, v) in delta {
@@ -137,7 +142,11 @@ impl Assembly {
                 index: 0,
                 message: self.message(),
                 finish_reason: self.finish_reason.clone(),
-                extra: Map::new(),
+                extra: if self.logprobs.is_empty() {
+                    Map::new()
+                } else {
+                    Map::from_iter([("logprobs".to_owned(), json!({"content": self.logprobs}))])
+                },
             }],
             usage: self.usage,
             extra: self.extra.clone(),
@@ -197,6 +206,24 @@ mod tests {
         assert_eq!(c.usage.unwrap().completion_tokens, 3);
         assert_eq!((c.id.as_str(), c.model.as_str(), c.created), ("c1", "m", 7));
         assert_eq!(c.extra["system_fingerprint"], json!("fp"));
+    }
+
+    #[test]
+    fn streamed_logprobs_come_back_as_one_list() {
+        let mut a = Assembly::default();
+        let entry = |t: &str| json!({"token": t, "logprob": -0.5, "top_logprobs": []});
+        for t in ["Par", "is"] {
+            let mut c = chunk(json!({"content": t}), None);
+            c["choices"][0]["logprobs"] = json!({"content": [entry(t)]});
+            a.push(&c);
+        }
+        a.push(&chunk(json!({}), Some("stop")));
+        let done = a.finish().unwrap();
+        assert_eq!(done.choices[0].extra["logprobs"], json!({"content": [entry("Par"), entry("is")]}));
+        assert!(
+            Assembly::default().completion().choices[0].extra.get("logprobs").is_none(),
+            "none asked, none made up"
+        );
     }
 
     #[test]
