@@ -154,48 +154,12 @@ pub async fn candidates(
         let until = straggle_at.map_or(deadline, |t| t.min(deadline));
         let next = std::future::poll_fn(|cx| poll_slots(&mut slots, &mut cursor, cx));
         let Ok((i, event)) = tokio::time::timeout_at(until.into(), next).await else {
-            let cause = match (straggle_at, plan.straggler_wait) {
-                (Some(at), Some(wait)) if at < deadline => UpstreamError::Straggler(wait),
-                _ => UpstreamError::Timeout(generation.candidate_timeout),
-            };
-            if matches!(cause, UpstreamError::Straggler(_)) && !slots.iter().any(Slot::finished_well) {
-                // The finished ones were pruned since: the live ones are all there is to choose from.
-                straggle_at = None;
-                continue;
+            if out_of_time(&mut slots, &mut straggle_at, plan, generation, deadline, started) {
+                break;
             }
-            for slot in slots.iter_mut().filter(|s| s.live()) {
-                slot.end(Err(cause.clone()), started);
-            }
-            break;
+            continue;
         };
-        match event {
-            Event::Chunk(chunk) => {
-                let text = slots[i].asm.push(&chunk);
-                if !text.is_empty() {
-                    slots[i].since_round += 1;
-                    if live_index == Some(i)
-                        && let Some((tx, _, _)) = live
-                    {
-                        // A client gone mid-stream drops this whole future; a closed channel changes nothing here.
-                        let _ = tx.send(Live::Delta(text));
-                    }
-                }
-            }
-            Event::End => {
-                let result = slots[i].asm.finish();
-                slots[i].end(result, started);
-            }
-            Event::Whole(c) => {
-                report.unstreamed = true;
-                slots[i].end(Ok(c), started);
-            }
-            Event::Failed(e) => {
-                if matches!(slots[i].phase, Phase::Opening(_)) && refuses_streaming(&e) {
-                    return Err(Refused(e));
-                }
-                slots[i].end(Err(e), started);
-            }
-        }
+        apply(&mut slots, i, event, live.map(|(tx, _, _)| tx).filter(|_| live_index == Some(i)), &mut report, started)?;
         if straggle_at.is_none()
             && let Some(wait) = plan.straggler_wait
             && slots.iter().filter(|s| s.finished_well()).count() >= half
@@ -212,23 +176,92 @@ pub async fn candidates(
             }
         }
         if live_index.is_none()
-            && let Some((tx, id, created)) = live
-            && let [only] = competing(&slots)[..]
-            && matches!(slots[only].phase, Phase::Streaming(_))
-            && slots.iter().enumerate().all(|(k, s)| k == only || !s.live())
+            && let Some(live) = live
         {
-            live_index = Some(only);
-            let asm = &slots[only].asm;
-            let begin = Live::Begin {
-                id: id.to_owned(),
-                created,
-                model: asm.model().to_owned(),
-                text: asm.content().to_owned(),
-            };
-            let _ = tx.send(begin);
+            live_index = go_live(&slots, live);
         }
     }
     Ok((finish(slots, generation), report))
+}
+
+/// The deadline or the straggler wait passed. Past the straggler wait the live candidates are stopped as
+/// stragglers, past the deadline as timed out; true when the loop is over. A straggler wait is lifted instead when
+/// no candidate is left finished (pruning stopped them since): the live ones are all there is to choose from.
+fn out_of_time(
+    slots: &mut [Slot<'_>],
+    straggle_at: &mut Option<Instant>,
+    plan: &Plan,
+    generation: &super::Generation<'_>,
+    deadline: Instant,
+    started: Instant,
+) -> bool {
+    let cause = match (*straggle_at, plan.straggler_wait) {
+        (Some(at), Some(wait)) if at < deadline => UpstreamError::Straggler(wait),
+        _ => UpstreamError::Timeout(generation.candidate_timeout),
+    };
+    if matches!(cause, UpstreamError::Straggler(_)) && !slots.iter().any(Slot::finished_well) {
+        *straggle_at = None;
+        return false;
+    }
+    for slot in slots.iter_mut().filter(|s| s.live()) {
+        slot.end(Err(cause.clone()), started);
+    }
+    true
+}
+
+/// Applies one slot's event: a chunk adds to its text (sent on to `live` when it is the candidate being streamed to
+/// the client), an end or a whole answer finishes it, a failure ends it — or refuses the call when the upstream
+/// will not stream at all.
+fn apply(
+    slots: &mut [Slot<'_>],
+    i: usize,
+    event: Event,
+    live: Option<&LiveTx>,
+    report: &mut Report,
+    started: Instant,
+) -> Result<(), Refused> {
+    match event {
+        Event::Chunk(chunk) => {
+            let text = slots[i].asm.push(&chunk);
+            if !text.is_empty() {
+                slots[i].since_round += 1;
+                if let Some(tx) = live {
+                    // A client gone mid-stream drops this whole future; a closed channel changes nothing here.
+                    let _ = tx.send(Live::Delta(text));
+                }
+            }
+        }
+        Event::End => {
+            let result = slots[i].asm.finish();
+            slots[i].end(result, started);
+        }
+        Event::Whole(c) => {
+            report.unstreamed = true;
+            slots[i].end(Ok(c), started);
+        }
+        Event::Failed(e) => {
+            if matches!(slots[i].phase, Phase::Opening(_)) && refuses_streaming(&e) {
+                return Err(Refused(e));
+            }
+            slots[i].end(Err(e), started);
+        }
+    }
+    Ok(())
+}
+
+/// Once one candidate is left, streaming and competing, it is handed to the client: its text so far now, the rest
+/// as it comes. Its index, when it began.
+fn go_live(slots: &[Slot<'_>], (tx, id, created): (&LiveTx, &str, u64)) -> Option<usize> {
+    let [only] = competing(slots)[..] else { return None };
+    if !matches!(slots[only].phase, Phase::Streaming(_)) || slots.iter().enumerate().any(|(k, s)| k != only && s.live())
+    {
+        return None;
+    }
+    let asm = &slots[only].asm;
+    let begin =
+        Live::Begin { id: id.to_owned(), created, model: asm.model().to_owned(), text: asm.content().to_owned() };
+    let _ = tx.send(begin);
+    Some(only)
 }
 
 /// A 4xx that is about streaming itself (its message or `param` names `stream`): the call can run without it. Any
