@@ -42,19 +42,18 @@ pub async fn chat_completions(
             return e.into_response();
         }
     };
-    let state_for_body = state.clone();
-    let frames = |reply: Reply| chunks::Shape::new(reply, &state_for_body.reward_model_id);
+    let frames = |reply: Reply| chunks::Shape::new(reply, &state.reward_model_id);
     let whole = |outcome: &Outcome, cache: CacheResult, reply: Reply| {
-        let bon = reply.return_candidates.then(|| bon_object(outcome, cache, &state_for_body.reward_model_id, true));
+        let bon = reply.return_candidates.then(|| bon_object(outcome, cache, &state.reward_model_id, true));
         Json(CompletionBody::new(outcome, reply.choices, &reply.model, reply.logprobs, bon)).into_response()
     };
-    answer(state.clone(), &headers, Held { inflight, permit }, prepared, frames, whole).await
+    answer(&state, &headers, Held { inflight, permit }, prepared, frames, whole).await
 }
 
 /// Runs a prepared Best-of-N call and answers it: as an event stream written by `frames` when the client asked for
 /// one, else with the body `whole` makes, `x-bon-*` headers added. Counts the request when it finishes.
 pub(super) async fn answer<F: Frames>(
-    state: AppState,
+    state: &AppState,
     headers: &HeaderMap,
     mut held: Held,
     prepared: Prepared,
@@ -72,7 +71,7 @@ pub(super) async fn answer<F: Frames>(
         };
         let n = plan.n;
         let work = best_of_n(state.clone(), headers, plan, &key_extra, &reply.model, live);
-        return sse::respond(work, updates, held, frames(reply), n, state).await;
+        return sse::respond(work, updates, held, frames(reply), n, state.clone()).await;
     }
     let result = best_of_n(state.clone(), headers, plan, &key_extra, &reply.model, None).await;
     held.inflight.finish(result.as_ref().map(|(_, cache)| *cache));

@@ -59,7 +59,7 @@ pub const RESPONSE_HEADERS: [(&str, &str); 11] = [
     (HEADER_REWARD_MODEL, "reward model id (`--reward-model-id`, default the directory name)"),
     (
         HEADER_SELECTION,
-        "what decided: `reward`, `vote`, `weighted-vote`, `judge`, `reward+judge`, `confidence`, `confidence-vote`, `single` (one survivor), `fallback`; a strategy that could not decide says why (`; fallback=no-answers`, `judge-failed`, `no-logprobs`, `unscored`), a judge that could not rate every candidate `; unrated=K`",
+        "what decided: `reward`, `vote`, `weighted-vote`, `judge`, `reward+judge`, `confidence`, `confidence-vote`, `single` (one survivor), `fallback`, `passthrough` (a Responses request that needs the upstream's stored state, sent there as one call); a strategy that could not decide says why (`; fallback=no-answers`, `judge-failed`, `no-logprobs`, `unscored`), a judge that could not rate every candidate `; unrated=K`",
     ),
     (HEADER_STRATEGY, "the strategy asked for"),
     (HEADER_VOTES, "vote strategies: voters for the winning answer / all voters, e.g. `5/8`"),

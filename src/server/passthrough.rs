@@ -28,11 +28,8 @@ const WHOLE_BODY_BYTES: u64 = 1024 * 1024;
 /// The handler behind the `/v1/{*path}` route.
 pub async fn pass(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if state.config.server.passthrough == Switch::Off {
-        let path = parts.uri.path().chars().take(200).collect();
-        return ApiError::NotFound { method: parts.method.to_string(), path }.into_response();
-    }
-    if leaves_v1(parts.uri.path()) {
+    // Off, or a path that could resolve outside /v1 upstream: not a route here.
+    if state.config.server.passthrough == Switch::Off || leaves_v1(parts.uri.path()) {
         let path = parts.uri.path().chars().take(200).collect();
         return ApiError::NotFound { method: parts.method.to_string(), path }.into_response();
     }

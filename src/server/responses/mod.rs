@@ -29,7 +29,7 @@ use super::{
     inflight::{Held, InFlight},
     passthrough::send,
     prepare::Reply,
-    response::bon_object,
+    response::{bon_object, model_name},
 };
 use crate::{
     bon::{Outcome, Switch},
@@ -65,25 +65,25 @@ pub async fn create(
             return e.into_response();
         }
     };
-    let reward_model = state.reward_model_id.clone();
+    let reward_model = &state.reward_model_id;
     let stream_echo = echo.clone();
     let frames = |reply: Reply| {
         let Reply { model, logprobs, return_candidates, .. } = reply;
-        events::ResponseEvents::new(stream_echo, model, logprobs, return_candidates, &reward_model)
+        events::ResponseEvents::new(stream_echo, model, logprobs, return_candidates, reward_model)
     };
     let whole = |outcome: &Outcome, cache: CacheResult, reply: Reply| {
-        let bon = reply.return_candidates.then(|| bon_object(outcome, cache, &reward_model, true));
+        let bon = reply.return_candidates.then(|| bon_object(outcome, cache, reward_model, true));
         let ids = object::Ids::fresh();
         let frame = object::Frame {
             ids: &ids,
             echo: &echo,
-            model: object::model(outcome, &reply.model),
+            model: model_name(outcome, &reply.model),
             created: outcome.created,
             logprobs: reply.logprobs,
         };
         Json(frame.finished(outcome, bon)).into_response()
     };
-    answer(state.clone(), &headers, Held { inflight, permit }, prepared, frames, whole).await
+    answer(&state, &headers, Held { inflight, permit }, prepared, frames, whole).await
 }
 
 /// A request that needs the upstream's stored state, passed through to its own `/v1/responses` as one call (no

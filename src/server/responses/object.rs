@@ -10,7 +10,7 @@ use crate::{
     openai::Choice,
     server::{
         prepare::Logprobs,
-        response::{client_logprobs, model_name, ranked_choices},
+        response::{client_logprobs, ranked_choices},
     },
 };
 
@@ -106,11 +106,6 @@ impl Frame<'_> {
             .and_then(|l| l.get("content").and_then(Value::as_array).cloned())
             .unwrap_or_default()
     }
-}
-
-/// Model name for the Response: the upstream's, else the client's.
-pub fn model<'a>(outcome: &'a Outcome, requested: &'a str) -> &'a str {
-    model_name(outcome, requested)
 }
 
 /// One `output_text` content part.
