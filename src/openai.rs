@@ -66,10 +66,13 @@ pub struct BonOptions {
     /// `confidence-vote`: the share of the candidates, most confident first, whose answers vote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence_keep: Option<Value>,
+    /// vote, confidence, confidence-vote: the online confidence stop (default: `--confidence-stop`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence_stop: Option<bool>,
 }
 
 /// Every field of the `bon` object and what it sets (the generated reference; `BonOptions` denies any other).
-pub const BON_FIELDS: [(&str, &str); 13] = [
+pub const BON_FIELDS: [(&str, &str); 14] = [
     ("n", "number of candidates (the header `x-bon-n` wins)"),
     (
         "return_candidates",
@@ -91,6 +94,10 @@ pub const BON_FIELDS: [(&str, &str); 13] = [
     (
         "confidence_keep",
         "`confidence-vote`: the share of the candidates, most confident first, whose answers vote (default `--confidence-keep`)",
+    ),
+    (
+        "confidence_stop",
+        "vote, confidence, confidence-vote: stop a candidate at the upstream once its group confidence falls below the model's recent percentile (default `--confidence-stop`)",
     ),
 ];
 

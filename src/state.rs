@@ -13,6 +13,7 @@ use crate::{
     keys::Keys,
     metrics::Metrics,
     reward::{RewardError, Score, Scorer, hub::HubOptions, source},
+    select::ConfidenceHistory,
     upstream::{Client, Pool, Upstream, UpstreamError},
 };
 
@@ -34,6 +35,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     /// `--max-inflight` permits; a request that gets none is answered 429 at once.
     pub admission: Arc<Semaphore>,
+    /// Recent candidates' confidence per model: the online confidence stop's thresholds.
+    pub confidence: ConfidenceHistory,
     /// Cancelled on SIGTERM/SIGINT: `/ready` turns 503 (the server itself stops after `--shutdown-delay`).
     pub shutdown: CancellationToken,
 }
@@ -128,6 +131,7 @@ impl AppState {
             None => upstream.clone(),
         };
         let keys = Keys::new(&config.client_keys()?);
+        let confidence = config.select.history();
         Ok(Self(Arc::new(Inner {
             config: Arc::new(config),
             upstream,
@@ -138,6 +142,7 @@ impl AppState {
             cache,
             metrics,
             admission,
+            confidence,
             shutdown,
         })))
     }

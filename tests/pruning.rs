@@ -8,103 +8,17 @@ mod common;
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
-    net::SocketAddr,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
-use axum::{
-    Json, Router,
-    extract::State,
-    response::{IntoResponse, Response, Sse, sse::Event},
-    routing::post,
-};
 use bon_proxy::{
     openai::{Content, Message},
     reward::ScoreInput,
 };
-use common::*;
+use common::{streamer::*, *};
 use futures::StreamExt;
 use serde_json::{Value, json};
-
-/// Streams `texts[seed % len]`, one word per delta every `interval`; counts streams started and closed early, and
-/// the words sent per seed so far.
-#[derive(Clone)]
-struct Streamer {
-    texts: Arc<Vec<String>>,
-    interval: Duration,
-    started: Arc<AtomicUsize>,
-    closed_early: Arc<AtomicUsize>,
-    sent: Arc<Mutex<HashMap<i64, usize>>>,
-}
-
-struct Early(Arc<AtomicUsize>, bool);
-
-impl Drop for Early {
-    fn drop(&mut self) {
-        if !self.1 {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-}
-
-fn chunk(delta: Value, finish: Value) -> Value {
-    json!({"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": "fake-llm",
-           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-}
-
-async fn stream_handler(State(s): State<Streamer>, Json(body): Json<Value>) -> Response {
-    let seed = body["seed"].as_i64().unwrap();
-    let text = s.texts[seed.rem_euclid(s.texts.len() as i64) as usize].clone();
-    if body["stream"] != json!(true) {
-        return Json(completion(&text, text.split_whitespace().count() as u64)).into_response();
-    }
-    assert_eq!(body["stream_options"]["include_usage"], json!(true));
-    s.started.fetch_add(1, Ordering::SeqCst);
-    let words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
-    let early = Early(s.closed_early.clone(), false);
-    let events = futures::stream::unfold((0usize, early, s, words), move |(k, mut early, s, words)| async move {
-        tokio::time::sleep(s.interval).await;
-        let data = if k < words.len() {
-            *s.sent.lock().unwrap().entry(seed).or_default() += 1;
-            chunk(json!({"content": words[k]}), Value::Null).to_string()
-        } else if k == words.len() {
-            chunk(json!({}), json!("stop")).to_string()
-        } else if k == words.len() + 1 {
-            let n = words.len();
-            json!({"id": "chatcmpl-up", "object": "chat.completion.chunk", "model": "fake-llm", "choices": [],
-                   "usage": {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}})
-            .to_string()
-        } else if k == words.len() + 2 {
-            early.1 = true;
-            "[DONE]".to_owned()
-        } else {
-            return None;
-        };
-        Some((Ok::<_, Infallible>(Event::default().data(data)), (k + 1, early, s, words)))
-    });
-    Sse::new(events).into_response()
-}
-
-async fn streamer(texts: Vec<String>, interval: Duration) -> (SocketAddr, Streamer) {
-    let s = Streamer {
-        texts: Arc::new(texts),
-        interval,
-        started: Arc::default(),
-        closed_early: Arc::default(),
-        sent: Arc::default(),
-    };
-    let app = Router::new().route("/v1/chat/completions", post(stream_handler)).with_state(s.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    #[expect(clippy::disallowed_methods, reason = "the fake upstream runs beside the test")]
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, s)
-}
 
 /// Four distinct answers of 12 to 40 words.
 fn answers() -> Vec<String> {

@@ -40,7 +40,7 @@ async fn two_replicas_share_a_hit_through_redis() {
     assert_eq!(header(&first, "x-bon-cache"), "miss");
     let (first_scores, first_body): (String, Value) = (header(&first, "x-bon-scores"), first.json().await.unwrap());
     assert_eq!(redis.keys().await.len(), 1);
-    assert!(redis.keys().await[0].starts_with("bon:outcome-v2:"));
+    assert!(redis.keys().await[0].starts_with("bon:outcome-v3:"));
 
     let second = b.chat(request(0), &[("x-bon-n", "4")]).await;
     assert_eq!(second.status(), 200);

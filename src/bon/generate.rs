@@ -15,6 +15,7 @@ use super::plan::{Candidate, Plan};
 use crate::{
     metrics::Metrics,
     openai::ChatCompletion,
+    select::ConfidenceHistory,
     upstream::{Upstream, UpstreamError, UpstreamN, UpstreamRequest},
 };
 
@@ -24,6 +25,8 @@ pub struct Generation<'a> {
     pub mode: UpstreamN,
     pub candidate_timeout: Duration,
     pub metrics: &'a Metrics,
+    /// Recent candidates' confidence per model (the online confidence stop's thresholds).
+    pub confidence: &'a ConfidenceHistory,
 }
 
 impl Generation<'_> {
@@ -184,7 +187,7 @@ impl Generation<'_> {
 
 /// The answer a finished candidate votes with, as the vote will count it: none when it has none, or when the guard
 /// is on and flags it (a flagged candidate only votes when no clean one has an answer, which cannot be known yet).
-fn clean_answer(c: &ChatCompletion, plan: &Plan) -> Option<String> {
+pub(super) fn clean_answer(c: &ChatCompletion, plan: &Plan) -> Option<String> {
     if plan.guard && super::guard::Flags::of(c).tier() > 0 {
         return None;
     }

@@ -7,7 +7,6 @@
 
 pub mod args;
 mod assemble;
-mod decide;
 mod generate;
 pub mod guard;
 mod outcome;
@@ -17,7 +16,6 @@ mod rank;
 pub mod scores;
 
 pub use args::{BonArgs, PruneAt, Switch};
-pub use decide::Selector;
 pub use generate::Generation;
 pub use outcome::{Outcome, Unscored};
 pub use plan::{Candidate, Plan};
@@ -31,7 +29,7 @@ use std::{
 use crate::{
     error::ApiError,
     openai::{ChatCompletion, Message, Usage},
-    select::Selection,
+    select::{self, Contest, Entrant, Selection, Selector},
     upstream::UpstreamError,
 };
 
@@ -65,7 +63,8 @@ pub async fn run(
     }
 
     let flags: Vec<guard::Flags> = ok.iter().map(|&i| candidates[i].flags).collect();
-    annotate(plan, &mut candidates, &ok, metrics);
+    annotate(generation, plan, &mut candidates, &ok, metrics);
+    count_unconfident(metrics, &candidates, &ok);
     let mut selection = Selection { strategy: plan.select.strategy, ..Selection::default() };
     selection.stopped_on_agreement =
         (0..candidates.len()).filter(|&i| matches!(candidates[i].result, Err(UpstreamError::Agreed))).collect();
@@ -96,8 +95,22 @@ pub async fn run(
             }
         };
         let scored = scores.is_some();
-        let (order, refined, judge_usage) =
-            decide::refine(selector, plan, &candidates, &ok, reward_order, scored, metrics).await;
+        let entrants: Vec<Entrant<'_>> = ok
+            .iter()
+            .filter_map(|&i| {
+                let c = &candidates[i];
+                c.result.as_ref().ok().map(|r| Entrant {
+                    message: &r.choices[0].message,
+                    answer: c.answer.clone(),
+                    score: c.score,
+                    tier: c.flags.tier(),
+                    confidence: c.confidence.map(|c| c.lowest),
+                })
+            })
+            .collect();
+        let contest =
+            Contest { select: &plan.select, guard: plan.guard, conversation: &plan.conversation, entrants: &entrants };
+        let (order, refined, judge_usage) = select::refine(selector, &contest, reward_order, scored, metrics).await;
         selection = Selection { stopped_on_agreement: selection.stopped_on_agreement, ..refined };
         usage += judge_usage;
         if let Some((scores, by_score)) = scores {
@@ -118,8 +131,8 @@ pub async fn run(
     Ok(Outcome { id, created, n: plan.n, candidates, ranked, usage, unscored, selection })
 }
 
-/// The N candidates, pruned while they generate when the plan says so (falling back to plain generation when the
-/// upstream cannot stream); and how many pruning rounds ran.
+/// The N candidates, pruned or stopped by confidence while they generate when the plan says so (falling back to
+/// plain generation when the upstream cannot stream); and how many pruning rounds ran.
 async fn generate(
     generation: &Generation<'_>,
     scorer: &dyn crate::reward::Score,
@@ -129,10 +142,18 @@ async fn generate(
     created: u64,
 ) -> (Vec<Candidate>, u32) {
     let metrics = generation.metrics;
-    let Some(prune) = plan.prune else { return (generation.candidates(plan).await, 0) };
-    match prune::candidates(generation, scorer, plan, prune, live.map(|tx| (tx, id, created))).await {
+    // The online stop needs a threshold: none until the model's history holds enough finished candidates.
+    let confidence_below = plan.select.confidence_stop.then(|| generation.confidence.threshold(plan.model())).flatten();
+    let stops = prune::Stops { prune: plan.prune, confidence_below };
+    if stops == prune::Stops::default() {
+        return (generation.candidates(plan).await, 0);
+    }
+    match prune::candidates(generation, scorer, plan, stops, live.map(|tx| (tx, id, created))).await {
         Ok((candidates, report)) => {
-            metrics.pruning_rounds.observe(f64::from(report.rounds));
+            if stops.prune.is_some() {
+                metrics.pruning_rounds.observe(f64::from(report.rounds));
+            }
+            metrics.confidence_stopped.inc_by(u64::from(report.unconfident));
             if report.unstreamed {
                 fell_back("the upstream answered `stream: true` with a whole completion");
                 metrics.pruning_fallbacks.inc();
@@ -148,21 +169,33 @@ async fn generate(
 }
 
 /// What the strategy reads besides the text, on each selectable candidate: the extracted answer (vote strategies),
-/// the token confidence (confidence strategies); and the guard's flags counted.
-fn annotate(plan: &Plan, candidates: &mut [Candidate], ok: &[usize], metrics: &crate::metrics::Metrics) {
+/// the token confidence (confidence strategies and the online stop: then also on the candidates the stop cut
+/// short, and remembered for the model's threshold); and the guard's flags counted.
+fn annotate(
+    generation: &Generation<'_>,
+    plan: &Plan,
+    candidates: &mut [Candidate],
+    ok: &[usize],
+    metrics: &crate::metrics::Metrics,
+) {
     if plan.select.strategy.votes() {
         for &i in ok {
             let text = candidates[i].result.as_ref().map(|c| response_message(c).text()).unwrap_or_default();
             candidates[i].answer = plan.select.answer.extract(&text);
         }
     }
-    if plan.select.strategy.reads_confidence() {
-        for &i in ok {
+    if plan.select.strategy.reads_confidence() || plan.select.confidence_stop {
+        let mut lowest = Vec::new();
+        let read: Vec<usize> =
+            (0..candidates.len()).filter(|&i| ok.contains(&i) || candidates[i].unconfident).collect();
+        for i in read {
             candidates[i].confidence = candidates[i].result.as_ref().ok().and_then(|c| plan::confidence_of(c, plan));
             if let Some(c) = candidates[i].confidence {
                 metrics.candidate_confidence.observe(c.lowest);
+                lowest.push(c.lowest);
             }
         }
+        generation.confidence.record(plan.model(), lowest);
     }
     for &i in ok {
         for name in candidates[i].flags.names() {
@@ -184,6 +217,20 @@ fn count_agreement(metrics: &crate::metrics::Metrics, candidates: &[Candidate], 
         let mean = lengths.iter().sum::<u64>() / lengths.len() as u64;
         metrics.agreement_tokens_saved.inc_by(mean * stopped as u64);
     }
+}
+
+/// What the online confidence stop saved: each stopped candidate counted as long as the mean finished answer, less
+/// what it had generated (streamed: known).
+fn count_unconfident(metrics: &crate::metrics::Metrics, candidates: &[Candidate], ok: &[usize]) {
+    let tokens = |c: &Candidate| c.result.as_ref().ok().and_then(|r| r.usage).map(|u| u.completion_tokens);
+    let lengths: Vec<u64> = ok.iter().filter_map(|&i| tokens(&candidates[i])).collect();
+    if lengths.is_empty() {
+        return;
+    }
+    let mean = lengths.iter().sum::<u64>() / lengths.len() as u64;
+    let saved: u64 =
+        candidates.iter().filter(|c| c.unconfident).map(|c| mean.saturating_sub(tokens(c).unwrap_or(0))).sum();
+    metrics.confidence_tokens_saved.inc_by(saved);
 }
 
 /// Pruning could not stream this call; logged once per process (the metric counts every time).

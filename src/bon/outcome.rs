@@ -55,13 +55,18 @@ impl Outcome {
     pub fn pruned(&self) -> Vec<usize> {
         (0..self.candidates.len()).filter(|&i| self.candidates[i].pruned).collect()
     }
+
+    /// Indices of the candidates the online confidence stop stopped early.
+    pub fn unconfident(&self) -> Vec<usize> {
+        (0..self.candidates.len()).filter(|&i| self.candidates[i].unconfident).collect()
+    }
 }
 
 impl Degraded for Arc<Outcome> {
     /// A result a fresh try would likely better: the reward model failed (`scorer-failed`), a strategy fell back because
     /// its scorer or judge failed (`unscored`, `judge-failed`), or candidates were lost to upstream failures
-    /// (`candidates-failed`; candidates the proxy stopped on purpose, as stragglers, by pruning or on agreement, are
-    /// not failures). A vote that found no answers (`no-answers`) is what these candidates say, not a failure.
+    /// (`candidates-failed`; candidates the proxy stopped on purpose, as stragglers, by pruning, for low confidence or
+    /// on agreement, are not failures). A vote that found no answers (`no-answers`) is what these candidates say, not a failure.
     fn degraded(&self) -> Option<&'static str> {
         if self.unscored == Some(Unscored::ScorerFailed) {
             return Some("scorer-failed");
@@ -93,7 +98,7 @@ impl Weigh for Arc<Outcome> {
 impl Shared for Arc<Outcome> {
     // Bump when `Outcome` (or anything in it) changes shape: replicas of two versions then never read each other's
     // entries.
-    const FORMAT: &'static str = "outcome-v2";
+    const FORMAT: &'static str = "outcome-v3";
 
     fn encode(&self) -> Option<Vec<u8>> {
         serde_json::to_vec(&**self).ok()

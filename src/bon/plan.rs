@@ -41,6 +41,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The model the request names ("" when none): what the online confidence stop keeps its history by.
+    pub fn model(&self) -> &str {
+        self.body.get("model").and_then(Value::as_str).unwrap_or("")
+    }
+
     /// Whether fan-out stops the unfinished candidates once the vote is decided.
     pub fn stops_on_agreement(&self) -> bool {
         self.select.strategy == Strategy::Vote && self.select.stop_on_agreement
@@ -57,6 +62,10 @@ pub struct Candidate {
     pub flags: guard::Flags,
     /// Stopped early by pruning: `result` holds the partial answer and `score` its last (prefix) score.
     pub pruned: bool,
+    /// Stopped early by the online confidence stop (its group confidence fell below the threshold): `result` holds
+    /// the partial answer and `confidence` its confidence so far.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unconfident: bool,
     /// The final answer extracted for the vote strategies (None: not extracted, or none found).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<String>,
@@ -69,12 +78,12 @@ impl Candidate {
     /// A candidate as generated: flagged, not yet scored.
     pub fn new(result: Result<ChatCompletion, UpstreamError>, latency: Duration) -> Self {
         let flags = result.as_ref().map(guard::Flags::of).unwrap_or_default();
-        Self { result, latency, score: None, flags, pruned: false, answer: None, confidence: None }
+        Self { result, latency, score: None, flags, pruned: false, unconfident: false, answer: None, confidence: None }
     }
 
     /// A finished answer that can be selected.
     pub fn selectable(&self) -> bool {
-        self.result.is_ok() && !self.pruned
+        self.result.is_ok() && !self.pruned && !self.unconfident
     }
 }
 

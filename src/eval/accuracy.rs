@@ -15,17 +15,22 @@
 //! - stop-on-agreement tokens: completion tokens a `vote` with stop on agreement spends, as a share of all n
 //!   answers'. Candidates run side by side, so they finish in order of length: the stop comes when the shortest k
 //!   decide the vote, and each stopped one had generated as many tokens as the k-th. Its accuracy is `vote`'s: the
-//!   stop never changes the winning answer.
+//!   stop never changes the winning answer;
+//! - online stop: `confidence-vote` and `confidence` over the samples the online confidence stop leaves, and the
+//!   tokens it spends as a share of all n answers' (`online`).
 
 use rand::{SeedableRng, rngs::StdRng};
 use serde::Serialize;
 
 use super::{Sample, keys, stats};
 use crate::select::{
+    ConfidenceHistory,
     answer::normalise,
     confidence,
     vote::{self, Ballot, Weighting},
 };
+
+mod online;
 
 /// Accuracy of every strategy for one n, over the prompts with a reference answer and at least n samples.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -42,6 +47,11 @@ pub struct Accuracy {
     pub any_correct: Option<f64>,
     /// Completion tokens spent with stop on agreement / without (vote).
     pub agreement_tokens: Option<f64>,
+    /// The online confidence stop: `confidence-vote` and `confidence` over the samples it leaves, and the
+    /// completion tokens spent / without it.
+    pub online_confidence_vote: Option<f64>,
+    pub online_confidence: Option<f64>,
+    pub online_tokens: Option<f64>,
     /// None: exact over every n-subset; else how the subset strategies were estimated.
     pub sampled: Option<Sampled>,
 }
@@ -70,6 +80,12 @@ pub struct Simulate {
     pub guard: bool,
     pub vote_temperature: f64,
     pub confidence_keep: f64,
+    /// The online stop (as --confidence-window, --confidence-percentile, --confidence-history,
+    /// --confidence-min-history).
+    pub window: usize,
+    pub percentile: f64,
+    pub history: usize,
+    pub min_history: usize,
 }
 
 /// Per-prompt values, averaged by `accuracy`.
@@ -84,6 +100,7 @@ struct Acc {
     judge: Vec<f64>,
     confidence: Vec<f64>,
     confidence_vote: Vec<f64>,
+    online: [Vec<f64>; 3],
     any: Vec<f64>,
     tokens: Vec<f64>,
     /// Prompts estimated from draws, and their summed squared standard errors (vote, weighted, any, tokens).
@@ -94,9 +111,13 @@ struct Acc {
 /// Accuracy for `n` over `prompts`: (reference answer, samples, greedy).
 pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: Simulate) -> Accuracy {
     let mut acc = Acc::default();
+    // The proxy's memory of the model's candidates, filled in prompt order: a prompt's threshold is its past's.
+    let history = ConfidenceHistory::new(sim.history, sim.percentile, sim.min_history);
     for &(reference, samples, greedy) in prompts {
-        let Some(reference) = reference.map(normalise) else { continue };
         let ok: Vec<&Sample> = samples.iter().filter(|s| s.ok()).collect();
+        let threshold = history.threshold("");
+        history.record("", ok.iter().filter_map(|s| s.confidence.map(|c| c.lowest)));
+        let Some(reference) = reference.map(normalise) else { continue };
         if ok.len() < n || n == 0 {
             continue;
         }
@@ -132,6 +153,8 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
         // Per subset: vote right, weighted vote right, any right, stop-on-agreement token share.
         let mut values: [Vec<f64>; 4] = Default::default();
         let mut confidence_votes = Vec::new();
+        let stops = online::stop_points(&ok, sim.window, threshold);
+        let mut online: [Vec<f64>; 3] = Default::default();
         for subset in subsets {
             let pick = |weighting| vote_pick(&ok, &reward_keys, &subset, weighting, sim.guard);
             values[0].push(right[pick(Weighting::Count)]);
@@ -140,9 +163,16 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
             values[3].push(agreement_share(&ok, &subset, sim.guard));
             if confident {
                 confidence_votes.push(right[confidence_vote_pick(&ok, &reward_keys, &subset, sim)]);
+                let (left, share) = online::replay(&ok, &subset, &stops);
+                online[0].push(right[confidence_vote_pick(&ok, &reward_keys, &left, sim)]);
+                online[1].push(right[left[confidence_order(&ok, &reward_keys, &left)[0]]]);
+                online[2].push(share);
             }
         }
         acc.confidence_vote.extend(stats::mean(confidence_votes));
+        for (sum, values) in acc.online.iter_mut().zip(online) {
+            sum.extend(stats::mean(values));
+        }
         let [v, w, a, t] = values.map(|xs| mean_and_variance_of_mean(&xs));
         acc.vote.push(v.0);
         acc.weighted.push(w.0);
@@ -177,6 +207,9 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
         confidence_vote: stats::mean(acc.confidence_vote),
         any_correct: stats::mean(acc.any),
         agreement_tokens: stats::mean(acc.tokens),
+        online_confidence_vote: stats::mean(acc.online[0].clone()),
+        online_confidence: stats::mean(acc.online[1].clone()),
+        online_tokens: stats::mean(acc.online[2].clone()),
         sampled,
     }
 }
@@ -229,13 +262,7 @@ fn confidence_vote_pick(ok: &[&Sample], keys: &[(u8, f32)], subset: &[usize], si
         return vote_pick(ok, keys, subset, Weighting::Count, sim.guard);
     }
     let sub_keys: Vec<(u8, f32)> = subset.iter().map(|&i| keys[i]).collect();
-    let mut order: Vec<usize> = stats::ascending(&sub_keys).into_iter().rev().collect();
-    order.sort_by(|&a, &b| {
-        sub_keys[a].0.cmp(&sub_keys[b].0).then_with(|| match (conf(a), conf(b)) {
-            (Some(x), Some(y)) => y.total_cmp(&x),
-            (x, y) => y.is_some().cmp(&x.is_some()),
-        })
-    });
+    let order = confidence_order(ok, keys, subset);
     let answer = |p: usize| ok[subset[p]].answer.clone();
     let voters = confidence::voters(&order, |p| answer(p).is_some() && conf(p).is_some(), sim.confidence_keep);
     let ballots: Vec<Ballot> = (0..subset.len())
@@ -250,6 +277,21 @@ fn confidence_vote_pick(ok: &[&Sample], keys: &[(u8, f32)], subset: &[usize], si
         None => order[0],
     };
     subset[best]
+}
+
+/// Positions into `subset` as `confidence` orders them (`select::decide`): guard tier, then the lowest group
+/// confidence (none last), ties in reward order.
+fn confidence_order(ok: &[&Sample], keys: &[(u8, f32)], subset: &[usize]) -> Vec<usize> {
+    let conf = |p: usize| ok[subset[p]].confidence.map(|c| c.lowest);
+    let sub_keys: Vec<(u8, f32)> = subset.iter().map(|&i| keys[i]).collect();
+    let mut order: Vec<usize> = stats::ascending(&sub_keys).into_iter().rev().collect();
+    order.sort_by(|&a, &b| {
+        sub_keys[a].0.cmp(&sub_keys[b].0).then_with(|| match (conf(a), conf(b)) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (x, y) => y.is_some().cmp(&x.is_some()),
+        })
+    });
+    order
 }
 
 /// The mean of `xs` and the variance of that mean (sample variance / count; 0 for fewer than two).

@@ -9,8 +9,13 @@ use crate::{bon::Switch, reward::args::RewardArgs, select::Extractor};
 pub struct EvalArgs {
     /// JSONL file: one `{"messages": [...]}` or `{"prompt": "..."}` per line, optionally with a reference
     /// `"answer"` (then accuracy is reported per strategy).
-    #[arg(long)]
-    pub prompts: PathBuf,
+    #[arg(long, required_unless_present = "samples")]
+    pub prompts: Option<PathBuf>,
+    /// Summarise the samples of an earlier run (its `results.json`) again, with this run's settings (answer
+    /// extraction, guard, vote temperature, the confidence window, keep and online stop), instead of generating:
+    /// no upstream, judge or reward model is asked.
+    #[arg(long, conflicts_with_all = ["prompts", "prune_report"])]
+    pub samples: Option<PathBuf>,
     /// Use only the first K prompts.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -71,6 +76,16 @@ pub struct EvalArgs {
     /// confidence-vote: the share of the samples, most confident first, whose answers vote (as --confidence-keep).
     #[arg(long, default_value_t = 0.5)]
     pub confidence_keep: f64,
+    /// The online confidence stop, replayed (as the proxy's --confidence-percentile): a sample is stopped once its
+    /// group confidence falls below this percentile of the earlier prompts' samples.
+    #[arg(long, default_value_t = 50.0)]
+    pub confidence_percentile: f64,
+    /// The online stop's memory: samples remembered (as --confidence-history) and needed before any stop (as
+    /// --confidence-min-history).
+    #[arg(long, default_value_t = 256)]
+    pub confidence_history: usize,
+    #[arg(long, default_value_t = 32)]
+    pub confidence_min_history: usize,
 
     /// Also measure how well the reward model's scores of partial answers (16-128 tokens) predict its scores of
     /// the whole ones, and write the calibration `--prune-confidence` needs (prune_report.md / .json).

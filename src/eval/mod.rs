@@ -10,21 +10,25 @@
 mod accuracy;
 mod args;
 mod judging;
+mod online_report;
 mod plot;
+mod prompts;
 pub mod prune_report;
+mod replay;
 mod report;
 pub mod stats;
 
 pub use crate::select::judge::{Judge, JudgeError, expected_digit, p_first};
 pub use accuracy::Accuracy;
 pub use args::EvalArgs;
+pub use prompts::{Prompt, read_prompts};
 pub use report::{NResult, Results, summarise};
 
 use std::sync::Arc;
 
 use futures::{StreamExt, stream};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 use crate::{
     bon::{Switch, guard::Flags, response_message},
@@ -78,6 +82,9 @@ pub struct Sample {
     /// The upstream's token confidence in it (`--confidence-top-k` above 0 and the upstream returned `logprobs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<Confidence>,
+    /// Each token's confidence (what `confidence` summarises; the online stop is replayed over it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_confidence: Option<Vec<f32>>,
     pub error: Option<String>,
     /// What the guard saw (`flags` holds their names); whether it ranks by them is `--degenerate-guard`.
     #[serde(skip)]
@@ -133,8 +140,21 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
     if !(args.confidence_keep > 0.0 && args.confidence_keep <= 1.0) {
         return Err(EvalError::Args("--confidence-keep must be within (0, 1]".into()));
     }
-    let prompts = read_prompts(&args.prompts, args.limit)?;
+    if !(0.0..=100.0).contains(&args.confidence_percentile) || args.confidence_history == 0 {
+        return Err(EvalError::Args(
+            "--confidence-percentile must be within 0..=100, --confidence-history at least 1".into(),
+        ));
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| EvalError::Io(args.out.display().to_string(), e))?;
+    if let Some(path) = &args.samples {
+        let (runs, reward_model, judged) = replay::read(path, &args)?;
+        let results = summarise(&runs, &ns, &reward_model, &args, judged);
+        report::write(&args.out, &results, &runs)?;
+        plot::write_all(&args.out, &results)?;
+        return Ok(results);
+    }
+    let prompts_path = args.prompts.as_deref().ok_or_else(|| EvalError::Args("--prompts or --samples".into()))?;
+    let prompts = read_prompts(prompts_path, args.limit)?;
 
     let resolved = source::resolve(&reward_model_spec(args.reward.model.as_deref())?, &HubOptions::from_env()).await?;
     let opts = args.reward.options(resolved.dir, resolved.id);
@@ -180,51 +200,6 @@ fn first_error_if_all_failed(runs: &[PromptRun]) -> Option<String> {
     errors.and_then(|e| e.first().map(|s| (*s).to_owned()))
 }
 
-/// One prompt of the prompts file.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Prompt {
-    pub messages: Vec<Message>,
-    /// `"answer"`: a string, or a number written as text.
-    pub answer: Option<String>,
-}
-
-/// The prompts file: `{"messages": [...]}` or `{"prompt": "..."}` per non-empty line, with an optional `"answer"`.
-pub fn read_prompts(path: &std::path::Path, limit: Option<usize>) -> Result<Vec<Prompt>, EvalError> {
-    let text = std::fs::read_to_string(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
-    let bad = |line: usize, reason: String| EvalError::Prompt { path: path.display().to_string(), line, reason };
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line).map_err(|e| bad(i + 1, e.to_string()))?;
-        let messages = if let Some(m) = v.get("messages") {
-            serde_json::from_value::<Vec<Message>>(m.clone()).map_err(|e| bad(i + 1, format!("messages: {e}")))?
-        } else if let Some(p) = v.get("prompt").and_then(Value::as_str) {
-            vec![Message {
-                role: "user".into(),
-                content: Some(crate::openai::Content::Text(p.into())),
-                extra: Map::new(),
-            }]
-        } else {
-            return Err(bad(i + 1, "expected {\"messages\": [...]} or {\"prompt\": \"...\"}".into()));
-        };
-        if messages.is_empty() {
-            return Err(bad(i + 1, "`messages` is empty".into()));
-        }
-        let answer = match v.get("answer") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(a)) => Some(a.clone()),
-            Some(Value::Number(a)) => Some(a.to_string()),
-            Some(other) => return Err(bad(i + 1, format!("`answer` must be a string or a number (got {other})"))),
-        };
-        out.push(Prompt { messages, answer });
-        if limit.is_some_and(|k| out.len() >= k) {
-            break;
-        }
-    }
-    if out.is_empty() {
-        return Err(bad(0, "no prompts".into()));
-    }
-    Ok(out)
-}
 
 /// Every sample of every prompt (sample `max_n` is the greedy answer), `--concurrency` requests at a time.
 async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Prompt], max_n: u32) -> Vec<PromptRun> {
@@ -288,16 +263,17 @@ fn sample(
             let flags = Flags::of(&c);
             let message = response_message(&c);
             let text = message.text();
-            let confidence = c.choices[0]
+            let tokens = c.choices[0]
                 .extra
                 .get("logprobs")
-                .and_then(|l| confidence::token_confidences(l, args.confidence_top_k as usize))
-                .and_then(|tokens| confidence::summarise(&tokens, args.confidence_window));
+                .and_then(|l| confidence::token_confidences(l, args.confidence_top_k as usize));
+            let confidence = tokens.as_ref().and_then(|t| confidence::summarise(t, args.confidence_window));
             Sample {
                 seed,
                 words: text.split_whitespace().count(),
                 answer: args.answer.extract(&text),
                 confidence,
+                token_confidence: tokens.map(|t| t.iter().map(|&c| c as f32).collect()),
                 text,
                 finish_reason: c.choices[0].finish_reason.clone(),
                 completion_tokens: c.usage.map(|u| u.completion_tokens),
@@ -325,6 +301,7 @@ fn sample_err(error: &str) -> Sample {
         rating: None,
         answer: None,
         confidence: None,
+        token_confidence: None,
         error: Some(error.to_owned()),
         guard: Flags::default(),
         message: None,

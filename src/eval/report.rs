@@ -35,6 +35,9 @@ pub struct Results {
     /// Accuracy by the samples' confidence, least confident first (when samples carry one and prompts an answer).
     pub reliability: Vec<accuracy::Reliability>,
     pub confidence_window: usize,
+    /// The online stop's percentile and the history it needs first (replayed).
+    pub confidence_percentile: f64,
+    pub confidence_min_history: usize,
 }
 
 /// The numbers for one n, averaged over the prompts with at least n successful samples.
@@ -96,7 +99,15 @@ fn win_rate(prefs: &[f64]) -> Option<WinRate> {
 pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &EvalArgs, judged: bool) -> Results {
     let guard = args.degenerate_guard == crate::bon::Switch::On;
     let referenced = runs.iter().any(|r| r.answer.is_some());
-    let sim = Simulate { guard, vote_temperature: args.vote_temperature, confidence_keep: args.confidence_keep };
+    let sim = Simulate {
+        guard,
+        vote_temperature: args.vote_temperature,
+        confidence_keep: args.confidence_keep,
+        window: args.confidence_window,
+        percentile: args.confidence_percentile,
+        history: args.confidence_history,
+        min_history: args.confidence_min_history,
+    };
     let with_answers: Vec<(Option<&str>, &[Sample], &Sample)> =
         runs.iter().map(|r| (r.answer.as_deref(), r.samples.as_slice(), &r.greedy)).collect();
     let by_n = ns
@@ -141,6 +152,8 @@ pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &Eval
         vote_temperature: args.vote_temperature,
         by_n,
         confidence_window: args.confidence_window,
+        confidence_percentile: args.confidence_percentile,
+        confidence_min_history: args.confidence_min_history,
         reliability: if referenced { accuracy::reliability(&with_answers, 5) } else { Vec::new() },
     }
 }
@@ -210,7 +223,7 @@ pub fn write(out: &Path, results: &Results, runs: &[PromptRun]) -> Result<(), Ev
     write("report.md", markdown(results))
 }
 
-fn num(x: Option<f64>, digits: usize) -> String {
+pub(super) fn num(x: Option<f64>, digits: usize) -> String {
     x.map_or_else(|| "–".to_owned(), |v| format!("{v:.digits$}"))
 }
 
@@ -357,6 +370,7 @@ pub fn markdown(r: &Results) -> String {
     }
     if let Some(answer) = &r.answer {
         accuracy_section(&mut s, r, answer);
+        super::online_report::section(&mut s, r);
     }
     let _ = writeln!(s, "## How to read this\n");
     let _ = writeln!(

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Extractor, JudgeMode, Select, Strategy};
+use super::{ConfidenceHistory, Extractor, JudgeMode, Select, Strategy};
 
 /// Server-wide selection settings (`--strategy`, `--answer`, ..., and the judge).
 #[derive(Clone, Debug, clap::Args)]
@@ -67,6 +67,25 @@ pub struct SelectArgs {
     /// `bon.confidence_keep`).
     #[arg(long, env = "BON_CONFIDENCE_KEEP", default_value_t = 0.5)]
     pub confidence_keep: f64,
+
+    /// Online confidence stop (vote, confidence, confidence-vote): stream the candidates and stop one at the
+    /// upstream as soon as its group confidence falls below --confidence-percentile of the same model's recent
+    /// candidates (per request: `bon.confidence_stop`).
+    #[arg(long, env = "BON_CONFIDENCE_STOP")]
+    pub confidence_stop: bool,
+
+    /// Online stop: the percentile (0-100) of recent candidates' lowest group confidence below which a candidate is
+    /// stopped. Higher stops more: DeepConf's "low" setting (keep the top 10 %) is 90, its "high" (keep 90 %) 10.
+    #[arg(long, env = "BON_CONFIDENCE_PERCENTILE", default_value_t = 50.0)]
+    pub confidence_percentile: f64,
+
+    /// Online stop: candidates of a model remembered for its threshold (the most recent).
+    #[arg(long, env = "BON_CONFIDENCE_HISTORY", default_value_t = 256)]
+    pub confidence_history: usize,
+
+    /// Online stop: no candidate of a model is stopped until this many of its candidates have finished.
+    #[arg(long, env = "BON_CONFIDENCE_MIN_HISTORY", default_value_t = 32)]
+    pub confidence_min_history: usize,
 }
 
 impl SelectArgs {
@@ -95,6 +114,19 @@ impl SelectArgs {
         if !(self.confidence_keep > 0.0 && self.confidence_keep <= 1.0) {
             return Err(format!("--confidence-keep must be within (0, 1] (got {})", self.confidence_keep));
         }
+        if self.confidence_stop && !self.strategy.stops_on_confidence() {
+            return Err(format!(
+                "--confidence-stop needs --strategy vote, confidence or confidence-vote (got {}): the other \
+                 strategies rank whole answers by reward or a judge",
+                self.strategy.as_str()
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.confidence_percentile) {
+            return Err(format!("--confidence-percentile must be within 0..=100 (got {})", self.confidence_percentile));
+        }
+        if self.confidence_history == 0 || self.confidence_min_history == 0 {
+            return Err("--confidence-history and --confidence-min-history must be at least 1".into());
+        }
         if self.judge_timeout.is_zero() {
             return Err("--judge-timeout must be longer than 0s".into());
         }
@@ -119,6 +151,12 @@ impl SelectArgs {
             confidence_top_k: self.confidence_top_k,
             confidence_window: self.confidence_window,
             confidence_keep: self.confidence_keep,
+            confidence_stop: self.confidence_stop,
         }
+    }
+
+    /// The online stop's memory, empty.
+    pub fn history(&self) -> ConfidenceHistory {
+        ConfidenceHistory::new(self.confidence_history, self.confidence_percentile, self.confidence_min_history)
     }
 }

@@ -10,6 +10,8 @@
 //!
 //! Pure functions; `bon/` asks the upstream for the log-probabilities and attaches the result to each candidate.
 
+use std::collections::VecDeque;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -31,20 +33,56 @@ pub fn token_confidences(logprobs: &Value, top_k: usize) -> Option<Vec<f64>> {
     if content.is_empty() {
         return None;
     }
-    content
-        .iter()
-        .map(|entry| {
-            let top = entry.get("top_logprobs").and_then(Value::as_array).filter(|t| !t.is_empty());
-            let values: Vec<f64> = match top {
-                Some(top) => {
-                    top.iter().take(top_k.max(1)).map(|t| t.get("logprob")?.as_f64()).collect::<Option<_>>()?
-                }
-                None => vec![entry.get("logprob")?.as_f64()?],
-            };
-            let c = -values.iter().sum::<f64>() / values.len() as f64;
-            c.is_finite().then_some(c)
-        })
-        .collect()
+    content.iter().map(|entry| token_confidence(entry, top_k)).collect()
+}
+
+/// One `logprobs.content` entry's confidence (see `token_confidences`).
+fn token_confidence(entry: &Value, top_k: usize) -> Option<f64> {
+    let top = entry.get("top_logprobs").and_then(Value::as_array).filter(|t| !t.is_empty());
+    let values: Vec<f64> = match top {
+        Some(top) => top.iter().take(top_k.max(1)).map(|t| t.get("logprob")?.as_f64()).collect::<Option<_>>()?,
+        None => vec![entry.get("logprob")?.as_f64()?],
+    };
+    let c = -values.iter().sum::<f64>() / values.len() as f64;
+    c.is_finite().then_some(c)
+}
+
+/// A streaming candidate's group confidence as its tokens come in (the online stop): the lowest mean over a full
+/// window of `window` tokens so far. Entries that carry no number are skipped.
+#[derive(Clone, Debug)]
+pub struct Running {
+    window: usize,
+    top_k: usize,
+    last: VecDeque<f64>,
+    lowest: Option<f64>,
+}
+
+impl Running {
+    pub fn new(window: usize, top_k: usize) -> Self {
+        Self { window: window.max(1), top_k, last: VecDeque::with_capacity(window.max(1)), lowest: None }
+    }
+
+    /// Adds a chunk's `logprobs.content` entries; the lowest full-window group confidence so far (None until
+    /// `window` tokens have come).
+    pub fn push(&mut self, entries: &[Value]) -> Option<f64> {
+        for c in entries.iter().filter_map(|e| token_confidence(e, self.top_k)) {
+            if self.last.len() == self.window {
+                self.last.pop_front();
+            }
+            self.last.push_back(c);
+            if self.last.len() == self.window {
+                // Summed afresh (w additions): no drift from a running sum over thousands of tokens.
+                let group = self.last.iter().sum::<f64>() / self.window as f64;
+                self.lowest = Some(self.lowest.map_or(group, |l| l.min(group)));
+            }
+        }
+        self.lowest
+    }
+
+    /// The lowest full-window group confidence so far (None until `window` tokens have come).
+    pub fn lowest(&self) -> Option<f64> {
+        self.lowest
+    }
 }
 
 /// Lowest, tail and mean confidence of `tokens` over windows of `window` tokens. None for no tokens.
@@ -95,6 +133,22 @@ mod tests {
         assert_eq!(token_confidences(&json!({"content": []}), 5), None);
         assert_eq!(token_confidences(&json!(null), 5), None);
         assert_eq!(token_confidences(&json!({"content": [{"token": "x"}]}), 5), None, "no numbers");
+    }
+
+    #[test]
+    fn the_running_group_is_the_lowest_full_window_so_far() {
+        let e = |c: f64| entry(-c, &[]);
+        let mut r = Running::new(2, 5);
+        assert_eq!(r.push(&[e(5.0)]), None, "no full window yet");
+        assert_eq!(r.push(&[e(5.0), e(1.0)]), Some(3.0));
+        assert_eq!(r.push(&[e(1.0)]), Some(1.0));
+        assert_eq!(r.push(&[e(9.0), e(9.0)]), Some(1.0), "the lowest stays");
+        assert_eq!(r.push(&[json!({"token": "x"})]), Some(1.0), "no number: skipped");
+        // The same numbers as `summarise` over the whole answer.
+        let tokens = [5.0, 5.0, 5.0, 1.0, 1.0, 5.0, 5.0, 3.0];
+        let mut r = Running::new(4, 5);
+        let got = r.push(&tokens.iter().map(|&c| e(c)).collect::<Vec<_>>());
+        assert_eq!(got, Some(summarise(&tokens, 4).unwrap().lowest));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::{
     cache::{CacheKey, CacheMode, CacheResult},
     error::{ApiError, ApiJson},
     openai::ChatRequest,
-    select::Judge,
+    select::{Judge, Selector},
     state::AppState,
 };
 
@@ -134,6 +134,7 @@ pub(super) fn best_of_n(
                 mode: config.upstream.n,
                 candidate_timeout: config.bon.candidate_timeout,
                 metrics: &state.metrics,
+                confidence: &state.confidence,
             };
             let judge = plan.select.strategy.judges().then(|| Judge {
                 upstream: state.judge_upstream.clone(),
@@ -141,7 +142,7 @@ pub(super) fn best_of_n(
                 // A separate judge has its own key (--judge-api-key); the client's token goes only upstream.
                 auth: config.select.judge_upstream.is_none().then(|| plan.upstream_auth.clone()).flatten(),
             });
-            let selector = bon::Selector {
+            let selector = Selector {
                 scorer: state.scorer.as_ref(),
                 judge: judge.as_ref(),
                 judge_timeout: config.select.judge_timeout,

@@ -184,6 +184,10 @@ pub fn bon_object(outcome: &Outcome, cache: CacheResult, reward_model: &str, can
     if !pruned.is_empty() {
         bon["pruned"] = json!(pruned);
     }
+    let unconfident = outcome.unconfident();
+    if !unconfident.is_empty() {
+        bon["stopped_unconfident"] = json!(unconfident);
+    }
     if candidates {
         bon["candidates"] = outcome
             .candidates
@@ -201,6 +205,9 @@ pub fn bon_object(outcome: &Outcome, cache: CacheResult, reward_model: &str, can
                         });
                         if c.pruned {
                             one["pruned"] = json!(true);
+                        }
+                        if c.unconfident {
+                            one["unconfident"] = json!(true);
                         }
                         if let Some(a) = &c.answer {
                             one["answer"] = json!(a);

@@ -17,6 +17,7 @@ use std::{
 
 pub mod process;
 pub mod redis;
+pub mod streamer;
 
 use bon_proxy::{AppState, config::Config, serve};
 use clap::Parser;

@@ -216,3 +216,24 @@ def test_a_streamed_winner_keeps_its_logprobs_when_asked(client):
     assert text and entries, (text, entries)
     assert all(len(e.top_logprobs) <= 2 for e in entries)
     assert "".join(e.token for e in entries) == text, "one token a chunk, spelling the answer"
+
+
+def test_the_online_confidence_stop_learns_the_model_then_stops_unsure_candidates_at_the_upstream(client):
+    """scripts/e2e starts this proxy with --confidence-min-history 8: two calls of four fill the model's history (the
+    confidence tests before this one may have filled it already)."""
+    stop = {"strategy": "confidence-vote", "confidence_stop": True}
+    pairs = [(27, 45), (18, 36), (52, 19), (33, 48), (61, 24), (15, 79), (44, 38), (26, 57)]
+    calls_with_a_stop = 0
+    for k, (a, b) in enumerate(pairs):
+        question = f"Explain step by step how to add {a} and {b}, then give the answer."
+        raw, completion = ask(client, question, 4, stop, max_tokens=64, seed=200 + k)
+        bon = completion.model_extra["bon"]
+        stopped = bon.get("stopped_unconfident", [])
+        for i in stopped:
+            c = bon["candidates"][i]
+            assert c["unconfident"] is True and c["confidence"]["tokens"] >= 16, c
+        assert int(raw.headers["x-bon-winner"]) not in stopped
+        assert len(bon["candidates"]) - len(stopped) >= 2, "never fewer than two left"
+        assert completion.choices[0].message.content
+        calls_with_a_stop += bool(stopped)
+    assert calls_with_a_stop > 0, "no call of eight stopped an unsure candidate"

@@ -11,6 +11,12 @@
 //!
 //! Content only: a candidate streaming tool calls neither holds up a round nor is stopped by one; it competes when
 //! complete. The guard ranks repetitive partial answers below the others, so a loop is stopped early.
+//!
+//! The same loop serves the **online confidence stop** (DeepConf's online mode): with a threshold, each candidate's
+//! group confidence is followed as its `logprobs` stream in (`select::confidence::Running`), and a candidate whose
+//! lowest full-window group falls below the threshold is stopped at the upstream, as pruning stops one — never
+//! leaving fewer than `MIN_LEFT` (or the choices asked for) in the running. With stop on agreement, the candidates
+//! still generating are stopped as soon as the finished ones' vote can no longer change.
 
 use std::{
     task::{Context, Poll},
@@ -22,9 +28,12 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 mod round;
+mod stops;
 
 use round::{competing, round, round_due};
 pub use round::{sentence_end, survivors};
+use stops::{agreed, unsure};
+pub use stops::{MIN_LEFT, Stops};
 
 use super::{
     assemble::Assembly,
@@ -33,6 +42,7 @@ use super::{
 use crate::{
     openai::{ChatCompletion, Usage},
     reward::Score,
+    select::confidence::Running,
     upstream::{ChunkStream, Streamed, UpstreamError, UpstreamRequest},
 };
 
@@ -67,6 +77,8 @@ pub type LiveTx = mpsc::UnboundedSender<Live>;
 #[derive(Debug, Default)]
 pub struct Report {
     pub rounds: u32,
+    /// Candidates the online confidence stop stopped.
+    pub unconfident: u32,
     /// The upstream answered a streaming request with a whole completion (it does not stream).
     pub unstreamed: bool,
 }
@@ -87,6 +99,10 @@ struct Slot<'a> {
     since_round: u64,
     latency: Duration,
     score: Option<f32>,
+    /// The online confidence stop's view of its group confidence (None: the stop is off).
+    running: Option<Running>,
+    /// Stopped by the online confidence stop, not by a pruning round.
+    unconfident: bool,
 }
 
 impl Slot<'_> {
@@ -121,12 +137,13 @@ enum Event {
     Failed(UpstreamError),
 }
 
-/// Generates `plan.n` candidates with pruning. `Err(Refused)`: the upstream refused to stream; nothing was kept.
+/// Generates `plan.n` streamed candidates, stopping them as `stops` says. `Err(Refused)`: the upstream refused to
+/// stream; nothing was kept.
 pub async fn candidates(
     generation: &super::Generation<'_>,
     scorer: &dyn Score,
     plan: &Plan,
-    prune: Prune,
+    stops: Stops,
     live: Option<(&LiveTx, &str, u64)>,
 ) -> Result<(Vec<Candidate>, Report), Refused> {
     let started = Instant::now();
@@ -141,11 +158,15 @@ pub async fn candidates(
                 since_round: 0,
                 latency: Duration::ZERO,
                 score: None,
+                running: stops
+                    .confidence_below
+                    .map(|_| Running::new(plan.select.confidence_window, plan.select.confidence_top_k as usize)),
+                unconfident: false,
             }
         })
         .collect();
     let mut report = Report::default();
-    let mut pruning = true;
+    let mut pruning = stops.prune;
     let mut live_index: Option<usize> = None;
     let mut straggle_at: Option<Instant> = None;
     let mut cursor = 0;
@@ -159,19 +180,32 @@ pub async fn candidates(
             }
             continue;
         };
+        let ended = matches!(event, Event::End | Event::Whole(_));
         apply(&mut slots, i, event, live.map(|(tx, _, _)| tx).filter(|_| live_index == Some(i)), &mut report, started)?;
+        if let Some(threshold) = stops.confidence_below
+            && unsure(&mut slots, i, threshold, plan, started)
+        {
+            report.unconfident += 1;
+        }
+        if ended && plan.stops_on_agreement() && agreed(&slots, plan) {
+            for slot in slots.iter_mut().filter(|s| s.live()) {
+                slot.end(Err(UpstreamError::Agreed), started);
+            }
+        }
         if straggle_at.is_none()
             && let Some(wait) = plan.straggler_wait
             && slots.iter().filter(|s| s.finished_well()).count() >= half
         {
             straggle_at = Some(Instant::now() + wait);
         }
-        if pruning && round_due(&slots, prune.every, plan.keep_at_least) {
+        if let Some(prune) = pruning
+            && round_due(&slots, prune.every, plan.keep_at_least)
+        {
             match round(&mut slots, scorer, plan, prune, started, generation.metrics).await {
                 Ok(()) => report.rounds += 1,
                 Err(reason) => {
                     tracing::warn!(error = %reason, "scoring partial answers failed; the candidates run to the end");
-                    pruning = false;
+                    pruning = None;
                 }
             }
         }
@@ -223,6 +257,11 @@ fn apply(
     match event {
         Event::Chunk(chunk) => {
             let text = slots[i].asm.push(&chunk);
+            if let Some(running) = slots[i].running.as_mut()
+                && let Some(entries) = chunk.pointer("/choices/0/logprobs/content").and_then(Value::as_array)
+            {
+                running.push(entries);
+            }
             if !text.is_empty() {
                 slots[i].since_round += 1;
                 if let Some(tx) = live {
@@ -323,9 +362,10 @@ fn finish(slots: Vec<Slot<'_>>, generation: &super::Generation<'_>) -> Vec<Candi
                 let tokens = s.asm.tokens;
                 partial.usage =
                     Some(Usage { prompt_tokens, completion_tokens: tokens, total_tokens: prompt_tokens + tokens });
-                generation.count_outcome("pruned", s.latency);
+                generation.count_outcome(if s.unconfident { "unconfident" } else { "pruned" }, s.latency);
                 let mut c = Candidate::new(Ok(partial), s.latency);
-                c.pruned = true;
+                c.pruned = !s.unconfident;
+                c.unconfident = s.unconfident;
                 c.score = s.score;
                 c
             }

@@ -29,6 +29,9 @@ enum Act {
     /// Says this with `logprobs`: every word a token whose top log-probabilities are all minus the given
     /// confidence (so that is its token confidence); `true`: stopped by the length limit.
     Sure(&'static str, f64, bool),
+    /// Says this with `logprobs`: its first k words at confidence `a`, the rest at `b` (a confidence that
+    /// collapses when b < a). Streamed a word per delta, each with its `logprobs` entry.
+    Collapse(String, f64, usize, f64),
 }
 
 struct FakeUpstream {
@@ -101,6 +104,7 @@ impl Upstream for FakeUpstream {
                 Act::Fail(e) => Err(e),
                 Act::Hang => futures::future::pending().await,
                 Act::Sure(text, confidence, cut) => Ok(sure(text, confidence, cut)),
+                Act::Collapse(text, a, k, b) => Ok(scripted(&text, |w| if w < k { a } else { b }, false)),
             }
         }
         .boxed()
@@ -122,13 +126,15 @@ impl Upstream for FakeUpstream {
         }
         let i = (body["seed"].as_i64().unwrap() - self.base) as usize;
         self.seen.lock().unwrap().push(body);
-        let text = match self.acts[i].clone() {
-            Act::Say(t) | Act::Cut(t) | Act::Sure(t, _, _) => t.to_owned(),
-            Act::SayOwned(t) => t,
+        let pieces: Vec<(String, Option<Value>)> = match self.acts[i].clone() {
+            Act::Say(t) | Act::Cut(t) => t.chars().map(|c| (c.to_string(), None)).collect(),
+            Act::SayOwned(t) => t.chars().map(|c| (c.to_string(), None)).collect(),
+            Act::Sure(t, confidence, cut) => word_deltas(sure(t, confidence, cut)),
+            Act::Collapse(t, a, k, b) => word_deltas(scripted(&t, |w| if w < k { a } else { b }, false)),
             Act::Fail(e) => return async move { Err(e) }.boxed(),
             Act::Hang => return async { Ok(Streamed::Chunks(futures::stream::pending().boxed())) }.boxed(),
         };
-        let chars: Vec<String> = text.chars().map(String::from).collect();
+        let chars = pieces;
         let guard = EarlyClose(self.closed_early.clone(), false);
         let chunks = futures::stream::unfold((0, guard), move |(k, guard)| {
             let chars = chars.clone();
@@ -137,7 +143,11 @@ impl Upstream for FakeUpstream {
                 let chunk = |delta: Value, finish: Value| json!({"id": "s", "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
                 match k.cmp(&chars.len()) {
                     std::cmp::Ordering::Less => {
-                        Some((Ok(chunk(json!({"content": chars[k]}), Value::Null)), (k + 1, guard)))
+                        let mut c = chunk(json!({"content": chars[k].0}), Value::Null);
+                        if let Some(entry) = &chars[k].1 {
+                            c["choices"][0]["logprobs"] = json!({"content": [entry]});
+                        }
+                        Some((Ok(c), (k + 1, guard)))
                     }
                     std::cmp::Ordering::Equal => {
                         let mut last = chunk(json!({}), json!("stop"));
@@ -182,11 +192,17 @@ fn completion(text: &str) -> ChatCompletion {
 
 /// A completion whose `logprobs` give every token the confidence `confidence` (five alternatives each).
 fn sure(text: &str, confidence: f64, cut: bool) -> ChatCompletion {
+    scripted(text, |_| confidence, cut)
+}
+
+/// A completion whose `logprobs` give its k-th word (a token) the confidence `confidence(k)`.
+fn scripted(text: &str, confidence: impl Fn(usize) -> f64, cut: bool) -> ChatCompletion {
     let mut c = completion(text);
     let tokens: Vec<Value> = text
         .split_whitespace()
-        .map(|w| {
-            let top: Vec<Value> = (0..5).map(|_| json!({"token": w, "logprob": -confidence})).collect();
+        .enumerate()
+        .map(|(k, w)| {
+            let top: Vec<Value> = (0..5).map(|_| json!({"token": w, "logprob": -confidence(k)})).collect();
             json!({"token": w, "logprob": -0.01, "top_logprobs": top})
         })
         .collect();
@@ -195,6 +211,20 @@ fn sure(text: &str, confidence: f64, cut: bool) -> ChatCompletion {
         c.choices[0].finish_reason = Some("length".into());
     }
     c
+}
+
+/// A scripted completion as stream deltas: a word (with its trailing space) per delta, with its `logprobs` entry.
+fn word_deltas(c: ChatCompletion) -> Vec<(String, Option<Value>)> {
+    let text = c.choices[0].message.text();
+    let entries = c.choices[0].extra["logprobs"]["content"].as_array().cloned().unwrap_or_default();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let last = words.len().saturating_sub(1);
+    words
+        .iter()
+        .zip(entries)
+        .enumerate()
+        .map(|(k, (w, e))| (if k < last { format!("{w} ") } else { (*w).to_owned() }, Some(e)))
+        .collect()
 }
 
 /// Scores a candidate by the number of `!` in it; can be told to fail.
@@ -273,7 +303,13 @@ async fn generate(
     m: &Metrics,
     mode: UpstreamN,
 ) -> Result<Outcome, ApiError> {
-    let generation = Generation { upstream: up, mode, candidate_timeout: limit, metrics: m };
+    let generation = Generation {
+        upstream: up,
+        mode,
+        candidate_timeout: limit,
+        metrics: m,
+        confidence: &crate::select::ConfidenceHistory::new(256, 50.0, 32),
+    };
     run(&generation, &selector(sc), plan, None).await
 }
 
@@ -299,3 +335,4 @@ mod encoding;
 mod prune;
 mod run;
 mod select;
+mod stop;

@@ -43,7 +43,13 @@ async fn the_last_one_standing_is_handed_over_live() {
     let up = streaming(race());
     let m = Metrics::new().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let generation = Generation { upstream: &up, mode: UpstreamN::Fanout, candidate_timeout: LIMIT, metrics: &m };
+    let generation = Generation {
+        upstream: &up,
+        mode: UpstreamN::Fanout,
+        candidate_timeout: LIMIT,
+        metrics: &m,
+        confidence: &crate::select::ConfidenceHistory::new(256, 50.0, 32),
+    };
     let out = run(&generation, &selector(&scorer(false)), &pruned_plan(4, 2), Some(&tx)).await.unwrap();
     let mut got = Vec::new();
     while let Ok(update) = rx.try_recv() {

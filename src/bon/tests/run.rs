@@ -143,7 +143,13 @@ async fn auto_falls_back_to_fan_out_when_n_is_ignored_and_the_pool_remembers() {
     let m = Arc::new(Metrics::new().unwrap());
     let opts = crate::upstream::PoolOptions { learn_n: true, ..Default::default() };
     let pool = crate::upstream::Pool::new(vec![("0".into(), up.clone() as Arc<dyn Upstream>)], opts, m.clone());
-    let generation = Generation { upstream: &pool, mode: UpstreamN::Auto, candidate_timeout: LIMIT, metrics: &m };
+    let generation = Generation {
+        upstream: &pool,
+        mode: UpstreamN::Auto,
+        candidate_timeout: LIMIT,
+        metrics: &m,
+        confidence: &crate::select::ConfidenceHistory::new(256, 50.0, 32),
+    };
     let out = run(&generation, &selector(&scorer(false)), &plan(3, 0), None).await.unwrap();
     assert_eq!(out.candidates.len(), 3, "never fewer candidates than N");
     assert_eq!(out.ranked, vec![1, 2, 0]);

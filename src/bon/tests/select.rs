@@ -188,7 +188,13 @@ async fn judged_within(
     let judge = Judge { upstream: judge_up.clone(), model: "judge".into(), auth: None };
     let up = upstream(0, acts);
     let sc = scorer(false);
-    let generation = Generation { upstream: &up, mode: UpstreamN::Fanout, candidate_timeout: LIMIT, metrics: m };
+    let generation = Generation {
+        upstream: &up,
+        mode: UpstreamN::Fanout,
+        candidate_timeout: LIMIT,
+        metrics: m,
+        confidence: &crate::select::ConfidenceHistory::new(256, 50.0, 32),
+    };
     let selector = Selector { scorer: &sc, judge: Some(&judge), judge_timeout };
     let out = run(&generation, &selector, plan, None).await.unwrap();
     let prompts = judge_up.prompts.lock().unwrap().clone();

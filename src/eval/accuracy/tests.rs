@@ -9,7 +9,15 @@ fn s(answer: &str, reward: f32, tokens: u64) -> Sample {
     x
 }
 
-const SIM: Simulate = Simulate { guard: true, vote_temperature: 1.0, confidence_keep: 0.5 };
+const SIM: Simulate = Simulate {
+    guard: true,
+    vote_temperature: 1.0,
+    confidence_keep: 0.5,
+    window: 16,
+    percentile: 50.0,
+    history: 256,
+    min_history: 32,
+};
 
 #[test]
 fn many_subsets_are_drawn_not_enumerated_and_the_estimate_says_so() {
@@ -121,4 +129,29 @@ fn prompts_without_a_reference_are_skipped() {
     let samples = [s("1", 0.0, 5)];
     let a = accuracy(&[(None, &samples, &samples[0])], 1, SIM);
     assert_eq!((a.prompts, a.vote), (0, None));
+}
+
+#[test]
+fn the_online_stop_learns_from_earlier_prompts_and_drops_the_unsure() {
+    let with_tokens = |answer: &str, tokens: &[f32]| {
+        let mut x = s(answer, 0.0, tokens.len() as u64);
+        let as_f64: Vec<f64> = tokens.iter().map(|&c| f64::from(c)).collect();
+        x.confidence = confidence::summarise(&as_f64, 2);
+        x.token_confidence = Some(tokens.to_vec());
+        x
+    };
+    let sure = |answer: &str| with_tokens(answer, &[5.0; 10]);
+    let unsure = |answer: &str| with_tokens(answer, &[5.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+    // The first prompt fills the history (lowest 5, 5, 1, 1: the median is 3); no stop there, none before it.
+    let first = vec![sure("1"), sure("2"), unsure("3"), unsure("4")];
+    // The second: two sure right answers, two unsure wrong ones: their first window (3) is not below 3, their second is: stopped at their third token.
+    let second = vec![unsure("7"), sure("42"), unsure("7"), sure("42")];
+    let greedy = s("42", 0.0, 10);
+    let sim = Simulate { window: 2, min_history: 4, ..SIM };
+    let a = accuracy(&[(Some("1"), &first, &greedy), (Some("42"), &second, &greedy)], 4, sim);
+    assert_eq!(a.online_confidence_vote, Some(1.0), "the first prompt right by confidence, the second after the stop");
+    assert_eq!(a.online_tokens, Some((1.0 + (10.0 + 10.0 + 3.0 + 3.0) / 40.0) / 2.0), "{a:?}");
+    // Without history nothing is stopped.
+    let a = accuracy(&[(Some("42"), &second, &greedy)], 4, sim);
+    assert_eq!(a.online_tokens, Some(1.0));
 }

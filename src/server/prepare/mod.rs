@@ -202,10 +202,10 @@ fn key_extra(
     key_extra
 }
 
-/// A confidence strategy reads every candidate's token log-probabilities: ask for them (`logprobs`, `top_logprobs`
+/// A confidence strategy (or the online confidence stop) reads every candidate's token log-probabilities: ask for them (`logprobs`, `top_logprobs`
 /// at least `--confidence-top-k`), and say what of them the client itself asked for.
 fn confidence_logprobs(body: &mut Map<String, Value>, select: &Select) -> Logprobs {
-    if !select.strategy.reads_confidence() {
+    if !select.strategy.reads_confidence() && !select.confidence_stop {
         return Logprobs::AsReturned;
     }
     let asked = body.get("logprobs").and_then(Value::as_bool).unwrap_or(false);

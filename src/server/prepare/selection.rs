@@ -65,7 +65,21 @@ pub fn options(headers: &HeaderMap, bon: &BonOptions, cfg: &Config) -> Result<Se
         })?,
         None => defaults.confidence_keep,
     };
-    Ok(Select { strategy, answer, shortlist, stop_on_agreement, confidence_keep, ..defaults })
+    let confidence_stop = match bon.confidence_stop {
+        Some(true) if !strategy.stops_on_confidence() => {
+            return Err(bad(
+                "bon.confidence_stop",
+                format!(
+                    "bon.confidence_stop needs the strategy `vote`, `confidence` or `confidence-vote` (got `{}`): \
+                     the others rank whole answers by reward or a judge",
+                    strategy.as_str()
+                ),
+            ));
+        }
+        Some(on) => on,
+        None => defaults.confidence_stop && strategy.stops_on_confidence(),
+    };
+    Ok(Select { strategy, answer, shortlist, stop_on_agreement, confidence_keep, confidence_stop, ..defaults })
 }
 
 /// Pruning stops candidates by their reward-model prefix scores: it serves `reward` and `reward+judge`. For the
@@ -95,6 +109,7 @@ pub fn key_part(select: &Select, judge_model: &str) -> Option<Value> {
             "answer": select.answer.spec(),
             "temperature": select.vote_temperature,
             "stop_on_agreement": select.stop_on_agreement,
+            "confidence_stop": select.confidence_stop,
         })),
         Strategy::Judge | Strategy::RewardJudge => Some(json!({
             "strategy": select.strategy.as_str(),
@@ -108,6 +123,7 @@ pub fn key_part(select: &Select, judge_model: &str) -> Option<Value> {
             "top_k": select.confidence_top_k,
             "window": select.confidence_window,
             "keep": select.confidence_keep,
+            "confidence_stop": select.confidence_stop,
         })),
     }
 }

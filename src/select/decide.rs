@@ -1,21 +1,18 @@
 //! The strategy step: the reward order (reward model, then the guard) refined by the request's strategy — a vote
-//! over extracted answers, or an LLM judge — with the fallback to the reward order when the strategy cannot decide.
+//! over extracted answers, the upstream's confidence, or an LLM judge — with the fallback to the reward order when
+//! the strategy cannot decide. `bon` hands it the selectable candidates as `Entrant`s and gets back an order.
 
 use std::time::{Duration, Instant};
 
 use super::{
-    plan::{Candidate, Plan},
-    response_message,
+    Fallback, Judge, JudgeError, JudgeSummary, Select, Selection, Strategy, VoteSummary,
+    judge::{self, Spent},
+    vote::{self, Ballot, Weighting},
 };
 use crate::{
     metrics::Metrics,
-    openai::Usage,
+    openai::{Message, Usage},
     reward::Score,
-    select::{
-        Fallback, Judge, JudgeError, JudgeSummary, Selection, Strategy, VoteSummary,
-        judge::{self, Spent},
-        vote::{self, Ballot, Weighting},
-    },
 };
 
 /// What selects the winner: the reward model and, for the judge strategies, the judge.
@@ -26,42 +23,66 @@ pub struct Selector<'a> {
     pub judge_timeout: Duration,
 }
 
-/// The winner's order after the strategy: positions into `ok` (the selectable candidates), best first, the
-/// selection report, and the judge's token usage.
-pub(super) async fn refine(
+/// One selectable candidate as the strategies see it.
+#[derive(Clone, Debug)]
+pub struct Entrant<'a> {
+    /// The answer it gives.
+    pub message: &'a Message,
+    /// The answer extracted for the vote strategies (None: not extracted, or none found).
+    pub answer: Option<String>,
+    /// Its reward-model score (None: not scored).
+    pub score: Option<f32>,
+    /// The degenerate-text guard's tier (0: clean).
+    pub tier: u8,
+    /// The upstream's confidence in it: its lowest group confidence (None: no `logprobs`).
+    pub confidence: Option<f64>,
+}
+
+/// What the strategy step decides over: the request's selection settings, the conversation (for the judge) and the
+/// selectable candidates, in generation order.
+pub struct Contest<'a> {
+    pub select: &'a Select,
+    /// Rank the guard's flagged candidates below the others.
+    pub guard: bool,
+    pub conversation: &'a [Message],
+    pub entrants: &'a [Entrant<'a>],
+}
+
+/// The winner's order after the strategy: positions into `contest.entrants`, best first, the selection report, and
+/// the judge's token usage.
+pub async fn refine(
     selector: &Selector<'_>,
-    plan: &Plan,
-    candidates: &[Candidate],
-    ok: &[usize],
+    contest: &Contest<'_>,
     reward_order: Vec<usize>,
     scored: bool,
     metrics: &Metrics,
 ) -> (Vec<usize>, Selection, Usage) {
-    let strategy = plan.select.strategy;
+    let entrants = contest.entrants;
+    let strategy = contest.select.strategy;
     let mut sel = Selection { strategy, decided_by: Strategy::Reward, ..Selection::default() };
     let mut usage = Usage::default();
     let order = match strategy {
         Strategy::Reward => reward_order,
         Strategy::Vote | Strategy::WeightedVote => {
-            let answers: Vec<Option<String>> = ok.iter().map(|&i| candidates[i].answer.clone()).collect();
-            let flagged: Vec<bool> = ok.iter().map(|&i| candidates[i].flags.tier() > 0).collect();
-            let ballots = ballots(&answers, &flagged, |p| candidates[ok[p]].score, |_| true);
+            let answers: Vec<Option<String>> = entrants.iter().map(|e| e.answer.clone()).collect();
+            let flagged: Vec<bool> = entrants.iter().map(|e| e.tier > 0).collect();
+            let ballots = ballots(&answers, &flagged, |p| entrants[p].score, |_| true);
             let weighted = strategy == Strategy::WeightedVote && scored;
             if strategy == Strategy::WeightedVote && !scored {
                 sel.fallback = Some(Fallback::Unscored);
             }
             let (weighting, by) = if weighted {
-                (Weighting::Softmax { temperature: plan.select.vote_temperature }, Strategy::WeightedVote)
+                (Weighting::Softmax { temperature: contest.select.vote_temperature }, Strategy::WeightedVote)
             } else {
                 (Weighting::Count, Strategy::Vote)
             };
-            voted(&mut sel, &ballots, weighting, by, reward_order, plan.guard, metrics)
+            voted(&mut sel, &ballots, weighting, by, reward_order, contest.guard, metrics)
         }
         Strategy::Confidence | Strategy::ConfidenceVote => {
-            let confidence: Vec<Option<f64>> = ok.iter().map(|&i| candidates[i].confidence.map(|c| c.lowest)).collect();
-            let tiers: Vec<_> = ok.iter().map(|&i| candidates[i].flags.tier()).collect();
+            let confidence: Vec<Option<f64>> = entrants.iter().map(|e| e.confidence).collect();
+            let tiers: Vec<u8> = entrants.iter().map(|e| e.tier).collect();
             let flagged: Vec<bool> = tiers.iter().map(|&t| t > 0).collect();
-            let answers: Vec<Option<String>> = ok.iter().map(|&i| candidates[i].answer.clone()).collect();
+            let answers: Vec<Option<String>> = entrants.iter().map(|e| e.answer.clone()).collect();
             if confidence.iter().all(Option::is_none) {
                 // No `logprobs` came back: `reward` decides for `confidence`, a plain count for `confidence-vote`.
                 sel.fallback = Some(Fallback::NoLogprobs);
@@ -69,17 +90,17 @@ pub(super) async fn refine(
                     reward_order
                 } else {
                     let ballots = ballots(&answers, &flagged, |_| None, |_| true);
-                    voted(&mut sel, &ballots, Weighting::Count, Strategy::Vote, reward_order, plan.guard, metrics)
+                    voted(&mut sel, &ballots, Weighting::Count, Strategy::Vote, reward_order, contest.guard, metrics)
                 }
             } else {
-                let order = confidence_order(&reward_order, &confidence, &tiers, plan.guard);
+                let order = confidence_order(&reward_order, &confidence, &tiers, contest.guard);
                 if strategy == Strategy::Confidence {
                     sel.decided_by = Strategy::Confidence;
                     order
                 } else {
                     // The most confident `keep` share of the candidates with an answer and a confidence vote.
                     let eligible = |p: usize| answers[p].is_some() && confidence[p].is_some();
-                    let voters = crate::select::confidence::voters(&order, eligible, plan.select.confidence_keep);
+                    let voters = super::confidence::voters(&order, eligible, contest.select.confidence_keep);
                     let score = |p: usize| confidence[p].map(|c| c as f32);
                     let ballots = ballots(&answers, &flagged, score, |p| voters.contains(&p));
                     let order = voted(
@@ -88,7 +109,7 @@ pub(super) async fn refine(
                         Weighting::Score,
                         Strategy::ConfidenceVote,
                         order,
-                        plan.guard,
+                        contest.guard,
                         metrics,
                     );
                     if sel.fallback == Some(Fallback::NoAnswers) {
@@ -100,9 +121,10 @@ pub(super) async fn refine(
             }
         }
         Strategy::Judge | Strategy::RewardJudge => {
-            let k = if strategy == Strategy::Judge { ok.len() } else { plan.select.shortlist.min(ok.len()) };
+            let k =
+                if strategy == Strategy::Judge { entrants.len() } else { contest.select.shortlist.min(entrants.len()) };
             let (shortlist, rest) = reward_order.split_at(k);
-            match judged(selector, plan, candidates, ok, shortlist, metrics).await {
+            match judged(selector, contest, shortlist, metrics).await {
                 Judgement::Decided(picked, summary, spent) => {
                     sel.decided_by = strategy;
                     sel.judge = Some(summary);
@@ -178,28 +200,18 @@ fn confidence_order(reward_order: &[usize], confidence: &[Option<f64>], tiers: &
 }
 
 /// The judge's order of `shortlist`, what it cost (logged and counted when it failed).
-async fn judged(
-    selector: &Selector<'_>,
-    plan: &Plan,
-    candidates: &[Candidate],
-    ok: &[usize],
-    shortlist: &[usize],
-    metrics: &Metrics,
-) -> Judgement {
+async fn judged(selector: &Selector<'_>, contest: &Contest<'_>, shortlist: &[usize], metrics: &Metrics) -> Judgement {
     let Some(judge) = selector.judge else {
         tracing::warn!("a judge strategy was asked for but no judge is configured; the reward model decides");
         metrics.judge_requests.with_label_values(&["unconfigured"]).inc();
         return Judgement::Failed(Usage::default());
     };
-    let texts: Vec<String> = shortlist
-        .iter()
-        .map(|&p| candidates[ok[p]].result.as_ref().map(|c| response_message(c).text()).unwrap_or_default())
-        .collect();
-    let request = judge::request_text(&plan.conversation);
+    let texts: Vec<String> = shortlist.iter().map(|&p| contest.entrants[p].message.text()).collect();
+    let request = judge::request_text(contest.conversation);
     let started = Instant::now();
     let spent = Spent::default();
     let outcome =
-        tokio::time::timeout(selector.judge_timeout, judge.order(&request, &texts, plan.select.judge_mode, &spent))
+        tokio::time::timeout(selector.judge_timeout, judge.order(&request, &texts, contest.select.judge_mode, &spent))
             .await
             .unwrap_or(Err(JudgeError::Timeout(selector.judge_timeout)));
     let seconds = started.elapsed().as_secs_f64();
