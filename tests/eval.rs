@@ -208,6 +208,19 @@ async fn reference_answers_give_accuracy_per_strategy_and_a_plot() {
     assert!(report.contains("| 4 | 2 | 0.500 | 1.000 |"), "{report}");
     let png = std::fs::read(out.join("accuracy_vs_n.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // The same samples summarised again (no upstream call: the mock expects exactly 15): the same numbers with the
+    // same settings, others with another answer extraction (the whole text: only the bare "376" is right).
+    let (samples, again_out) = (out.join("results.json"), dir.join("again"));
+    let again = |answer: &str| {
+        let (samples, again_out) = (samples.to_str().unwrap(), again_out.to_str().unwrap());
+        let argv = ["eval", "--samples", samples, "--out", again_out, "--n", "1,2,4", "--answer", answer];
+        eval::run(Cli::try_parse_from(argv).unwrap().args)
+    };
+    let same = again("auto").await.unwrap();
+    assert_eq!(same.by_n[2].accuracy, results.by_n[2].accuracy);
+    assert_eq!((same.reward_model.as_str(), same.max_tokens), (results.reward_model.as_str(), results.max_tokens));
+    let whole = again("text").await.unwrap();
+    assert_eq!(whole.by_n[0].accuracy.clone().unwrap().single, Some(0.25));
     // A prompts file with an answer of the wrong type names its line.
     std::fs::write(&path, "{\"prompt\": \"x\", \"answer\": [1]}\n").unwrap();
     let e = eval::read_prompts(&path, None).unwrap_err().to_string();

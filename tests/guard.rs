@@ -6,7 +6,7 @@
 
 mod common;
 
-use bon_proxy::{bon::guard, config::Config};
+use bon_proxy::{config::Config, select::guard};
 use clap::Parser;
 use common::*;
 use serde_json::{Value, json};

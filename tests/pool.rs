@@ -12,11 +12,14 @@ use serde_json::{Value, json};
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers};
 
 /// A local port nothing listens on (bound, then released).
+/// An address nothing listens on: a privileged port (1, 2, ...), which no other test's ephemeral listener can be
+/// handed, unlike the port of a listener bound and dropped (another test of this binary got one and answered,
+/// once).
 async fn dead_upstream() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}")
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
+    let port = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "something listens on port {port}");
+    format!("http://127.0.0.1:{port}")
 }
 
 #[tokio::test]

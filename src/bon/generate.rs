@@ -188,7 +188,7 @@ impl Generation<'_> {
 /// The answer a finished candidate votes with, as the vote will count it: none when it has none, or when the guard
 /// is on and flags it (a flagged candidate only votes when no clean one has an answer, which cannot be known yet).
 pub(super) fn clean_answer(c: &ChatCompletion, plan: &Plan) -> Option<String> {
-    if plan.guard && super::guard::Flags::of(c).tier() > 0 {
+    if plan.guard && crate::select::guard::Flags::of(c).tier() > 0 {
         return None;
     }
     plan.select.answer.extract(&super::response_message(c).text())

@@ -8,7 +8,6 @@
 pub mod args;
 mod assemble;
 mod generate;
-pub mod guard;
 mod outcome;
 mod plan;
 pub mod prune;
@@ -29,7 +28,7 @@ use std::{
 use crate::{
     error::ApiError,
     openai::{ChatCompletion, Message, Usage},
-    select::{self, Contest, Entrant, Selection, Selector},
+    select::{self, Contest, Entrant, Selection, Selector, guard},
     upstream::UpstreamError,
 };
 

@@ -6,10 +6,10 @@ use std::{sync::Arc, time::Duration};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{guard, prune::Prune};
+use super::prune::Prune;
 use crate::{
     openai::{ChatCompletion, Message},
-    select::{Confidence, Select, Strategy, confidence},
+    select::{Confidence, Select, Strategy, confidence, guard},
     upstream::UpstreamError,
 };
 

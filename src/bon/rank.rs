@@ -1,7 +1,8 @@
 //! The score-and-rank step both selection (`bon::run`) and pruning rounds (`prune`) take: the candidates' answers
 //! scored in one batch, ordered by score, then by the guard's tiers when the plan asks for it.
 
-use super::{guard, plan::Plan, response_message, scores as statistics};
+use super::{plan::Plan, response_message, scores as statistics};
+use crate::select::guard;
 use crate::{
     openai::ChatCompletion,
     reward::{RewardError, Score, ScoreInput},

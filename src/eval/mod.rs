@@ -31,10 +31,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, json};
 
 use crate::{
-    bon::{Switch, guard::Flags, response_message},
+    bon::{Switch, response_message},
     config::reward_model_spec,
     openai::Message,
     reward::{Score, ScoreInput, Scorer, hub::HubOptions, source},
+    select::guard::Flags,
     select::{Confidence, confidence},
     upstream::{Client, Upstream},
 };
@@ -147,8 +148,8 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
     }
     std::fs::create_dir_all(&args.out).map_err(|e| EvalError::Io(args.out.display().to_string(), e))?;
     if let Some(path) = &args.samples {
-        let (runs, reward_model, judged) = replay::read(path, &args)?;
-        let results = summarise(&runs, &ns, &reward_model, &args, judged);
+        let (runs, stored, reward_model, judged) = replay::read(path, &args)?;
+        let results = summarise(&runs, &ns, &reward_model, &stored, judged);
         report::write(&args.out, &results, &runs)?;
         plot::write_all(&args.out, &results)?;
         return Ok(results);
@@ -199,7 +200,6 @@ fn first_error_if_all_failed(runs: &[PromptRun]) -> Option<String> {
         runs.iter().flat_map(|r| r.samples.iter().chain([&r.greedy])).map(|s| s.error.as_deref()).collect();
     errors.and_then(|e| e.first().map(|s| (*s).to_owned()))
 }
-
 
 /// Every sample of every prompt (sample `max_n` is the greedy answer), `--concurrency` requests at a time.
 async fn generate(args: &EvalArgs, upstream: &dyn Upstream, prompts: &[Prompt], max_n: u32) -> Vec<PromptRun> {

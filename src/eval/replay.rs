@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{EvalArgs, EvalError, PromptRun};
-use crate::{bon::guard::Flags, select::confidence};
+use crate::select::{confidence, guard::Flags};
 
 #[derive(Deserialize)]
 struct Stored {
@@ -16,16 +16,20 @@ struct Stored {
     prompts: Vec<PromptRun>,
 }
 
+/// How the stored samples were made (the report says so, whatever this run's flags say).
 #[derive(Deserialize)]
 struct StoredResults {
     reward_model: String,
+    upstream_model: String,
     #[serde(default)]
     judge_model: Option<String>,
+    max_tokens: u32,
+    temperature: f64,
 }
 
-/// The stored runs with this run's settings applied, the reward model that scored them, and whether they were
-/// judged.
-pub fn read(path: &Path, args: &EvalArgs) -> Result<(Vec<PromptRun>, String, bool), EvalError> {
+/// The stored runs with this run's settings applied; this run's arguments with the stored generation settings
+/// (model, judge model, `max_tokens`, temperature); the reward model that scored them; whether they were judged.
+pub fn read(path: &Path, args: &EvalArgs) -> Result<(Vec<PromptRun>, EvalArgs, String, bool), EvalError> {
     let text = std::fs::read_to_string(path).map_err(|e| EvalError::Io(path.display().to_string(), e))?;
     let stored: Stored = serde_json::from_str(&text)?;
     let mut runs = stored.prompts;
@@ -47,5 +51,14 @@ pub fn read(path: &Path, args: &EvalArgs) -> Result<(Vec<PromptRun>, String, boo
     if let Some(k) = args.limit {
         runs.truncate(k);
     }
-    Ok((runs, stored.results.reward_model, stored.results.judge_model.is_some()))
+    let r = stored.results;
+    let judged = r.judge_model.is_some();
+    let args = EvalArgs {
+        model: r.upstream_model,
+        judge_model: r.judge_model.unwrap_or_else(|| args.judge_model.clone()),
+        max_tokens: r.max_tokens,
+        temperature: r.temperature,
+        ..args.clone()
+    };
+    Ok((runs, args, r.reward_model, judged))
 }

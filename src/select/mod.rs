@@ -14,6 +14,7 @@ pub mod answer;
 mod args;
 pub mod confidence;
 mod decide;
+pub mod guard;
 mod history;
 pub mod judge;
 mod selection;

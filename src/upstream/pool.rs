@@ -293,10 +293,12 @@ impl Upstream for Pool {
         auth: Option<Arc<str>>,
     ) -> BoxFuture<'_, Result<Streamed, UpstreamError>> {
         async move {
-            // Failover covers opening the stream; a stream that breaks later is the caller's to handle.
+            // Failover covers opening the stream; a stream that breaks later is the caller's to handle. A stream
+            // that needs `logprobs` (the online confidence stop) prefers the members known to return them.
             let deadline = self.deadline();
+            let wants = Wants { n: false, logprobs: body.get("logprobs").and_then(|l| l.as_bool()) == Some(true) };
             let call = per_upstream(|u: &dyn Upstream, (body, auth)| u.chat_stream(body, auth));
-            let (streamed, lease) = self.with_failover(deadline, Wants::default(), (body, auth), call).await?;
+            let (streamed, lease) = self.with_failover(deadline, wants, (body, auth), call).await?;
             Ok(match streamed {
                 Streamed::Whole(c) => Streamed::Whole(c),
                 Streamed::Chunks(chunks) => {

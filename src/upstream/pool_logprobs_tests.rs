@@ -68,4 +68,9 @@ async fn requests_for_logprobs_go_to_the_members_that_return_them_once_one_is_kn
         pool.chat(request(false), None).await.unwrap();
     }
     assert_eq!(without.got.load(Ordering::SeqCst), 3);
+    // A stream that needs them (the online confidence stop) goes to the members that return them as well.
+    for _ in 0..4 {
+        pool.chat_stream(request(true).stream(true), None).await.unwrap();
+    }
+    assert_eq!((without.got.load(Ordering::SeqCst), with.got.load(Ordering::SeqCst)), (3, 11));
 }

@@ -32,8 +32,8 @@ mod stops;
 
 use round::{competing, round, round_due};
 pub use round::{sentence_end, survivors};
-use stops::{agreed, unsure};
 pub use stops::{MIN_LEFT, Stops};
+use stops::{agreed, unsure};
 
 use super::{
     assemble::Assembly,
