@@ -31,6 +31,9 @@ use crate::select::{
 };
 
 mod online;
+mod subsets;
+
+use subsets::{binomial, combinations};
 
 /// Accuracy of every strategy for one n, over the prompts with a reference answer and at least n samples.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -52,6 +55,9 @@ pub struct Accuracy {
     pub online_confidence_vote: Option<f64>,
     pub online_confidence: Option<f64>,
     pub online_tokens: Option<f64>,
+    /// `vote` with the online stop and stop on agreement together, and the tokens it spends / without them.
+    pub online_vote_agreement: Option<f64>,
+    pub online_vote_agreement_tokens: Option<f64>,
     /// None: exact over every n-subset; else how the subset strategies were estimated.
     pub sampled: Option<Sampled>,
 }
@@ -100,7 +106,7 @@ struct Acc {
     judge: Vec<f64>,
     confidence: Vec<f64>,
     confidence_vote: Vec<f64>,
-    online: [Vec<f64>; 3],
+    online: [Vec<f64>; 5],
     any: Vec<f64>,
     tokens: Vec<f64>,
     /// Prompts estimated from draws, and their summed squared standard errors (vote, weighted, any, tokens).
@@ -154,7 +160,7 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
         let mut values: [Vec<f64>; 4] = Default::default();
         let mut confidence_votes = Vec::new();
         let stops = online::stop_points(&ok, sim.window, threshold);
-        let mut online: [Vec<f64>; 3] = Default::default();
+        let mut online: [Vec<f64>; 5] = Default::default();
         for subset in subsets {
             let pick = |weighting| vote_pick(&ok, &reward_keys, &subset, weighting, sim.guard);
             values[0].push(right[pick(Weighting::Count)]);
@@ -167,6 +173,9 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
                 online[0].push(right[confidence_vote_pick(&ok, &reward_keys, &left, sim)]);
                 online[1].push(right[left[confidence_order(&ok, &reward_keys, &left)[0]]]);
                 online[2].push(share);
+                let (finished, share) = online::replay_with_agreement(&ok, &subset, &stops, sim.guard);
+                online[3].push(right[vote_pick(&ok, &reward_keys, &finished, Weighting::Count, sim.guard)]);
+                online[4].push(share);
             }
         }
         acc.confidence_vote.extend(stats::mean(confidence_votes));
@@ -210,6 +219,8 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
         online_confidence_vote: stats::mean(acc.online[0].clone()),
         online_confidence: stats::mean(acc.online[1].clone()),
         online_tokens: stats::mean(acc.online[2].clone()),
+        online_vote_agreement: stats::mean(acc.online[3].clone()),
+        online_vote_agreement_tokens: stats::mean(acc.online[4].clone()),
         sampled,
     }
 }
@@ -305,22 +316,6 @@ fn mean_and_variance_of_mean(xs: &[f64]) -> (f64, f64) {
     (mean, var / k)
 }
 
-/// C(m, n), saturating at `u64::MAX`.
-fn binomial(m: usize, n: usize) -> u64 {
-    if n > m {
-        return 0;
-    }
-    let n = n.min(m - n);
-    let mut c: u128 = 1;
-    for i in 0..n {
-        c = c * (m - i) as u128 / (i + 1) as u128;
-        if c > u128::from(u64::MAX) {
-            return u64::MAX;
-        }
-    }
-    c as u64
-}
-
 /// The sample a vote returns among `subset` (indices into `ok`): the winning group's best by reward order, or the
 /// reward pick when nobody has an answer.
 fn vote_pick(ok: &[&Sample], keys: &[(u8, f32)], subset: &[usize], weighting: Weighting, guard: bool) -> usize {
@@ -363,29 +358,6 @@ fn agreement_share(ok: &[&Sample], subset: &[usize], guard: bool) -> f64 {
         }
     }
     1.0
-}
-
-/// Every n-subset of 0..m, in lexicographic order.
-fn combinations(m: usize, n: usize) -> impl Iterator<Item = Vec<usize>> {
-    let mut next: Option<Vec<usize>> = (n <= m).then(|| (0..n).collect());
-    std::iter::from_fn(move || {
-        let current = next.take()?;
-        let mut c = current.clone();
-        // Advance the rightmost index that can still move.
-        let mut i = n;
-        while i > 0 {
-            i -= 1;
-            if c[i] < m - n + i {
-                c[i] += 1;
-                for j in i + 1..n {
-                    c[j] = c[j - 1] + 1;
-                }
-                next = Some(c);
-                break;
-            }
-        }
-        Some(current)
-    })
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@
 
 mod accuracy;
 mod args;
+mod confidence_report;
 mod judging;
-mod online_report;
 mod plot;
 mod prompts;
 pub mod prune_report;

@@ -63,6 +63,8 @@ pub struct NResult {
     pub vs_greedy: Option<WinRate>,
     /// Accuracy per strategy against the prompts' reference answers, when they have any.
     pub accuracy: Option<Accuracy>,
+    /// What `confidence` picks beside the reward model's pick, when samples carry a confidence.
+    pub confidence_pick: Option<super::confidence_report::ConfidencePick>,
 }
 
 /// Pairwise outcome counts: a preference above 0.55 is a win, below 0.45 a loss, between a tie.
@@ -114,6 +116,7 @@ pub fn summarise(runs: &[PromptRun], ns: &[u32], reward_model: &str, args: &Eval
         .iter()
         .map(|&n| NResult {
             accuracy: referenced.then(|| accuracy::accuracy(&with_answers, n as usize, sim)),
+            confidence_pick: super::confidence_report::measure(runs, n as usize, guard),
             ..for_n(runs, n, guard)
         })
         .collect();
@@ -196,6 +199,7 @@ fn for_n(runs: &[PromptRun], n: u32, guard: bool) -> NResult {
         vs_single: win_rate(&acc.vs_single),
         vs_greedy: win_rate(&acc.vs_greedy),
         accuracy: None,
+        confidence_pick: None,
     }
 }
 
@@ -370,8 +374,9 @@ pub fn markdown(r: &Results) -> String {
     }
     if let Some(answer) = &r.answer {
         accuracy_section(&mut s, r, answer);
-        super::online_report::section(&mut s, r);
+        super::confidence_report::online_section(&mut s, r);
     }
+    super::confidence_report::pick_section(&mut s, r);
     let _ = writeln!(s, "## How to read this\n");
     let _ = writeln!(
         s,

@@ -47,6 +47,26 @@ pub fn ascending(keys: &[(u8, f32)]) -> Vec<usize> {
     order
 }
 
+/// How often two selection keys pick the same sample of an n-subset, exact over every n-subset: sample i is both
+/// picks of exactly the subsets made of it and n-1 samples below it in both orders, C(b_i, n-1) of them. None when
+/// `n` is 0 or larger than the number of samples.
+pub fn agreement(a: &[(u8, f32)], b: &[(u8, f32)], n: usize) -> Option<f64> {
+    let m = a.len();
+    if n == 0 || n > m || b.len() != m {
+        return None;
+    }
+    let rank = |keys: &[(u8, f32)]| {
+        let mut r = vec![0; m];
+        for (position, i) in ascending(keys).into_iter().enumerate() {
+            r[i] = position;
+        }
+        r
+    };
+    let (ra, rb) = (rank(a), rank(b));
+    let both = |i: usize| (0..m).filter(|&j| ra[j] < ra[i] && rb[j] < rb[i]).count();
+    Some((0..m).map(|i| binomial(both(i), n - 1)).sum::<f64>() / binomial(m, n))
+}
+
 /// The pick among the first `n` samples (one concrete best-of-n draw, for pairwise judging).
 pub fn pick_of_first(keys: &[(u8, f32)], n: usize) -> Option<usize> {
     ascending(&keys[..n.min(keys.len())]).last().copied()
@@ -94,6 +114,31 @@ mod tests {
             assert!((fast - brute(&keys, &values, n)).abs() < 1e-9, "n={n}");
         }
         assert_eq!(expected_pick(&keys, &values, 8), None);
+    }
+
+    #[test]
+    fn agreement_matches_brute_force() {
+        let a = [(0, 0.3), (1, 2.0), (0, -1.0), (0, 0.3), (0, 5.0), (1, 9.0), (0, 0.1)];
+        let b = [(0, 2.0), (1, 1.0), (0, 3.0), (0, f32::NAN), (0, 0.5), (1, 4.0), (0, 2.0)];
+        let m = a.len();
+        for n in 1..=m {
+            let (mut same, mut count) = (0.0, 0.0);
+            for mask in 0u32..(1 << m) {
+                if mask.count_ones() as usize != n {
+                    continue;
+                }
+                let subset: Vec<usize> = (0..m).filter(|i| mask & (1 << i) != 0).collect();
+                let best = |keys: &[(u8, f32)]| {
+                    let sub: Vec<(u8, f32)> = subset.iter().map(|&i| keys[i]).collect();
+                    subset[*ascending(&sub).last().unwrap()]
+                };
+                same += f64::from(u8::from(best(&a) == best(&b)));
+                count += 1.0;
+            }
+            assert!((agreement(&a, &b, n).unwrap() - same / count).abs() < 1e-9, "n={n}");
+        }
+        assert_eq!(agreement(&a, &a, 3), Some(1.0));
+        assert_eq!(agreement(&a, &b, 8), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! side by side (the same number of tokens at a time), the earliest stopped first and never fewer than
 //! `MIN_LEFT` left. A stopped sample spends the tokens it had; it does not vote and cannot win.
 
-use crate::bon::prune::MIN_LEFT;
+use crate::{bon::prune::MIN_LEFT, select::vote};
 
 use super::Sample;
 
@@ -56,6 +56,50 @@ pub fn replay(ok: &[&Sample], subset: &[usize], stops: &[Option<u64>]) -> (Vec<u
     (remaining, if total > 0.0 { spent / total } else { 1.0 })
 }
 
+/// `subset` with the stop and stop on agreement (`vote`), as the proxy streams them: in token order, a sample is
+/// stopped at its stop point (never fewer than `MIN_LEFT` left) and a finishing one adds its answer (a clean one,
+/// with the guard on); once the finished answers' vote cannot change whatever the ones still generating say, those
+/// stop where they are. The finished samples (the vote is theirs) and the tokens spent as a share of all the
+/// subset's answers'.
+pub fn replay_with_agreement(
+    ok: &[&Sample],
+    subset: &[usize],
+    stops: &[Option<u64>],
+    guard: bool,
+) -> (Vec<usize>, f64) {
+    let tokens = |i: usize| ok[i].completion_tokens.unwrap_or(ok[i].words as u64);
+    // (token count, 0 = finishes / 1 = would be stopped, sample)
+    let mut events: Vec<(u64, u8, usize)> = subset.iter().map(|&i| (tokens(i), 0, i)).collect();
+    events.extend(subset.iter().filter_map(|&i| stops[i].map(|at| (at, 1, i))));
+    events.sort_unstable();
+    let mut live: Vec<usize> = subset.to_vec();
+    let (mut finished, mut answers, mut spent) = (Vec::new(), Vec::new(), 0u64);
+    for (at, kind, i) in events {
+        let Some(k) = live.iter().position(|&j| j == i) else { continue };
+        if kind == 1 {
+            if live.len() + finished.len() > MIN_LEFT {
+                live.remove(k);
+                spent += at;
+            }
+            continue;
+        }
+        live.remove(k);
+        finished.push(i);
+        spent += at;
+        if (!guard || ok[i].flags.is_empty())
+            && let Some(a) = ok[i].answer.as_deref()
+        {
+            answers.push(a);
+        }
+        if !live.is_empty() && vote::decided(answers.iter().copied(), live.len()) {
+            spent += at * live.len() as u64;
+            break;
+        }
+    }
+    let total: u64 = subset.iter().map(|&i| tokens(i)).sum();
+    (finished, if total > 0 { spent as f64 / total as f64 } else { 1.0 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +130,24 @@ mod tests {
         assert_eq!(share, (10.0 + 2.0 + 10.0 + 4.0) / 40.0);
         let (left, share) = replay(&ok, &[0, 2], &stops);
         assert_eq!((left, share), (vec![0, 2], 1.0), "two: nothing stopped");
+    }
+
+    #[test]
+    fn with_agreement_the_vote_ends_once_the_unstopped_cannot_change_it() {
+        let with = |answer: &str, length: usize| {
+            let mut s = sample(&vec![5.0; length]);
+            s.answer = Some(answer.to_owned());
+            s
+        };
+        // 0 and 1 say 7 after 4 and 5 tokens; 2 (20 tokens) is still going; 3 is stopped at 3.
+        let samples = [with("7", 4), with("7", 5), with("8", 20), with("9", 20)];
+        let ok: Vec<&Sample> = samples.iter().collect();
+        let stops = [None, None, None, Some(3)];
+        let (finished, share) = replay_with_agreement(&ok, &[0, 1, 2, 3], &stops, true);
+        assert_eq!(finished, vec![0, 1], "2 votes against the one left: decided at 5 tokens");
+        assert_eq!(share, (4.0 + 5.0 + 5.0 + 3.0) / 49.0);
+        // Without the stop, 3 could still side with 8: no agreement until 2 or 3 finishes.
+        let (finished, _) = replay_with_agreement(&ok, &[0, 1, 2, 3], &[None; 4], true);
+        assert_eq!(finished, vec![0, 1, 2, 3]);
     }
 }
