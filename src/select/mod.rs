@@ -8,7 +8,10 @@
 //! - `confidence`: the candidate the upstream was most confident in (`confidence`: its lowest group confidence);
 //! - `confidence-vote`: a vote over the most confident candidates, each weighted by its confidence.
 //!
-//! Below `bon/` (which runs them) and above `upstream/` (the judge is an upstream); knows nothing about HTTP.
+//! The strategy step itself (`decide`: `bon` hands over the candidates as `Entrant`s, gets back the order), the
+//! degenerate-text guard that ranks before any strategy (`guard`), and the online confidence stop's per-model
+//! history (`history`) live here too. Below `bon/` (which runs them) and above `upstream/` (the judge is an
+//! upstream); knows nothing about HTTP.
 
 pub mod answer;
 mod args;
