@@ -135,8 +135,10 @@ pub async fn run(args: EvalArgs) -> Result<Results, EvalError> {
     if !(args.vote_temperature.is_finite() && args.vote_temperature > 0.0) {
         return Err(EvalError::Args("--vote-temperature must be a finite number > 0".into()));
     }
-    if args.confidence_top_k > 20 || args.confidence_window == 0 {
-        return Err(EvalError::Args("--confidence-top-k must be within 0..=20, --confidence-window at least 1".into()));
+    if args.confidence_top_k == 1 || args.confidence_top_k > 20 || args.confidence_window == 0 {
+        return Err(EvalError::Args(
+            "--confidence-top-k must be 0 (off) or within 2..=20, --confidence-window at least 1".into(),
+        ));
     }
     if !(args.confidence_keep > 0.0 && args.confidence_keep <= 1.0) {
         return Err(EvalError::Args("--confidence-keep must be within (0, 1]".into()));

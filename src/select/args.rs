@@ -53,7 +53,7 @@ pub struct SelectArgs {
     #[arg(long, env = "BON_JUDGE_TIMEOUT", value_parser = humantime::parse_duration, default_value = "60s")]
     pub judge_timeout: Duration,
 
-    /// Confidence strategies: how many top log-probabilities each candidate is asked for (`top_logprobs`, 1-20;
+    /// Confidence strategies: how many top log-probabilities each candidate is asked for (`top_logprobs`, 2-20;
     /// OpenAI and vLLM allow at most 20). A token's confidence is minus their mean.
     #[arg(long, env = "BON_CONFIDENCE_TOP_K", default_value_t = 5)]
     pub confidence_top_k: u32,
@@ -105,8 +105,12 @@ impl SelectArgs {
                 self.strategy.as_str()
             ));
         }
-        if !(1..=20).contains(&self.confidence_top_k) {
-            return Err(format!("--confidence-top-k must be within 1..=20 (got {})", self.confidence_top_k));
+        if !(2..=20).contains(&self.confidence_top_k) {
+            return Err(format!(
+                "--confidence-top-k must be within 2..=20 (got {}): with the top token alone, the confidence measures \
+                 doubt",
+                self.confidence_top_k
+            ));
         }
         if self.confidence_window == 0 {
             return Err("--confidence-window must be at least 1".into());

@@ -26,23 +26,27 @@ pub struct Confidence {
 }
 
 /// Per token of a choice's `logprobs` object (`{"content": [{"token", "logprob", "top_logprobs": [...]}, ...]}`),
-/// −(mean of its first `top_k` top log-probabilities); the chosen token's own log-probability stands in when a
-/// position lists no alternatives. None when there are no token entries, or one is not a finite number.
+/// −(mean of its first `top_k` top log-probabilities). A position that lists fewer than `MIN_ALTERNATIVES`
+/// alternatives, or one that is not a finite number, is left out: with the top token alone the same formula measures
+/// doubt, not confidence (−log p of the likeliest token is near 0 when the model is sure). None when no position is
+/// left.
 pub fn token_confidences(logprobs: &Value, top_k: usize) -> Option<Vec<f64>> {
     let content = logprobs.get("content")?.as_array()?;
-    if content.is_empty() {
-        return None;
-    }
-    content.iter().map(|entry| token_confidence(entry, top_k)).collect()
+    let tokens: Vec<f64> = content.iter().filter_map(|entry| token_confidence(entry, top_k)).collect();
+    (!tokens.is_empty()).then_some(tokens)
 }
+
+/// Alternatives a position needs for its confidence to mean one (and the least `--confidence-top-k`).
+pub const MIN_ALTERNATIVES: usize = 2;
 
 /// One `logprobs.content` entry's confidence (see `token_confidences`).
 fn token_confidence(entry: &Value, top_k: usize) -> Option<f64> {
-    let top = entry.get("top_logprobs").and_then(Value::as_array).filter(|t| !t.is_empty());
-    let values: Vec<f64> = match top {
-        Some(top) => top.iter().take(top_k.max(1)).map(|t| t.get("logprob")?.as_f64()).collect::<Option<_>>()?,
-        None => vec![entry.get("logprob")?.as_f64()?],
-    };
+    let top = entry.get("top_logprobs")?.as_array()?;
+    let values: Vec<f64> =
+        top.iter().take(top_k.max(MIN_ALTERNATIVES)).map(|t| t.get("logprob")?.as_f64()).collect::<Option<_>>()?;
+    if values.len() < MIN_ALTERNATIVES {
+        return None;
+    }
     let c = -values.iter().sum::<f64>() / values.len() as f64;
     c.is_finite().then_some(c)
 }
@@ -123,13 +127,14 @@ mod tests {
 
     #[test]
     fn token_confidence_is_minus_the_mean_of_the_top_k() {
-        let lp = json!({"content": [entry(-0.01, &[-0.01, -6.0, -8.0]), entry(-0.7, &[-0.7, -0.8, -2.5]), entry(-0.2, &[])]});
+        let lp = json!({"content": [entry(-0.01, &[-0.01, -6.0, -8.0]), entry(-0.7, &[-0.7, -0.8, -2.5]), entry(-0.2, &[]), entry(-0.1, &[-0.1])]});
         let c = token_confidences(&lp, 5).unwrap();
         assert!((c[0] - (0.01 + 6.0 + 8.0) / 3.0).abs() < 1e-12);
         assert!((c[1] - (0.7 + 0.8 + 2.5) / 3.0).abs() < 1e-12);
-        assert!((c[2] - 0.2).abs() < 1e-12, "no alternatives: the chosen token's own");
-        // Only the first k count.
+        assert_eq!(c.len(), 2, "positions with fewer than two alternatives measure doubt, not confidence: left out");
+        // Only the first k count (never fewer than two).
         assert!((token_confidences(&lp, 2).unwrap()[0] - 3.005).abs() < 1e-12);
+        assert_eq!(token_confidences(&lp, 1), token_confidences(&lp, 2));
         assert_eq!(token_confidences(&json!({"content": []}), 5), None);
         assert_eq!(token_confidences(&json!(null), 5), None);
         assert_eq!(token_confidences(&json!({"content": [{"token": "x"}]}), 5), None, "no numbers");
@@ -137,7 +142,7 @@ mod tests {
 
     #[test]
     fn the_running_group_is_the_lowest_full_window_so_far() {
-        let e = |c: f64| entry(-c, &[]);
+        let e = |c: f64| entry(-0.01, &[-c, -c]);
         let mut r = Running::new(2, 5);
         assert_eq!(r.push(&[e(5.0)]), None, "no full window yet");
         assert_eq!(r.push(&[e(5.0), e(1.0)]), Some(3.0));
