@@ -216,11 +216,11 @@ pub fn accuracy(prompts: &[(Option<&str>, &[Sample], &Sample)], n: usize, sim: S
         confidence_vote: stats::mean(acc.confidence_vote),
         any_correct: stats::mean(acc.any),
         agreement_tokens: stats::mean(acc.tokens),
-        online_confidence_vote: stats::mean(acc.online[0].clone()),
-        online_confidence: stats::mean(acc.online[1].clone()),
-        online_tokens: stats::mean(acc.online[2].clone()),
-        online_vote_agreement: stats::mean(acc.online[3].clone()),
-        online_vote_agreement_tokens: stats::mean(acc.online[4].clone()),
+        online_confidence_vote: stats::mean(acc.online[0].iter().copied()),
+        online_confidence: stats::mean(acc.online[1].iter().copied()),
+        online_tokens: stats::mean(acc.online[2].iter().copied()),
+        online_vote_agreement: stats::mean(acc.online[3].iter().copied()),
+        online_vote_agreement_tokens: stats::mean(acc.online[4].iter().copied()),
         sampled,
     }
 }
@@ -290,19 +290,15 @@ fn confidence_vote_pick(ok: &[&Sample], keys: &[(u8, f32)], subset: &[usize], si
     subset[best]
 }
 
-/// Positions into `subset` as `confidence` orders them (`select::decide`): guard tier, then the lowest group
-/// confidence (none last), ties in reward order.
+/// Positions into `subset` as `confidence` orders them, through the proxy's own `select::confidence_order`: the
+/// subset's reward order re-ordered by guard tier (the keys carry tier 0 when the guard is off), then the lowest
+/// group confidence.
 fn confidence_order(ok: &[&Sample], keys: &[(u8, f32)], subset: &[usize]) -> Vec<usize> {
-    let conf = |p: usize| ok[subset[p]].confidence.map(|c| c.lowest);
     let sub_keys: Vec<(u8, f32)> = subset.iter().map(|&i| keys[i]).collect();
-    let mut order: Vec<usize> = stats::ascending(&sub_keys).into_iter().rev().collect();
-    order.sort_by(|&a, &b| {
-        sub_keys[a].0.cmp(&sub_keys[b].0).then_with(|| match (conf(a), conf(b)) {
-            (Some(x), Some(y)) => y.total_cmp(&x),
-            (x, y) => y.is_some().cmp(&x.is_some()),
-        })
-    });
-    order
+    let reward_order: Vec<usize> = stats::ascending(&sub_keys).into_iter().rev().collect();
+    let confidence: Vec<Option<f64>> = subset.iter().map(|&i| ok[i].confidence.map(|c| c.lowest)).collect();
+    let tiers: Vec<u8> = sub_keys.iter().map(|k| k.0).collect();
+    crate::select::confidence_order(&reward_order, &confidence, &tiers, true)
 }
 
 /// The mean of `xs` and the variance of that mean (sample variance / count; 0 for fewer than two).

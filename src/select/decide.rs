@@ -187,7 +187,7 @@ fn voted(
 
 /// `reward_order` re-ordered by confidence, most confident first (no confidence last), the guard's tiers before
 /// that when on: a confident loop must not win. Ties keep reward order.
-fn confidence_order(reward_order: &[usize], confidence: &[Option<f64>], tiers: &[u8], guard: bool) -> Vec<usize> {
+pub fn confidence_order(reward_order: &[usize], confidence: &[Option<f64>], tiers: &[u8], guard: bool) -> Vec<usize> {
     let mut order = reward_order.to_vec();
     order.sort_by(|&a, &b| {
         let tier = |p: usize| if guard { tiers[p] } else { 0 };

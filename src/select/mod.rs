@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use answer::Extractor;
 pub use args::SelectArgs;
 pub use confidence::Confidence;
-pub use decide::{Contest, Entrant, Selector, refine};
+pub use decide::{Contest, Entrant, Selector, confidence_order, refine};
 pub use history::ConfidenceHistory;
 pub use judge::{Judge, JudgeError, Judged};
 pub use selection::{Fallback, JudgeSummary, Selection, VoteSummary};
